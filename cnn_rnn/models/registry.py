@@ -1,0 +1,71 @@
+"""Builds a flax.linen model from `config.model` (name + kwargs) and the task it must solve.
+
+Every registered model is a linen Module with a field `num_outputs` and a call signature
+`model.apply(variables, inputs, train=bool, mask=None | bool[B, T])`. Models that can emit an
+output per step have a field `return_sequences`; models with BatchNorm have a field `axis_name`
+that the trainer sets to the pmap axis so that batch statistics are averaged across devices.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+
+from cnn_rnn.data.base import TaskSpec
+from cnn_rnn.errors import ConfigError
+from cnn_rnn.registry import Registry, accepted_kwargs
+
+MODELS: Registry[nn.Module] = Registry("model")
+register_model = MODELS.register
+
+_FAMILY_MODULES = ("cnn", "recurrent", "tcn", "transformer", "linear_recurrence", "hybrid")
+
+
+def _import_families() -> None:
+    for module in _FAMILY_MODULES:
+        try:
+            importlib.import_module(f"cnn_rnn.models.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"cnn_rnn.models.{module}":
+                raise
+
+
+def build_model(model_config: Mapping[str, Any], spec: TaskSpec,
+                axis_name: str | None = None) -> nn.Module:
+    """The model named `model_config['name']` sized for `spec`.
+
+    Args:
+      model_config: `name` plus the model's own keyword arguments.
+      spec: the task; sets `num_outputs` and, for many-to-many tasks, `return_sequences=True`.
+      axis_name: pmap axis for cross-device BatchNorm, passed to models that have the field.
+    """
+    _import_families()
+    name = model_config.get("name", "")
+    cls = MODELS.get(name)
+    fields = accepted_kwargs(cls)
+    kwargs = {k: v for k, v in dict(model_config).items() if k != "name"}
+    fixed: dict[str, Any] = {"num_outputs": spec.num_outputs}
+    if spec.many_to_many:
+        if "return_sequences" not in fields:
+            raise ConfigError(
+                "model.name",
+                f"{name!r} gives one output per sequence, but this task needs one per step; "
+                f"accepted: {', '.join(n for n in MODELS.names() if _many_to_many(n))}",
+            )
+        fixed["return_sequences"] = True
+    if "axis_name" in fields:
+        fixed["axis_name"] = axis_name
+    return MODELS.build(name, kwargs, **fixed)
+
+
+def _many_to_many(name: str) -> bool:
+    return "return_sequences" in accepted_kwargs(MODELS.get(name))
+
+
+def model_names() -> list[str]:
+    """Every registered model name."""
+    _import_families()
+    return MODELS.names()
