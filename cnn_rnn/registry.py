@@ -20,7 +20,8 @@ T = TypeVar("T")
 def accepted_kwargs(fn: Callable[..., Any]) -> list[str]:
     """Names a constructor accepts as keywords (dataclass fields for linen modules)."""
     if dataclasses.is_dataclass(fn):
-        return [f.name for f in dataclasses.fields(fn) if f.init and f.name not in ("parent", "name")]
+        return [f.name for f in dataclasses.fields(fn)
+                if f.init and f.name not in ("parent", "name")]
     params = inspect.signature(fn).parameters.values()
     return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 

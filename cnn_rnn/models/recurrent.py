@@ -1,0 +1,546 @@
+"""Recurrent networks: Elman RNN, LSTM and GRU cells, and one scan-based layer that runs them all.
+
+The same weights are applied at every step (weight sharing over time), so the parameter count does
+not depend on the sequence length; unlike a convolution, step t needs the state of step t-1, so the
+layer steps through time with `jax.lax.scan`. Training differentiates through that scan
+(backpropagation through time).
+
+Every cell keeps its gates FUSED: one input matrix W_x [D, G*H], one recurrent matrix W_h [H, G*H]
+and one bias b [G*H], G = number of gates. The input projection W_x x_t + b has no recurrence, so it
+is computed for all steps in one matmul before the scan; each step only does h_{t-1} @ W_h and
+elementwise work. Column block k of W_x, W_h and b, i.e. [:, k*H:(k+1)*H], belongs to gate k of the
+cell's documented gate order.
+
+Hidden-state hook: `RNN.hidden_states` returns every layer's states h_t, and an optional
+`perturbations` argument adds an array p_t to h_t right after each step, before h_t feeds step t+1
+and the layer above. With p = 0 the output is unchanged and grad(loss)(p)[t] = dL/dh_t, which is
+what the gradient-flow probe measures.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cnn_rnn.models.registry import register_model
+
+Array = jax.Array
+Carry = Any  # h [B, H] for Elman and GRU; (c, h) for LSTM.
+Initializer = Callable[..., Array]
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+RECURRENT_INITS = ("default", "orthogonal", "identity")
+
+
+def check_choice(field: str, value: Any, choices: Sequence[Any]) -> None:
+    """Raise ValueError naming `field` and its accepted values when `value` is not one of them."""
+    if value not in choices:
+        raise ValueError(f"{field} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def check_positive(field: str, value: int) -> None:
+    """Raise ValueError unless `value` is an int >= 1."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{field} must be an integer >= 1, got {value!r}")
+
+
+def check_rate(field: str, value: float) -> None:
+    """Raise ValueError unless 0 <= value < 1 (dropout rates)."""
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{field} must be in [0, 1), got {value!r}")
+
+
+def recurrent_initializer(kind: str, num_gates: int, scale: float = 1.0) -> Initializer:
+    """Return an initializer for a fused W_h [H, G*H] that fills each gate's [H, H] block apart.
+
+    kind: "default" (lecun normal, variance 1/H), "orthogonal" (Saxe et al. 2014; keeps the norm of
+    h through the linear part of a step) or "identity" (scale * I, the IRNN of Le et al. 2015: with
+    ReLU the state is copied forward and gradients neither vanish nor explode at initialisation).
+    """
+    check_choice("recurrent_init", kind, RECURRENT_INITS)
+    if kind == "identity":
+        block = lambda key, shape, dtype: scale * jnp.eye(shape[0], shape[1], dtype=dtype)  # noqa: E731
+    elif kind == "orthogonal":
+        block = nn.initializers.orthogonal(scale)
+    else:
+        block = nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
+
+    def init(key: Array, shape: tuple[int, int], dtype: Any = jnp.float32) -> Array:
+        h = shape[1] // num_gates
+        keys = jax.random.split(key, num_gates)
+        return jnp.concatenate([block(k, (shape[0], h), dtype) for k in keys], axis=1)
+
+    return init
+
+
+class RecurrentCell(nn.Module):
+    """Base class: fused parameters, the hoisted input projection and a pure step function.
+
+    Subclasses set `num_gates` and implement `step`. Calling the cell on inputs [..., D] creates (at
+    init) or reads its parameters and returns the projected inputs W_x x + b [..., G*H] together
+    with the weights the step needs; `step(weights, carry, xp_t)` is then one time step.
+
+    Attributes:
+      hidden: size H of the hidden state.
+      recurrent_init: init of W_h, one of RECURRENT_INITS.
+      identity_scale: scale of the "identity" (and "orthogonal") recurrent init.
+
+    """
+
+    hidden: int
+    recurrent_init: str = "orthogonal"
+    identity_scale: float = 1.0
+
+    num_gates: ClassVar[int] = 1
+    extra_biases: ClassVar[tuple[str, ...]] = ()  # [H] biases used inside the step (GRU's b_hn)
+
+    def __post_init__(self) -> None:
+        check_positive("hidden", self.hidden)
+        check_choice("recurrent_init", self.recurrent_init, RECURRENT_INITS)
+        super().__post_init__()
+
+    @nn.nowrap
+    def bias_init(self) -> Initializer:
+        """Return the initializer of the fused bias b [G*H] (zeros unless overridden)."""
+        return nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, inputs: Array) -> tuple[Array, dict[str, Array]]:
+        """Projected inputs W_x x + b [..., G*H] and the weights `step` needs ({"W_h", ...})."""
+        gh = self.num_gates * self.hidden
+        w_x = self.param("W_x", nn.initializers.lecun_normal(), (inputs.shape[-1], gh))
+        w_h = self.param("W_h", recurrent_initializer(self.recurrent_init, self.num_gates,
+                                                      self.identity_scale), (self.hidden, gh))
+        b = self.param("b", self.bias_init(), (gh,))
+        weights = {"W_h": w_h}
+        for name in self.extra_biases:
+            weights[name] = self.param(name, nn.initializers.zeros_init(), (self.hidden,))
+        return inputs @ w_x + b, weights
+
+    @nn.nowrap
+    def step(self, weights: dict[str, Array], carry: Carry, xp: Array) -> Carry:
+        """One time step: the new carry from the old one and the projected input xp [B, G*H]."""
+        raise NotImplementedError
+
+    @nn.nowrap
+    def initial_carry(self, batch_size: int, dtype: Any = jnp.float32) -> Carry:
+        """Return the zero state h_0 (Elman, GRU)."""
+        return jnp.zeros((batch_size, self.hidden), dtype)
+
+    @staticmethod
+    def hidden_of(carry: Carry) -> Array:
+        """Return the hidden state h [B, H] inside a carry."""
+        return carry
+
+    @staticmethod
+    def with_hidden(carry: Carry, h: Array) -> Carry:
+        """Return the carry with its hidden state replaced by h."""
+        return h
+
+
+class ElmanCell(RecurrentCell):
+    """Elman RNN cell:  h_t = f(W_h h_{t-1} + W_x x_t + b),  f = tanh or relu.
+
+    In the usual notation W_h = W_hh, W_x = W_xh, b = b_h. One gate: W_x [D, H], W_h [H, H], b [H].
+
+    Attributes:
+      activation: "tanh" or "relu".
+      recurrent_init: "default", "orthogonal" or "identity" (IRNN with relu).
+
+    """
+
+    activation: str = "tanh"
+    recurrent_init: str = "default"
+
+    def __post_init__(self) -> None:
+        check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        super().__post_init__()
+
+    @nn.nowrap
+    def step(self, weights: dict[str, Array], carry: Carry, xp: Array) -> Carry:
+        """h_t = f(xp_t + h_{t-1} @ W_h), where xp_t = W_x x_t + b was computed before the scan."""
+        return ACTIVATIONS[self.activation](xp + carry @ weights["W_h"])
+
+
+class LSTMCell(RecurrentCell):
+    """LSTM cell (Hochreiter & Schmidhuber 1997, with a forget gate, Gers et al. 2000).
+
+        i_t = sigmoid(W_x^i x_t + W_h^i h_{t-1} + b^i)     input gate
+        f_t = sigmoid(W_x^f x_t + W_h^f h_{t-1} + b^f)     forget gate
+        g_t = tanh   (W_x^g x_t + W_h^g h_{t-1} + b^g)     candidate
+        o_t = sigmoid(W_x^o x_t + W_h^o h_{t-1} + b^o)     output gate
+        c_t = f_t * c_{t-1} + i_t * g_t                    cell state
+        h_t = o_t * tanh(c_t)
+
+    Gate order in the fused W_x [D, 4H], W_h [H, 4H], b [4H]: (i, f, g, o), as in flax's LSTMCell.
+    The carry is (c, h). The forget-gate bias b^f starts at `forget_bias` (1.0: remember by default,
+    Jozefowicz et al. 2015), so that gradients flow through c_t early in training.
+    """
+
+    forget_bias: float = 1.0
+    num_gates: ClassVar[int] = 4
+
+    @nn.nowrap
+    def bias_init(self) -> Initializer:
+        """Zeros except the forget-gate slice [H:2H], which is `forget_bias`."""
+        h, fb = self.hidden, self.forget_bias
+        return lambda key, shape, dtype=jnp.float32: jnp.zeros(shape, dtype).at[h:2 * h].set(fb)
+
+    @nn.nowrap
+    def step(self, weights: dict[str, Array], carry: Carry, xp: Array) -> Carry:
+        """(c_t, h_t) from (c_{t-1}, h_{t-1}) and xp_t = W_x x_t + b."""
+        c, h = carry
+        i, f, g, o = jnp.split(xp + h @ weights["W_h"], 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        return c, jax.nn.sigmoid(o) * jnp.tanh(c)
+
+    @nn.nowrap
+    def initial_carry(self, batch_size: int, dtype: Any = jnp.float32) -> Carry:
+        """Return zero cell and hidden states (c_0, h_0)."""
+        zeros = jnp.zeros((batch_size, self.hidden), dtype)
+        return zeros, zeros
+
+    @staticmethod
+    def hidden_of(carry: Carry) -> Array:
+        """Return h from (c, h)."""
+        return carry[1]
+
+    @staticmethod
+    def with_hidden(carry: Carry, h: Array) -> Carry:
+        """Return (c, h) with h replaced."""
+        return carry[0], h
+
+
+class GRUCell(RecurrentCell):
+    """GRU cell (Cho et al. 2014), in the gate convention of flax's nn.GRUCell and PyTorch.
+
+        r_t = sigmoid(W_x^r x_t + b^r + W_h^r h_{t-1})                  reset gate
+        z_t = sigmoid(W_x^z x_t + b^z + W_h^z h_{t-1})                  update gate
+        n_t = tanh(W_x^n x_t + b^n + r_t * (W_h^n h_{t-1} + b_hn))      candidate
+        h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+
+    Gate order in the fused W_x [D, 3H], W_h [H, 3H], b [3H]: (r, z, n). b_hn [H] is separate
+    because the reset gate multiplies it.
+    """
+
+    num_gates: ClassVar[int] = 3
+    extra_biases: ClassVar[tuple[str, ...]] = ("b_hn",)
+
+    @nn.nowrap
+    def step(self, weights: dict[str, Array], carry: Carry, xp: Array) -> Carry:
+        """h_t from h_{t-1} and xp_t = W_x x_t + b."""
+        xr, xz, xn = jnp.split(xp, 3, axis=-1)
+        hr, hz, hn = jnp.split(carry @ weights["W_h"], 3, axis=-1)
+        r = jax.nn.sigmoid(xr + hr)
+        z = jax.nn.sigmoid(xz + hz)
+        n = jnp.tanh(xn + r * (hn + weights["b_hn"]))
+        return (1.0 - z) * n + z * carry
+
+
+CELLS: dict[str, Callable[..., RecurrentCell]] = {
+    "rnn": ElmanCell,
+    "irnn": functools.partial(ElmanCell, activation="relu", recurrent_init="identity"),
+    "lstm": LSTMCell,
+    "gru": GRUCell,
+}
+
+
+def run_cell(cell: RecurrentCell, weights: dict[str, Array], xp: Array,
+             mask: Array | None = None, perturbation: Array | None = None, *,
+             unroll: int = 1, remat: bool = False) -> tuple[Carry, Array]:
+    """Run `cell` over time-major projected inputs with `jax.lax.scan` (the loop of every cell).
+
+    Args:
+      cell: a bound cell (its `step` is pure).
+      weights: what `cell(inputs)` returned besides the projection.
+      xp: projected inputs W_x x_t + b, time-major [T, B, G*H].
+      mask: bool [T, B]; on False steps the carry is kept unchanged and the output is zero.
+      perturbation: [T, B, H] added to h_t after each (valid) step, before it feeds step t+1.
+      unroll: steps per scan iteration (passed to `jax.lax.scan`).
+      remat: recompute each step in the backward pass instead of storing its activations.
+
+    Returns:
+      The final carry (= the state after the last valid step) and the states h [T, B, H].
+
+    """
+
+    def body(carry: Carry, inp: tuple[Array, Array | None, Array | None]) -> tuple[Carry, Array]:
+        xp_t, m_t, p_t = inp
+        new = cell.step(weights, carry, xp_t)
+        if p_t is not None:
+            new = cell.with_hidden(new, cell.hidden_of(new) + p_t)
+        if m_t is None:
+            return new, cell.hidden_of(new)
+        keep = m_t[:, None]
+        new = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, carry)
+        return new, jnp.where(keep, cell.hidden_of(new), 0.0)
+
+    if remat:
+        body = jax.checkpoint(body, prevent_cse=False)
+    carry0 = cell.initial_carry(xp.shape[1], xp.dtype)
+    return jax.lax.scan(body, carry0, (xp, mask, perturbation), unroll=unroll)
+
+
+def reverse_valid(x: Array, lengths: Array | None) -> Array:
+    """Reverse each sequence of time-major x [T, B, ...] within its own valid length.
+
+    Step t < L_b goes to L_b - 1 - t; padded steps stay where they are, so a backward pass over the
+    result starts at each sequence's real last step. Its own inverse. Assumes right padding (valid
+    steps first). With lengths None the whole time axis is flipped.
+    """
+    if lengths is None:
+        return jnp.flip(x, axis=0)
+    t = jnp.arange(x.shape[0])[:, None]
+    idx = jnp.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+    idx = idx.reshape(idx.shape + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, idx, axis=0)
+
+
+class RNN(nn.Module):
+    """A (stacked, optionally bidirectional) recurrent layer: any cell scanned over time.
+
+        h_t^l = cell^l(h_{t-1}^l, h_t^{l-1}),  h_t^0 = x_t;   y_t = W_hy h_t^L + b_y
+
+    Attributes:
+      cell: a RecurrentCell class or functools.partial of one (e.g. CELLS["gru"] with hidden=...
+        given via `functools.partial`); called once per layer and direction, each with its own
+        parameters named `layer{l}_fwd` / `layer{l}_bwd`.
+      num_layers: stacked layers; layer l reads the state sequence of layer l-1.
+      bidirectional: also run each layer backwards (each sequence reversed within its valid
+        length) and concatenate the two state sequences, [.., 2H].
+      return_sequences: output y_t at every step [B, T, F] (many-to-many) instead of one output per
+        sequence [B, F] read from the last valid step (many-to-one; for the backward direction, the
+        state after reading the whole sequence backwards, i.e. at step 0).
+      out_features: size F of the output projection y = W_hy h + b_y; None = no projection.
+      dropout: dropout rate on the state sequence between stacked layers.
+      unroll: steps per scan iteration (speed/compile-time trade-off).
+      remat: rematerialise each step in the backward pass (memory for compute).
+
+    """
+
+    cell: Callable[..., RecurrentCell]
+    num_layers: int = 1
+    bidirectional: bool = False
+    return_sequences: bool = False
+    out_features: int | None = None
+    dropout: float = 0.0
+    unroll: int = 1
+    remat: bool = False
+
+    def __post_init__(self) -> None:
+        check_positive("num_layers", self.num_layers)
+        check_positive("unroll", self.unroll)
+        check_rate("dropout", self.dropout)
+        super().__post_init__()
+
+    @nn.compact
+    def _run(self, inputs: Array, mask: Array | None, perturbations: Sequence[Array] | None,
+             train: bool) -> tuple[list[Array], Array, Callable[[Array], Array]]:
+        """Run the stack; return per-layer states, the final summary and the output projection.
+
+        The states are time-major [T, B, H*dirs]; the summary [B, H*dirs] is each direction's state
+        after its last valid step; the projection is the identity without `out_features`.
+        """
+        if perturbations is not None and len(perturbations) != self.num_layers:
+            raise ValueError(f"perturbations: need one per layer ({self.num_layers}), "
+                             f"got {len(perturbations)}")
+        # Time-major once for the whole stack: scan slices the leading axis.
+        x = jnp.swapaxes(inputs, 0, 1)
+        m = None if mask is None else jnp.swapaxes(mask.astype(bool), 0, 1)
+        lengths = None if m is None else m.sum(axis=0)
+        directions = ("fwd", "bwd") if self.bidirectional else ("fwd",)
+        states, finals = [], []
+        for layer in range(self.num_layers):
+            if layer > 0 and self.dropout > 0.0:
+                x = nn.Dropout(self.dropout, deterministic=not train)(x)
+            p_layer = None if perturbations is None else jnp.swapaxes(perturbations[layer], 0, 1)
+            outs, finals = [], []
+            for k, direction in enumerate(directions):
+                cell = self.cell(name=f"layer{layer}_{direction}")
+                p = None
+                if p_layer is not None:
+                    h = p_layer.shape[-1] // len(directions)
+                    p = p_layer[..., k * h:(k + 1) * h]
+                backward = direction == "bwd"
+                flip = (lambda a: reverse_valid(a, lengths)) if backward else (lambda a: a)
+                xp, weights = cell(flip(x))
+                carry, hs = run_cell(cell, weights, xp, m, None if p is None else flip(p),
+                                     unroll=self.unroll, remat=self.remat)
+                outs.append(flip(hs))
+                finals.append(cell.hidden_of(carry))
+            x = jnp.concatenate(outs, axis=-1)
+            states.append(x)
+        project = lambda h: h  # noqa: E731
+        if self.out_features is not None:
+            # y = W_hy h + b_y, the same projection at every step.
+            w_hy = self.param("W_hy", nn.initializers.lecun_normal(),
+                              (x.shape[-1], self.out_features))
+            b_y = self.param("b_y", nn.initializers.zeros_init(), (self.out_features,))
+            project = lambda h: h @ w_hy + b_y  # noqa: E731
+        return states, jnp.concatenate(finals, axis=-1), project
+
+    def hidden_states(self, inputs: Array, mask: Array | None = None,
+                      perturbations: Sequence[Array] | None = None,
+                      train: bool = False) -> list[Array]:
+        """Return every layer's states h_t, a list of [B, T, H*dirs] (zero on padded steps).
+
+        Args:
+          inputs: [B, T, D].
+          mask: optional bool [B, T], True on real steps (right padding).
+          perturbations: optional list (one per layer) of [B, T, H*dirs] arrays added to h_t after
+            each step, before h_t feeds the next step and the next layer; forward-direction units
+            first. Zeros leave everything unchanged; their gradient is dL/dh_t.
+          train: enables dropout between layers.
+
+        """
+        states, _, _ = self._run(inputs, mask, perturbations, train)
+        return [jnp.swapaxes(s, 0, 1) for s in states]
+
+    def __call__(self, inputs: Array, mask: Array | None = None,
+                 perturbations: Sequence[Array] | None = None, train: bool = False) -> Array:
+        """Return y [B, T, F] if return_sequences else [B, F] (F = out_features, or H*dirs).
+
+        Arguments as in `hidden_states`.
+        """
+        states, final, project = self._run(inputs, mask, perturbations, train)
+        return project(jnp.swapaxes(states[-1], 0, 1) if self.return_sequences else final)
+
+
+class RecurrentModel(nn.Module):
+    """Base of the registered recurrent models: an RNN layer whose projection gives the outputs.
+
+    Attributes:
+      num_outputs: classes or regression targets (set from the task).
+      return_sequences: one output per step (set for many-to-many tasks).
+      hidden: size of each layer's hidden state.
+      num_layers: stacked layers.
+      bidirectional: run each layer in both directions.
+      dropout: dropout between stacked layers.
+      unroll: steps per scan iteration.
+      remat: rematerialise each step in the backward pass.
+
+    """
+
+    num_outputs: int
+    return_sequences: bool = False
+    hidden: int = 128
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    unroll: int = 1
+    remat: bool = False
+
+    def __post_init__(self) -> None:
+        check_positive("hidden", self.hidden)
+        check_positive("num_layers", self.num_layers)
+        check_positive("unroll", self.unroll)
+        check_rate("dropout", self.dropout)
+        super().__post_init__()
+
+    @nn.nowrap
+    def make_cell(self) -> Callable[..., RecurrentCell]:
+        """Return the cell constructor (hidden size and options bound)."""
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        """Build the recurrent layer with an output projection to `num_outputs`."""
+        self.rnn = RNN(cell=self.make_cell(), num_layers=self.num_layers,
+                       bidirectional=self.bidirectional, return_sequences=self.return_sequences,
+                       out_features=self.num_outputs, dropout=self.dropout, unroll=self.unroll,
+                       remat=self.remat)
+
+    def __call__(self, inputs: Array, train: bool = False, mask: Array | None = None,
+                 perturbations: Sequence[Array] | None = None) -> Array:
+        """Return outputs [B, num_outputs] (or [B, T, num_outputs]) for inputs [B, T, C]."""
+        return self.rnn(inputs, mask, perturbations, train)
+
+    def hidden_states(self, inputs: Array, train: bool = False, mask: Array | None = None,
+                      perturbations: Sequence[Array] | None = None) -> list[Array]:
+        """Return per-layer hidden states [B, T, H*dirs]; see `RNN.hidden_states`."""
+        return self.rnn.hidden_states(inputs, mask, perturbations, train)
+
+
+@register_model("rnn")
+class RNNModel(RecurrentModel):
+    """Elman RNN, h_t = f(W_h h_{t-1} + W_x x_t + b), many-to-one or many-to-many.
+
+    Attributes:
+      activation: "tanh" or "relu".
+      recurrent_init: init of W_h: "default" (lecun normal), "orthogonal" or "identity".
+      identity_scale: scale of the identity/orthogonal init.
+
+    """
+
+    activation: str = "tanh"
+    recurrent_init: str = "default"
+    identity_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        check_choice("recurrent_init", self.recurrent_init, RECURRENT_INITS)
+        super().__post_init__()
+
+    @nn.nowrap
+    def make_cell(self) -> Callable[..., RecurrentCell]:
+        """ElmanCell with this model's options."""
+        return functools.partial(ElmanCell, hidden=self.hidden, activation=self.activation,
+                                 recurrent_init=self.recurrent_init,
+                                 identity_scale=self.identity_scale)
+
+
+@register_model("irnn")
+class IRNNModel(RNNModel):
+    """IRNN (Le et al. 2015): an Elman RNN with ReLU and W_h initialised to identity_scale * I."""
+
+    activation: str = "relu"
+    recurrent_init: str = "identity"
+
+
+@register_model("lstm")
+class LSTMModel(RecurrentModel):
+    """LSTM network; see LSTMCell for the equations.
+
+    Attributes:
+      forget_bias: initial forget-gate bias.
+      recurrent_init: init of W_h ("orthogonal" by default, as in flax).
+
+    """
+
+    forget_bias: float = 1.0
+    recurrent_init: str = "orthogonal"
+
+    def __post_init__(self) -> None:
+        check_choice("recurrent_init", self.recurrent_init, RECURRENT_INITS)
+        super().__post_init__()
+
+    @nn.nowrap
+    def make_cell(self) -> Callable[..., RecurrentCell]:
+        """LSTMCell with this model's options."""
+        return functools.partial(LSTMCell, hidden=self.hidden, recurrent_init=self.recurrent_init,
+                                 forget_bias=self.forget_bias)
+
+
+@register_model("gru")
+class GRUModel(RecurrentModel):
+    """GRU network; see GRUCell for the equations.
+
+    Attributes:
+      recurrent_init: init of W_h ("orthogonal" by default, as in flax).
+
+    """
+
+    recurrent_init: str = "orthogonal"
+
+    def __post_init__(self) -> None:
+        check_choice("recurrent_init", self.recurrent_init, RECURRENT_INITS)
+        super().__post_init__()
+
+    @nn.nowrap
+    def make_cell(self) -> Callable[..., RecurrentCell]:
+        """GRUCell with this model's options."""
+        return functools.partial(GRUCell, hidden=self.hidden, recurrent_init=self.recurrent_init)

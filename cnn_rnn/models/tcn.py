@@ -1,0 +1,172 @@
+"""Temporal convolutional network (TCN): stacked residual blocks of dilated causal convolutions.
+
+After Bai, Kolter & Koltun 2018, "An Empirical Evaluation of Generic Convolutional and Recurrent
+Networks for Sequence Modeling".
+
+A causal convolution with kernel size k and dilation d sees only the present and the past:
+    y_t = sum_{j=0}^{k-1} W_j x_{t - d*j} + b          (x_s = 0 for s < 0)
+Level i of the TCN is a residual block of two such convolutions with d = 2^i:
+    h = Dropout(ReLU(CausalConv_d(x)));  h = Dropout(ReLU(CausalConv_d(h)))
+    out = ReLU(x' + h),   x' = x, or a 1x1 conv of x when the channel count changes
+so L levels see R = 1 + 2(k-1)(2^L - 1) steps into the past (the receptive field): the history
+grows exponentially with depth, and every step is computed at once (no recurrence). Optional
+weight normalisation reparameterises each kernel as W = g * V / ||V|| per output channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cnn_rnn.models.registry import register_model
+
+
+def receptive_field(kernel_size: int, num_levels: int) -> int:
+    """Return how many input steps one TCN output sees: 1 + 2(k-1)(2^L - 1).
+
+    Each level has two causal convs with dilation 2^i, each adding (k-1) 2^i steps of history.
+    """
+    return 1 + 2 * (kernel_size - 1) * (2**num_levels - 1)
+
+
+def last_valid_step(x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """x[b, t_b] for x [B, T, D], t_b the last step where mask[b] is True (T-1 without a mask).
+
+    Many-to-one readout for variable-length batches: the output at the end of each real sequence,
+    not at the end of the padding.
+    """
+    if mask is None:
+        return x[:, -1]
+    t = x.shape[1]
+    last = t - 1 - jnp.argmax(mask[:, ::-1], axis=1)
+    return x[jnp.arange(x.shape[0]), last]
+
+
+def masked_mean(x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """Mean of x [B, T, D] over the steps where mask [B, T] is True (all steps without a mask)."""
+    if mask is None:
+        return jnp.mean(x, axis=1)
+    m = mask[..., None].astype(x.dtype)
+    return jnp.sum(x * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
+
+
+class CausalConv(nn.Module):
+    """A dilated causal 1-D convolution [B, T, C] -> [B, T, features] (left zero-padding).
+
+    Attributes:
+      features: output channels.
+      kernel_size: taps k.
+      dilation: spacing d between taps.
+      weight_norm: reparameterise the kernel as g * V / ||V|| (per output channel).
+
+    """
+
+    features: int
+    kernel_size: int
+    dilation: int = 1
+    weight_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Apply the convolution; output t depends on inputs t, t-d, ..., t-(k-1)d only."""
+        conv = nn.Conv(self.features, (self.kernel_size,), kernel_dilation=(self.dilation,),
+                       padding="CAUSAL", name="conv")
+        return nn.WeightNorm(conv, name="weight_norm")(x) if self.weight_norm else conv(x)
+
+
+class TemporalBlock(nn.Module):
+    """One TCN level: two dilated causal convs with ReLU and dropout, plus a residual.
+
+    Attributes:
+      features: output channels.
+      kernel_size: taps of both convolutions.
+      dilation: dilation of both convolutions (2^level in a TCN).
+      dropout: dropout rate after each ReLU.
+      weight_norm: weight normalisation on both convolutions.
+
+    """
+
+    features: int
+    kernel_size: int
+    dilation: int
+    dropout: float = 0.0
+    weight_norm: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        """Apply the block to x [B, T, C]."""
+        h = x
+        for _ in range(2):
+            h = CausalConv(self.features, self.kernel_size, self.dilation, self.weight_norm)(h)
+            h = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(h))
+        # A 1x1 conv matches channel counts so that the residual can be added.
+        res = x if x.shape[-1] == self.features else nn.Conv(self.features, (1,), name="proj")(x)
+        return nn.relu(res + h)
+
+
+@register_model("tcn")
+class TCN(nn.Module):
+    """Temporal convolutional network for sequences [B, T, C].
+
+    Attributes:
+      num_outputs: classes or regression targets (set from the task).
+      levels: number of residual blocks; block i has dilation 2^i.
+      hidden: channels of every block (when `channels` is not given).
+      channels: channels per block, e.g. (32, 32, 64); when set it replaces levels x hidden.
+      kernel_size: taps k of every convolution.
+      dropout: dropout rate after every ReLU inside the blocks.
+      weight_norm: weight normalisation on the dilated convolutions (as in Bai et al.).
+      return_sequences: many-to-many (an output at every step, [B, T, num_outputs]); otherwise
+        many-to-one from the last step, or with a mask the last valid step ([B, num_outputs]).
+
+    """
+
+    num_outputs: int
+    levels: int = 4
+    hidden: int = 32
+    channels: Sequence[int] | None = None
+    kernel_size: int = 3
+    dropout: float = 0.0
+    weight_norm: bool = True
+    return_sequences: bool = False
+
+    def __post_init__(self):
+        # Validate at construction, so build_model reports a bad value as a ConfigError.
+        if self.channels is not None and (len(self.channels) == 0
+                                          or min(self.channels) < 1):
+            raise ValueError(f"channels must be positive ints, got {self.channels!r}")
+        if self.levels < 1 or self.hidden < 1 or self.kernel_size < 1:
+            raise ValueError(f"levels, hidden and kernel_size must be >= 1, got {self.levels}, "
+                             f"{self.hidden}, {self.kernel_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        super().__post_init__()
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Channels of each level."""
+        return tuple(self.channels) if self.channels is not None else (self.hidden,) * self.levels
+
+    @property
+    def receptive_field(self) -> int:
+        """Input steps that the output at one step sees (see `receptive_field`)."""
+        return receptive_field(self.kernel_size, len(self.widths))
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array, train: bool = False,
+                 mask: jax.Array | None = None) -> jax.Array:
+        """Map inputs [B, T, C] to [B, T, num_outputs] (return_sequences) or [B, num_outputs].
+
+        Padded steps (mask False) are zeroed; causality makes right-padding invisible to the
+        valid steps, so the many-to-one output is that of the unpadded sequence.
+        """
+        x = inputs if mask is None else inputs * mask[..., None].astype(inputs.dtype)
+        for i, width in enumerate(self.widths):
+            x = TemporalBlock(width, self.kernel_size, 2**i, self.dropout, self.weight_norm)(
+                x, train)
+        if not self.return_sequences:
+            x = last_valid_step(x, mask)
+        return nn.Dense(self.num_outputs)(x)

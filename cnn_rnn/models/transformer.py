@@ -1,0 +1,142 @@
+"""Transformer encoder baseline: attention only, no recurrence and no convolution.
+
+Each pre-LN block (Xiong et al. 2020) updates the residual stream x [B, T, D]:
+    x = x + Dropout(MHSA(LayerNorm(x)))
+    x = x + Dropout(W_2 GELU(W_1 LayerNorm(x)))
+where multi-head self-attention, per head, is
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_head) + M) V,   Q, K, V = x W_q, x W_k, x W_v
+and the additive mask M is -inf for keys that are padding (mask False) and, when `causal`, for
+keys after the query (so output t depends on inputs <= t only). Like a CNN, all positions are
+computed at once; unlike a CNN, every position sees every other one in a single layer. Attention
+is blind to order, so position encodings (learned, or fixed sinusoids) are added to the inputs.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnn_rnn.models.registry import register_model
+from cnn_rnn.models.tcn import last_valid_step, masked_mean
+
+POSITIONS = ("learned", "sinusoidal")
+POOLS = ("mean", "last")
+
+
+def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
+    """Return the fixed encodings [length, dim] of Vaswani et al.: sin/cos(pos / 10000^(2i/dim))."""
+    pos = np.arange(length)[:, None]
+    freq = np.exp(-np.log(10000.0) * np.arange(0, dim, 2) / dim)
+    table = np.zeros((length, dim), np.float32)
+    table[:, 0::2] = np.sin(pos * freq)
+    table[:, 1::2] = np.cos(pos * freq)[:, : dim // 2]
+    return table
+
+
+class EncoderBlock(nn.Module):
+    """One pre-LN encoder block: self-attention sublayer, then MLP sublayer, both residual.
+
+    Attributes:
+      num_heads: attention heads (d_model must divide by it).
+      mlp_dim: hidden width of the MLP.
+      dropout: dropout on attention weights and on each sublayer's output.
+
+    """
+
+    num_heads: int
+    mlp_dim: int
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, attn_mask: jax.Array | None, train: bool) -> jax.Array:
+        """Apply the block to x [B, T, D]; attn_mask broadcasts to [B, 1, T, T], True = attend."""
+        drop = nn.Dropout(self.dropout, deterministic=not train)
+        y = nn.LayerNorm()(x)
+        y = nn.MultiHeadDotProductAttention(self.num_heads, dropout_rate=self.dropout)(
+            y, mask=attn_mask, deterministic=not train)
+        x = x + drop(y)
+        y = nn.LayerNorm()(x)
+        y = nn.Dense(x.shape[-1])(drop(nn.gelu(nn.Dense(self.mlp_dim)(y))))
+        return x + drop(y)
+
+
+@register_model("transformer")
+class Transformer(nn.Module):
+    """Transformer encoder for sequences [B, T, C]: project, add positions, blocks, readout.
+
+    Attributes:
+      num_outputs: classes or regression targets (set from the task).
+      d_model: width of the residual stream.
+      num_heads: attention heads.
+      num_layers: encoder blocks.
+      mlp_dim: hidden width of each block's MLP.
+      dropout: dropout rate (embeddings, attention weights, sublayer outputs).
+      max_len: longest sequence for learned positions (their table is [max_len, d_model]).
+      positions: "learned" or "sinusoidal".
+      causal: mask attention to later steps (output t sees inputs <= t).
+      pool: many-to-one readout: "mean" (mean over valid steps) or "last" (the last valid step;
+        meant for causal=True, where that step has attended to the whole sequence before it,
+        like an RNN's final state).
+      return_sequences: many-to-many output [B, T, num_outputs] instead of [B, num_outputs].
+
+    """
+
+    num_outputs: int
+    d_model: int = 64
+    num_heads: int = 4
+    num_layers: int = 2
+    mlp_dim: int = 128
+    dropout: float = 0.1
+    max_len: int = 512
+    positions: str = "learned"
+    causal: bool = False
+    pool: str = "mean"
+    return_sequences: bool = False
+
+    def __post_init__(self):
+        # Validate at construction, so build_model reports a bad value as a ConfigError.
+        for field in ("d_model", "num_heads", "num_layers", "mlp_dim", "max_len"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads "
+                             f"({self.num_heads})")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {POSITIONS}, got {self.positions!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        super().__post_init__()
+
+    def attention_mask(self, mask: jax.Array | None, length: int) -> jax.Array | None:
+        """Boolean [B or 1, 1, T, T] mask (True = may attend) from key padding and causality."""
+        key_mask = None if mask is None else mask[:, None, None, :]
+        causal = nn.make_causal_mask(jnp.ones((1, length))) if self.causal else None
+        return nn.combine_masks(key_mask, causal, dtype=jnp.bool_)
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array, train: bool = False,
+                 mask: jax.Array | None = None) -> jax.Array:
+        """Map inputs [B, T, C] to [B, T, num_outputs] (return_sequences) or [B, num_outputs]."""
+        length = inputs.shape[1]
+        x = nn.Dense(self.d_model, name="embed")(inputs)
+        if self.positions == "learned":
+            if length > self.max_len:
+                raise ValueError(f"sequence length {length} exceeds max_len {self.max_len} of "
+                                 f"the learned positions; raise max_len or use sinusoidal")
+            table = self.param("pos_embedding", nn.initializers.normal(0.02),
+                               (self.max_len, self.d_model))
+            x = x + table[:length]
+        else:
+            x = x + sinusoidal_positions(length, self.d_model)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        attn_mask = self.attention_mask(mask, length)
+        for _ in range(self.num_layers):
+            x = EncoderBlock(self.num_heads, self.mlp_dim, self.dropout)(x, attn_mask, train)
+        x = nn.LayerNorm(name="final_norm")(x)
+        if not self.return_sequences:
+            x = masked_mean(x, mask) if self.pool == "mean" else last_valid_step(x, mask)
+        return nn.Dense(self.num_outputs, name="head")(x)

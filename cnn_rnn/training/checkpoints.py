@@ -1,0 +1,73 @@
+"""Orbax checkpoints of the train state, one folder per step under <workdir>/checkpoints/.
+
+Each checkpoint holds the state (StandardSave) and a small JSON record of what produced it (the
+model and data configs), so that a resume with a different model or data is refused instead of
+silently restarting. Orbax writes each step to a temporary folder and renames it when complete,
+so a crash mid-save never replaces a good checkpoint; a checkpoint that fails to read (truncated,
+corrupted) is skipped with a warning in favour of the next newest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from cnn_rnn.training.state import TrainState
+
+log = logging.getLogger(__name__)
+
+
+class Checkpointer:
+    """Saves and restores TrainStates with an Orbax CheckpointManager (the `args=` API)."""
+
+    def __init__(self, directory: str, keep: int):
+        self.directory = os.path.abspath(directory)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, enable_async_checkpointing=False,
+            cleanup_tmp_directories=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def steps(self) -> list[int]:
+        """Steps that have a finished checkpoint, oldest first."""
+        return sorted(self.manager.all_steps())
+
+    def save(self, step: int, state: TrainState, meta: Mapping[str, Any]) -> None:
+        """Write the (unreplicated) state and its metadata at `step`, replacing none."""
+        if step in self.manager.all_steps():
+            return
+        self.manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta))))
+        self.manager.wait_until_finished()
+
+    def read_meta(self, step: int) -> dict[str, Any]:
+        """The JSON record saved beside the state at `step`."""
+        out = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return dict(out["meta"])
+
+    def restore_latest(self, target: TrainState) -> tuple[TrainState, dict[str, Any]] | None:
+        """The newest readable checkpoint as (state, meta), or None if there is none.
+
+        `target` gives the structure, shapes and dtypes. Unreadable checkpoints are skipped with a
+        warning, newest first, so one corrupt save costs at most `checkpoint_every` steps.
+        """
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
+        for step in reversed(self.steps()):
+            try:
+                out = self.manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+            except Exception as e:  # noqa: BLE001 - any read failure means "try an older one"
+                log.warning("checkpoint at step %d is unreadable (%s: %s); trying an older one",
+                            step, type(e).__name__, str(e).splitlines()[0][:200])
+                continue
+            return out["state"], dict(out["meta"])
+        return None
+
+    def close(self) -> None:
+        """Finish pending writes and release the manager."""
+        self.manager.wait_until_finished()
+        self.manager.close()

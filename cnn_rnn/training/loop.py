@@ -1,0 +1,204 @@
+"""The training loop: `train_and_evaluate(config, workdir)`, independent of any model or data.
+
+Order of work, so that bad input never leaves anything behind: validate the config, build data
+and model (unknown names and kwargs fail here), check the batch splits over the devices, and only
+then create the workdir, write the resolved config, and restore the newest checkpoint, if any.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from cnn_rnn.data.base import DataSource
+from cnn_rnn.data.registry import build_data
+from cnn_rnn.errors import ConfigError
+from cnn_rnn.models.registry import build_model
+from cnn_rnn.training import parallel
+from cnn_rnn.training.checkpoints import Checkpointer
+from cnn_rnn.training.losses import finalize
+from cnn_rnn.training.metrics import MetricWriter, read_metrics
+from cnn_rnn.training.optim import build_optimizer, learning_rate_schedule
+from cnn_rnn.training.state import TrainState, create_train_state, param_count
+from cnn_rnn.training.steps import eval_step, train_step
+from cnn_rnn.training.validation import validate_config
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite loss or gradient and the config says to stop."""
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain-dict copy of a ConfigDict (or mapping)."""
+    return json.loads(config.to_json()) if hasattr(config, "to_json") else json.loads(
+        json.dumps(dict(config)))
+
+
+def _sums_to_metrics(sums: Mapping[str, Any]) -> dict[str, float]:
+    pairs = {k[: -len("_sum")]: (sums[k], sums[k[: -len("_sum")] + "_count"])
+             for k in sums if k.endswith("_sum")}
+    return finalize(pairs)
+
+
+def evaluate(p_eval: Any, state: TrainState, data: DataSource, batch_size: int,
+             n_dev: int) -> dict[str, float]:
+    """Metrics of the replicated `state` over the whole fixed eval set."""
+    total: dict[str, float] = {}
+    for batch in data.eval_batches(batch_size):
+        out = jax.device_get(p_eval(state, parallel.shard(batch, n_dev)))
+        for k, v in out.items():
+            total[k] = total.get(k, 0.0) + float(np.asarray(v)[0])
+    return _sums_to_metrics(total)
+
+
+def _write_json_atomic(path: str, obj: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _prepare_workdir(workdir: str) -> None:
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+        raise ConfigError("workdir", f"cannot create {workdir!r}: {e.strerror or e}") from e
+    if not os.access(workdir, os.W_OK):
+        raise ConfigError("workdir", f"{workdir!r} is not writable")
+
+
+def _check_same_run(meta: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    # Resuming must continue the same experiment; only the length (steps) may change.
+    diffs = [k for k in ("model", "data", "seed", "batch_size")
+             if k in meta and meta[k] != config[k]]
+    if diffs:
+        detail = "; ".join(f"{k}: checkpoint {meta[k]!r} vs config {config[k]!r}" for k in diffs)
+        raise ConfigError("workdir", f"holds checkpoints of a different run ({detail}); use a "
+                          "new --workdir or the original config (only steps may change)")
+
+
+def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
+    """Train the configured model on the configured data, evaluating and checkpointing.
+
+    Resumes from the newest checkpoint in `<workdir>/checkpoints` if there is one; a run already
+    at `config.steps` only reports. Returns the summary also written to `<workdir>/summary.json`.
+    """
+    cfg = to_dict(config)
+    validate_config(cfg)
+    n_dev = parallel.device_count()
+    parallel.check_batch_size(cfg["batch_size"], n_dev)
+    data = build_data(cfg["data"], seed=cfg["seed"])
+    model = build_model(cfg["model"], data.spec, axis_name=parallel.AXIS)
+    tx = build_optimizer(cfg["optimizer"], cfg["steps"])
+    state = create_train_state(model, tx, data.spec.input_shape, jax.random.PRNGKey(cfg["seed"]))
+    n_params = param_count(state.params)
+
+    _prepare_workdir(workdir)
+    _write_json_atomic(os.path.join(workdir, "config.json"), cfg)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), cfg["keep_checkpoints"])
+    meta = {k: cfg[k] for k in ("model", "data", "seed", "batch_size")}
+    restored = ckpt.restore_latest(state)
+    start = 0
+    if restored is not None:
+        _check_same_run(restored[1], cfg)
+        state = restored[0]
+        start = int(state.step)
+        log.info("resuming from checkpoint at step %d of %d", start, cfg["steps"])
+    log.info("model %s: %s parameters; data %s %s; %d device(s), %d examples per device",
+             cfg["model"]["name"], f"{n_params:,}", cfg["data"]["name"], data.spec.input_shape,
+             n_dev, cfg["batch_size"] // n_dev)
+    if start >= cfg["steps"]:
+        ckpt.close()
+        summary = _summary(workdir, cfg, n_params, start, 0.0)
+        log.info("already finished: %s", _summary_line(summary))
+        return summary
+
+    p_train = parallel.pmap_step(train_step, donate_state=True, model=model, spec=data.spec)
+    p_eval = parallel.pmap_step(eval_step, model=model, spec=data.spec)
+    writer = MetricWriter(workdir, resume_step=start)
+    lr_at = learning_rate_schedule(cfg["optimizer"], cfg["steps"])
+    state = parallel.replicate(state)
+    window: list[tuple[int, Any]] = []
+    t0 = time.time()
+    bar = tqdm(total=cfg["steps"], initial=start, disable=not cfg.get("progress", True),
+               unit="step", dynamic_ncols=True, mininterval=1.0)
+    try:
+        for step in range(start, cfg["steps"]):
+            batch = parallel.shard(data.train_batch(step, cfg["batch_size"]), n_dev)
+            state, metrics = p_train(state, batch)
+            window.append((step + 1, metrics))
+            done = step + 1
+            bar.update(1)
+            last = done == cfg["steps"]
+            if done % cfg["log_every"] == 0 or last:
+                train = _flush_window(window, cfg, lr_at)
+                writer.write(done, "train", train)
+                bar.set_postfix(loss=f"{train['loss']:.4g}", refresh=False)
+            if done % cfg["eval_every"] == 0 or last:
+                ev = evaluate(p_eval, state, data, cfg["batch_size"], n_dev)
+                writer.write(done, "eval", ev)
+                bar.write(f"step {done}: eval " + ", ".join(f"{k}={v:.4g}"
+                                                            for k, v in ev.items()))
+            if done % cfg["checkpoint_every"] == 0 or last:
+                ckpt.save(done, jax.device_get(parallel.unreplicate(state)), meta)
+    finally:
+        bar.close()
+        writer.close()
+        ckpt.close()
+    summary = _summary(workdir, cfg, n_params, cfg["steps"], time.time() - t0)
+    log.info("finished: %s", _summary_line(summary))
+    return summary
+
+
+def _flush_window(window: list[tuple[int, Any]], cfg: Mapping[str, Any],
+                  lr_at: Any) -> dict[str, float]:
+    """Mean train metrics over the window; stop on a non-finite step if the config says so."""
+    fetched = [(s, jax.device_get(m)) for s, m in window]
+    window.clear()
+    for s, m in fetched:
+        bad = [q for q in ("loss", "grad") if float(np.asarray(m[f"nonfinite_{q}"])[0])]
+        if bad and cfg.get("on_nonfinite", "stop") == "stop":
+            raise NonFiniteError(f"step {s}: non-finite {' and '.join(bad)}; the update was not "
+                                 "applied and no checkpoint holds it (set on_nonfinite=skip to "
+                                 "skip such steps)")
+    totals: dict[str, float] = {}
+    for _, m in fetched:
+        for k, v in m.items():
+            if k.endswith(("_sum", "_count")):
+                totals[k] = totals.get(k, 0.0) + float(np.asarray(v)[0])
+    out = _sums_to_metrics(totals)
+    norms = [float(np.asarray(m["grad_norm"])[0]) for _, m in fetched]
+    out["grad_norm"] = float(np.mean(norms))
+    out["grad_norm_max"] = float(np.max(norms))
+    out["skipped"] = float(sum(max(float(np.asarray(m["nonfinite_loss"])[0]),
+                                   float(np.asarray(m["nonfinite_grad"])[0])) for _, m in fetched))
+    out["learning_rate"] = float(lr_at(fetched[-1][0] - 1))
+    return out
+
+
+def _summary(workdir: str, cfg: Mapping[str, Any], n_params: int, step: int,
+             seconds: float) -> dict[str, Any]:
+    evals = read_metrics(workdir, "eval")
+    summary = {"model": cfg["model"]["name"], "data": cfg["data"]["name"], "params": n_params,
+               "step": step, "train_seconds": round(seconds, 2),
+               "eval": {k: v for k, v in (evals[-1] if evals else {}).items()
+                        if k not in ("step", "split")}}
+    _write_json_atomic(os.path.join(workdir, "summary.json"), summary)
+    return summary
+
+
+def _summary_line(summary: Mapping[str, Any]) -> str:
+    ev = ", ".join(f"{k}={v:.4g}" for k, v in summary["eval"].items()
+                   if isinstance(v, int | float))
+    return (f"{summary['model']} on {summary['data']}: step {summary['step']}, "
+            f"{summary['params']:,} params, eval {ev}, {summary['train_seconds']:.1f}s training")

@@ -1,0 +1,53 @@
+"""Optimizers and learning-rate schedules from `config.optimizer`, all from optax."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import optax
+
+from cnn_rnn.errors import ConfigError
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "linear")
+
+
+def learning_rate_schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Schedule:
+    """Warmup (linear from 0) followed by a constant, cosine or linear decay to 0."""
+    lr = float(cfg["learning_rate"])
+    warmup = int(cfg.get("warmup_steps", 0))
+    name = cfg.get("schedule", "constant")
+    decay_steps = max(1, total_steps - warmup)
+    if name == "constant":
+        main = optax.constant_schedule(lr)
+    elif name == "cosine":
+        main = optax.cosine_decay_schedule(lr, decay_steps)
+    elif name == "linear":
+        main = optax.linear_schedule(lr, 0.0, decay_steps)
+    else:
+        raise ConfigError("optimizer.schedule",
+                          f"unknown {name!r}; accepted: {', '.join(SCHEDULES)}")
+    if warmup <= 0:
+        return main
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+
+
+def build_optimizer(cfg: Mapping[str, Any], total_steps: int) -> optax.GradientTransformation:
+    """The optax chain: optional clipping by global norm, then the named optimizer."""
+    name = cfg.get("name", "")
+    schedule = learning_rate_schedule(cfg, total_steps)
+    wd = float(cfg.get("weight_decay", 0.0))
+    if name == "adam":
+        opt = optax.adam(schedule)
+    elif name == "adamw":
+        opt = optax.adamw(schedule, weight_decay=wd)
+    elif name == "sgd":
+        opt = optax.sgd(schedule, momentum=float(cfg.get("momentum", 0.0)) or None)
+    elif name == "rmsprop":
+        opt = optax.rmsprop(schedule, momentum=float(cfg.get("momentum", 0.0)))
+    else:
+        raise ConfigError("optimizer.name", f"unknown {name!r}; accepted: {', '.join(OPTIMIZERS)}")
+    clip = float(cfg.get("grad_clip_norm", 0.0))
+    # inject_hyperparams is avoided: the schedule is logged from the step count instead.
+    return optax.chain(optax.clip_by_global_norm(clip), opt) if clip > 0 else opt

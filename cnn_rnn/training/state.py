@@ -1,0 +1,53 @@
+"""The train state: everything a step reads and writes, in one pytree.
+
+Parameters, BatchNorm statistics, optimizer state, the step counter and the PRNG key travel
+together, so a checkpoint of this one object is enough to resume a run exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from flax.training import train_state
+
+
+class TrainState(train_state.TrainState):
+    """flax's TrainState plus BatchNorm statistics and the dropout key."""
+
+    batch_stats: Any = struct.field(default_factory=dict)
+    rng: jax.Array = struct.field(default_factory=lambda: jax.random.PRNGKey(0))
+
+    def variables(self, params: Any | None = None) -> dict[str, Any]:
+        """The linen variables dict for `apply`, optionally with other params."""
+        v = {"params": self.params if params is None else params}
+        if self.batch_stats:
+            v["batch_stats"] = self.batch_stats
+        return v
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
+                       input_shape: tuple[int, ...], key: jax.Array) -> TrainState:
+    """Initialise the model on a one-example dummy input and wrap it in a TrainState.
+
+    Args:
+      model: the linen module (called as model.apply(vars, x, train=..., mask=...)).
+      tx: the optax transformation.
+      input_shape: one example's shape, without the batch axis.
+      key: PRNG key; split into init and training streams.
+    """
+    init_key, dropout_key, train_key = jax.random.split(key, 3)
+    dummy = jnp.zeros((1, *input_shape), jnp.float32)
+    variables = model.init({"params": init_key, "dropout": dropout_key}, dummy, train=False)
+    return TrainState.create(
+        apply_fn=model.apply, params=variables["params"], tx=tx,
+        batch_stats=variables.get("batch_stats", {}), rng=train_key)
+
+
+def param_count(params: Any) -> int:
+    """Number of scalar parameters in a pytree."""
+    return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))

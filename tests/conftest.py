@@ -1,0 +1,32 @@
+"""Test setup: 8 forced host devices (set before jax is imported) and shared helpers."""
+
+import os
+
+_FLAG = "--xla_force_host_platform_device_count=8"
+if _FLAG not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(module: str, *args: str, devices: int = 8, timeout: int = 300,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m module args...` from the repo root with `devices` host devices."""
+    e = dict(os.environ)
+    e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    e["PYTHONUNBUFFERED"] = "1"
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=e,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    """The run_cli helper as a fixture."""
+    return run_cli
