@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import shutil
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -49,23 +51,47 @@ class Checkpointer:
         out = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         return dict(out["meta"])
 
-    def restore_latest(self, target: TrainState) -> tuple[TrainState, dict[str, Any]] | None:
+    def restore_latest(self, target: TrainState,
+                       check_meta: Callable[[dict[str, Any]], None] = lambda meta: None,
+                       ) -> tuple[TrainState, dict[str, Any]] | None:
         """The newest readable checkpoint as (state, meta), or None if there is none.
 
-        `target` gives the structure, shapes and dtypes. Unreadable checkpoints are skipped with a
+        `target` gives the structure, shapes and dtypes. `check_meta` sees each checkpoint's
+        record before its state is read and may raise (a different run's checkpoint must be
+        refused, not mistaken for a corrupt one). Unreadable checkpoints are set aside with a
         warning, newest first, so one corrupt save costs at most `checkpoint_every` steps.
         """
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
         for step in reversed(self.steps()):
             try:
+                meta = self.read_meta(step)
+            except Exception:  # noqa: BLE001 - unreadable record: handled as corrupt below
+                meta = None
+            if meta is not None:
+                check_meta(meta)
+            try:
+                if meta is None:
+                    raise ValueError("its metadata record cannot be read")
                 out = self.manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+                    state=ocp.args.StandardRestore(abstract)))
             except Exception as e:  # noqa: BLE001 - any read failure means "try an older one"
-                log.warning("checkpoint at step %d is unreadable (%s: %s); trying an older one",
-                            step, type(e).__name__, str(e).splitlines()[0][:200])
+                moved = self._set_aside(step)
+                log.warning("checkpoint at step %d is unreadable (%s: %s); moved it to %s and "
+                            "trying an older one", step, type(e).__name__,
+                            (str(e).splitlines() or [""])[0][:200], moved)
                 continue
-            return out["state"], dict(out["meta"])
+            return out["state"], meta
         return None
+
+    def _set_aside(self, step: int) -> str:
+        # Out of the manager's folder, so that the step can be written afresh; kept for autopsy.
+        src = os.path.join(self.directory, str(step))
+        dst_dir = os.path.join(os.path.dirname(self.directory), "unreadable_checkpoints")
+        os.makedirs(dst_dir, exist_ok=True)
+        dst = os.path.join(dst_dir, f"{step}-{int(time.time())}")
+        shutil.move(src, dst)
+        self.manager.reload()
+        return dst
 
     def close(self) -> None:
         """Finish pending writes and release the manager."""

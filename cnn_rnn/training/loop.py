@@ -30,6 +30,7 @@ from cnn_rnn.training.optim import build_optimizer, learning_rate_schedule
 from cnn_rnn.training.state import TrainState, create_train_state, param_count
 from cnn_rnn.training.steps import eval_step, train_step
 from cnn_rnn.training.validation import validate_config
+from cnn_rnn.training.workdir_lock import WorkdirLock
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +105,23 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     n_params = param_count(state.params)
 
     _prepare_workdir(workdir)
-    _write_json_atomic(os.path.join(workdir, "config.json"), cfg)
+    with WorkdirLock(workdir):
+        return _train_locked(cfg, workdir, data, model, state, n_params, n_dev)
+
+
+def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any,
+                  state: TrainState, n_params: int, n_dev: int) -> dict[str, Any]:
+    """The part of train_and_evaluate that writes to the workdir (its lock held)."""
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), cfg["keep_checkpoints"])
     meta = {k: cfg[k] for k in ("model", "data", "seed", "batch_size")}
-    restored = ckpt.restore_latest(state)
+    try:
+        restored = ckpt.restore_latest(state, check_meta=lambda m: _check_same_run(m, cfg))
+    except ConfigError:
+        ckpt.close()
+        raise
+    _write_json_atomic(os.path.join(workdir, "config.json"), cfg)
     start = 0
     if restored is not None:
-        _check_same_run(restored[1], cfg)
         state = restored[0]
         start = int(state.step)
         log.info("resuming from checkpoint at step %d of %d", start, cfg["steps"])
@@ -166,7 +177,8 @@ def _flush_window(window: list[tuple[int, Any]], cfg: Mapping[str, Any],
     fetched = [(s, jax.device_get(m)) for s, m in window]
     window.clear()
     for s, m in fetched:
-        bad = [q for q in ("loss", "grad") if float(np.asarray(m[f"nonfinite_{q}"])[0])]
+        bad = [name for q, name in (("loss", "loss"), ("grad", "gradient or updated parameters"))
+               if float(np.asarray(m[f"nonfinite_{q}"])[0])]
         if bad and cfg.get("on_nonfinite", "stop") == "stop":
             raise NonFiniteError(f"step {s}: non-finite {' and '.join(bad)}; the update was not "
                                  "applied and no checkpoint holds it (set on_nonfinite=skip to "

@@ -35,8 +35,9 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module, spec: TaskS
                axis_name: str) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step on this device's shard; returns the new state and metric sums.
 
-    A step whose loss or gradient is not finite leaves params, statistics and optimizer state
-    unchanged (only the step counter advances) and reports `nonfinite_loss`/`nonfinite_grad`;
+    A step whose loss, gradient or updated parameters are not finite leaves params, statistics
+    and optimizer state unchanged (only the step counter advances) and reports
+    `nonfinite_loss`/`nonfinite_grad`;
     the loop then stops or skips as the config says, so no checkpoint holds non-finite values.
     """
     # Different dropout noise per device and step, yet a pure function of the state.
@@ -62,7 +63,8 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module, spec: TaskS
     counts = jax.lax.psum({k: c for k, (_, c) in metrics.items()}, axis_name)
     loss = sums["loss"] / jnp.maximum(counts["loss"], 1e-12)
     bad_loss = ~jnp.isfinite(loss)
-    bad_grad = ~jnp.isfinite(grad_norm)
+    # A finite gradient can still overflow the parameters (huge learning rate); count that too.
+    bad_grad = ~(jnp.isfinite(grad_norm) & jnp.isfinite(optax.global_norm(new_state.params)))
     ok = ~(bad_loss | bad_grad)
     kept = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), new_state, state)
     kept = kept.replace(step=state.step + 1)

@@ -1,0 +1,183 @@
+"""Fault injection with real processes and files: SIGKILL, divergence, corrupt checkpoints,
+concurrent runs, mismatched resumes, determinism."""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from cnn_rnn.errors import ConfigError
+from cnn_rnn.training.checkpoints import Checkpointer
+from cnn_rnn.training.loop import NonFiniteError, train_and_evaluate
+from cnn_rnn.training.metrics import read_metrics
+from cnn_rnn.training.workdir_lock import WorkdirLock
+from configs.common import base_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+           PYTHONUNBUFFERED="1")
+RUN = [sys.executable, "-m", "experiments.run", "--config=configs/mnist1d_cnn.py",
+       "--config.model.features=(8, 16)", "--config.model.hidden=16", "--config.progress=False",
+       "--config.steps=600", "--config.checkpoint_every=50", "--config.log_every=10",
+       "--config.eval_every=100"]
+
+
+def _checkpoint_states(workdir):
+    """{step: state pytree} of every finished checkpoint in the workdir."""
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=100)
+    out = {s: ckpt.manager.restore(s, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))["state"] for s in ckpt.steps()}
+    ckpt.close()
+    return out
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("full")
+    t0 = time.time()
+    subprocess.run([*RUN, f"--workdir={workdir}"], cwd=ROOT, env=ENV, check=True,
+                   capture_output=True, timeout=300)
+    return workdir, time.time() - t0
+
+
+def _kill_and_resume(tmp_path, uninterrupted, fraction):
+    full, seconds = uninterrupted
+    workdir = tmp_path / "killed"
+    proc = subprocess.Popen([*RUN, f"--workdir={workdir}"], cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(fraction * seconds)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rerun = subprocess.run([*RUN, f"--workdir={workdir}"], cwd=ROOT, env=ENV,
+                           capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (full / "metrics.jsonl").read_text() == (workdir / "metrics.jsonl").read_text()
+    a, b = _checkpoint_states(str(full))[600], _checkpoint_states(str(workdir))[600]
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("trial", range(2))
+def test_sigkill_at_a_random_point_then_rerun_matches_uninterrupted(tmp_path, uninterrupted,
+                                                                    trial):
+    # Kill somewhere in the run (start-up, mid-training or mid-checkpoint), then rerun.
+    fraction = np.random.default_rng(trial).uniform(0.4, 0.95)
+    _kill_and_resume(tmp_path, uninterrupted, fraction)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(10))
+def test_sigkill_ten_random_points(tmp_path, uninterrupted, trial):
+    fraction = np.random.default_rng(100 + trial).uniform(0.05, 1.0)
+    _kill_and_resume(tmp_path, uninterrupted, fraction)
+
+
+def _config(steps=20, **overrides):
+    c = base_config(model=dict(name="cnn1d", features=(8, 16), hidden=16),
+                    data=dict(name="mnist1d"), steps=steps, batch_size=32, learning_rate=1e-2,
+                    checkpoint_every=5, eval_every=10)
+    c.progress = False
+    for k, v in overrides.items():
+        if isinstance(v, dict):
+            c[k].update(v)
+        else:
+            c[k] = v
+    return c
+
+
+def _nonfinite_checkpoints(workdir):
+    """Steps of checkpoints holding any non-finite value."""
+    states = _checkpoint_states(str(workdir))
+    return [step for step, s in states.items()
+            if not all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(s))]
+
+
+DIVERGE = dict(optimizer=dict(name="sgd", learning_rate=1e30, momentum=0.0))
+
+
+def test_divergence_stops_with_the_step_and_quantity(tmp_path):
+    with pytest.raises(NonFiniteError, match=r"step \d+: non-finite"):
+        train_and_evaluate(_config(**DIVERGE), str(tmp_path))
+    assert _nonfinite_checkpoints(tmp_path) == []
+
+
+def test_divergence_cli_is_one_line(cli, tmp_path):
+    proc = cli("experiments.run", "--config=configs/mnist1d_cnn.py", "--config.steps=20",
+               "--config.progress=False", "--config.optimizer.name=sgd",
+               "--config.optimizer.learning_rate=1e30", f"--workdir={tmp_path}", devices=1)
+    assert proc.returncode == 3
+    assert "Traceback" not in proc.stderr
+    assert [ln for ln in proc.stderr.splitlines() if ln.startswith("error: step ")]
+
+
+def test_divergence_skip_keeps_training_finite(tmp_path):
+    summary = train_and_evaluate(_config(on_nonfinite="skip", **DIVERGE), str(tmp_path))
+    assert summary["step"] == 20
+    assert sum(r["skipped"] for r in read_metrics(str(tmp_path), "train")) > 0
+    assert 20 in _checkpoint_states(str(tmp_path))
+    assert _nonfinite_checkpoints(tmp_path) == []
+
+
+def test_corrupt_newest_checkpoint_falls_back_and_continues(tmp_path, caplog):
+    train_and_evaluate(_config(steps=20), str(tmp_path))
+    newest = tmp_path / "checkpoints" / "20"
+    for path in newest.rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"\0garbage")
+    with caplog.at_level(logging.WARNING):
+        summary = train_and_evaluate(_config(steps=30), str(tmp_path))
+    assert "checkpoint at step 20 is unreadable" in caplog.text
+    assert summary["step"] == 30
+    assert list((tmp_path / "unreadable_checkpoints").iterdir())
+    assert 30 in _checkpoint_states(str(tmp_path))
+    train_steps = [r["step"] for r in read_metrics(str(tmp_path), "train")]
+    assert train_steps == sorted(set(train_steps))
+
+
+def test_second_run_on_a_live_workdir_is_refused(cli, tmp_path):
+    with WorkdirLock(str(tmp_path)):
+        proc = cli("experiments.run", "--config=configs/mnist1d_cnn.py", "--config.steps=2",
+                   f"--workdir={tmp_path}", devices=1)
+    assert proc.returncode == 2
+    assert "in use by another run" in proc.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_killed_run_leaves_no_stuck_lock(tmp_path):
+    code = ("import sys, time; from cnn_rnn.training.workdir_lock import WorkdirLock; "
+            "lock = WorkdirLock(sys.argv[1]); lock.__enter__(); print('locked', flush=True); "
+            "time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(ConfigError, match="in use"), WorkdirLock(str(tmp_path)):
+        pass
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with WorkdirLock(str(tmp_path)):
+        pass
+
+
+def test_resume_with_a_different_model_is_refused(tmp_path):
+    train_and_evaluate(_config(steps=10), str(tmp_path))
+    before = (tmp_path / "metrics.jsonl").read_text()
+    with pytest.raises(ConfigError, match="model: checkpoint"):
+        train_and_evaluate(_config(steps=10, model=dict(hidden=32)), str(tmp_path))
+    with pytest.raises(ConfigError, match="data: checkpoint"):
+        train_and_evaluate(_config(steps=10, data=dict(shuffle_positions=True)), str(tmp_path))
+    assert (tmp_path / "metrics.jsonl").read_text() == before
+    assert sorted(_checkpoint_states(str(tmp_path))) == [5, 10]
+
+
+def test_same_config_and_seed_give_identical_metrics(tmp_path):
+    train_and_evaluate(_config(steps=20), str(tmp_path / "a"))
+    train_and_evaluate(_config(steps=20), str(tmp_path / "b"))
+    assert (tmp_path / "a" / "metrics.jsonl").read_text() == \
+        (tmp_path / "b" / "metrics.jsonl").read_text()
