@@ -130,7 +130,7 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
              n_dev, cfg["batch_size"] // n_dev)
     if start >= cfg["steps"]:
         ckpt.close()
-        summary = _summary(workdir, cfg, n_params, start, 0.0)
+        summary = _summary(workdir, cfg, data, n_params, start, 0.0)
         log.info("already finished: %s", _summary_line(summary))
         return summary
 
@@ -158,15 +158,15 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
             if done % cfg["eval_every"] == 0 or last:
                 ev = evaluate(p_eval, state, data, cfg["batch_size"], n_dev)
                 writer.write(done, "eval", ev)
-                bar.write(f"step {done}: eval " + ", ".join(f"{k}={v:.4g}"
-                                                            for k, v in ev.items()))
+                bar.write(f"step {done}: eval " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items())
+                          + _baseline_text(data))
             if done % cfg["checkpoint_every"] == 0 or last:
                 ckpt.save(done, jax.device_get(parallel.unreplicate(state)), meta)
     finally:
         bar.close()
         writer.close()
         ckpt.close()
-    summary = _summary(workdir, cfg, n_params, cfg["steps"], time.time() - t0)
+    summary = _summary(workdir, cfg, data, n_params, cfg["steps"], time.time() - t0)
     log.info("finished: %s", _summary_line(summary))
     return summary
 
@@ -198,11 +198,21 @@ def _flush_window(window: list[tuple[int, Any]], cfg: Mapping[str, Any],
     return out
 
 
-def _summary(workdir: str, cfg: Mapping[str, Any], n_params: int, step: int,
+def _baseline_text(data: DataSource) -> str:
+    spec = data.spec
+    if spec.baseline is None:
+        return ""
+    return f" (trivial baseline {spec.baseline_metric}={spec.baseline:.4g}: {spec.baseline_note})"
+
+
+def _summary(workdir: str, cfg: Mapping[str, Any], data: DataSource, n_params: int, step: int,
              seconds: float) -> dict[str, Any]:
     evals = read_metrics(workdir, "eval")
+    spec = data.spec
     summary = {"model": cfg["model"]["name"], "data": cfg["data"]["name"], "params": n_params,
                "step": step, "train_seconds": round(seconds, 2),
+               "baseline": {"metric": spec.baseline_metric, "value": spec.baseline,
+                            "note": spec.baseline_note},
                "eval": {k: v for k, v in (evals[-1] if evals else {}).items()
                         if k not in ("step", "split")}}
     _write_json_atomic(os.path.join(workdir, "summary.json"), summary)
@@ -212,5 +222,8 @@ def _summary(workdir: str, cfg: Mapping[str, Any], n_params: int, step: int,
 def _summary_line(summary: Mapping[str, Any]) -> str:
     ev = ", ".join(f"{k}={v:.4g}" for k, v in summary["eval"].items()
                    if isinstance(v, int | float))
+    base = summary["baseline"]
+    base_text = "" if base["value"] is None else f" (baseline {base['metric']}={base['value']:.4g})"
     return (f"{summary['model']} on {summary['data']}: step {summary['step']}, "
-            f"{summary['params']:,} params, eval {ev}, {summary['train_seconds']:.1f}s training")
+            f"{summary['params']:,} params, eval {ev}{base_text}, "
+            f"{summary['train_seconds']:.1f}s training")

@@ -1,0 +1,37 @@
+"""Images read pixel by pixel: sequential / permuted MNIST and sequential CIFAR-10 (Bai et al.
+2018 Table 2; Le et al. 2015), plus the offline `digits` stand-in that needs no download.
+
+Arguments (`configs/pixels.py:model=gru,dataset=mnist,order=permuted`): model, dataset (`mnist`,
+`fashion_mnist`, `cifar10` through tfds, or `digits`: procedural 28x28 digits, no download),
+order (`sequential` | `permuted`), variant (`paper` | `cpu`), steps (0 = default), clip, data_dir.
+"""
+
+from configs.common import base_config, parse_arg
+from configs.presets import model_config
+
+TCN_PAPER = dict(levels=8, hidden=25, kernel_size=7, dropout=0.05)
+TCN_CPU = dict(levels=6, hidden=16, kernel_size=5, dropout=0.0)
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "digits")
+
+
+def get_config(arg=None):
+    a = parse_arg(arg, dict(model="gru", dataset="mnist", order="sequential", variant="paper",
+                            steps=0, clip=1.0, seed=0, data_dir=None))
+    if a["dataset"] not in DATASETS:
+        raise ValueError(f"config argument dataset={a['dataset']!r}; accepted: "
+                         f"{', '.join(DATASETS)}")
+    if a["order"] not in ("sequential", "permuted"):
+        raise ValueError(f"config argument order={a['order']!r}; accepted: sequential, permuted")
+    paper = a["variant"] == "paper"
+    channels = 3 if a["dataset"] == "cifar10" else 1
+    model = model_config(a["model"], budget=70_000 if paper else 20_000, input_dim=channels,
+                         outputs=10, tcn=TCN_PAPER if paper else TCN_CPU)
+    data = dict(name=a["dataset"], pixels=a["order"])
+    if a["dataset"] == "digits":
+        data.update(size=28 if paper else 14)
+    elif a["data_dir"]:
+        data.update(data_dir=a["data_dir"])
+    steps = a["steps"] or (40_000 if paper else 1_000)
+    return base_config(model=model, data=data, steps=steps, batch_size=64,
+                       learning_rate=2e-3, optimizer="adam", grad_clip_norm=a["clip"],
+                       seed=a["seed"])

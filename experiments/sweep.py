@@ -1,0 +1,70 @@
+"""Run a sweep: `python -m experiments.sweep --config=configs/sweeps/<name>.py --workdir=DIR`.
+
+A sweep config file defines `get_config(arg)` (sweep-level settings, overridable with
+`--config.<field>=value`), `get_points(config) -> list[cnn_rnn.sweep.Point]`, and optionally
+`write_report(rows, workdir, config)`. Points already finished are skipped; rerunning an
+interrupted sweep resumes it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from typing import Any
+
+from absl import flags
+from ml_collections import config_flags
+
+from experiments.cli import fail, load_config, run_main
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one folder per point.")
+
+
+def load_sweep_module(path: str) -> Any:
+    """Import the sweep config file (path without any `:arg`) as a module."""
+    path = path.split(":", 1)[0]
+    spec = importlib.util.spec_from_file_location("sweep_config", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sweep_config"] = module
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_points"):
+        fail(f"--config: {path} defines no get_points(config); it is not a sweep config")
+    return module
+
+
+def default_report(rows: list[dict[str, Any]], workdir: str, config: Any) -> None:
+    """A markdown table of every point's tags, parameters and final eval metrics."""
+    from cnn_rnn.sweep import markdown_table
+
+    tags = list(dict.fromkeys(t for r in rows for t in r.get("tag_keys", [])))
+    metrics = sorted({k for r in rows for k in r.get("eval", {})})
+    columns = [("point", "name"), *[(t, t) for t in tags], ("params", "params"),
+               *[(m, f"eval.{m}") for m in metrics], ("baseline", "baseline.value"),
+               ("seconds", "train_seconds")]
+    with open(os.path.join(workdir, "report.md"), "w") as f:
+        f.write(markdown_table(rows, columns) + "\n")
+
+
+def main(argv: list[str]) -> None:
+    """Validate, run every point, write the report."""
+    if len(argv) > 1:
+        fail(f"unexpected arguments {argv[1:]}")
+    if _CONFIG.value is None or not _WORKDIR.value:
+        fail("--config and --workdir are required")
+    config = load_config(_CONFIG)
+    module = load_sweep_module(flags.FLAGS["config"].config_filename)
+    from cnn_rnn.sweep import run_sweep
+
+    points = module.get_points(config)
+    hook = getattr(module, "after_point", None)
+    rows = run_sweep(points, _WORKDIR.value,
+                     after_point=(lambda p, d, r: hook(p, d, r, config)) if hook else None)
+    report = getattr(module, "write_report", default_report)
+    report(rows, _WORKDIR.value, config)
+    print(f"{len(rows)} points done; results in {os.path.join(_WORKDIR.value, 'results.json')}")
+
+
+if __name__ == "__main__":
+    run_main(main)
