@@ -42,7 +42,10 @@ def shard(batch: dict[str, np.ndarray], n_devices: int) -> dict[str, np.ndarray]
 
 def replicate(tree: Any, devices: Sequence[jax.Device] | None = None) -> Any:
     """Copy a pytree onto every local device, or onto `devices` (leading device axis)."""
-    return flax.jax_utils.replicate(tree, devices=devices)
+    stacked = flax.jax_utils.replicate(tree, devices=devices)
+    # Passing through a pmapped identity gives the arrays the sharding pmap outputs carry, so the
+    # train step compiles once instead of again on its second call.
+    return jax.pmap(lambda x: x, axis_name=AXIS, devices=devices)(stacked)
 
 
 def unreplicate(tree: Any) -> Any:
