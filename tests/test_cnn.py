@@ -5,16 +5,14 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
+from model_helpers import train_losses
 
 from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.cnn import CNN1D, CNN2D, ResNet
 from cnn_rnn.models.registry import build_model
-from cnn_rnn.training import parallel
-from cnn_rnn.training.state import create_train_state, param_count
-from cnn_rnn.training.steps import train_step
+from cnn_rnn.training.state import param_count
 
 KEY = jax.random.PRNGKey(0)
 IMAGES = TaskSpec(kind="classification", num_outputs=3, input_shape=(8, 8, 3))
@@ -30,23 +28,6 @@ def n_params(model, shape):
     """Parameter count from shapes only (jax.eval_shape: no compute)."""
     variables = jax.eval_shape(model.init, KEY, jnp.zeros(shape))
     return param_count(variables["params"])
-
-
-def train_losses(model_cfg, spec, steps=12, batch_size=8):
-    """Losses of a few adam steps on one fixed random batch, through the real train step."""
-    model = build_model(model_cfg, spec, axis_name=parallel.AXIS)
-    state = create_train_state(model, optax.adam(1e-2), spec.input_shape, KEY)
-    rng = np.random.default_rng(0)
-    batch = {"inputs": rng.normal(size=(batch_size, *spec.input_shape)).astype(np.float32),
-             "targets": rng.integers(0, spec.num_outputs, batch_size).astype(np.int32)}
-    devices = jax.local_devices()[:1]
-    step = parallel.pmap_step(train_step, devices=devices, model=model, spec=spec)
-    state, batch = parallel.replicate(state, devices), parallel.shard(batch, 1)
-    losses = []
-    for _ in range(steps):
-        state, m = step(state, batch)
-        losses.append(float(m["loss_sum"][0] / m["loss_count"][0]))
-    return losses
 
 
 @pytest.mark.parametrize("model,shape", [

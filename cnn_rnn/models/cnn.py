@@ -143,12 +143,11 @@ class CNN1D(ConvNet):
 class CNN2D(ConvNet):
     """2-D CNN for images [B, H, W, C]: (conv 3x3 -> BN -> ReLU -> max-pool 2x2) blocks, head.
 
-    Fields as in `ConvNet`; defaults sized for 28x28 or 32x32 images.
+    Fields as in `ConvNet`, with 3x3 kernels by default (28x28 or 32x32 images).
     """
 
     spatial_dims: ClassVar[int] = 2
 
-    features: Sequence[int] = (32, 64)
     kernel_size: int = 3
 
 

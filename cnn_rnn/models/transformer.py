@@ -1,4 +1,4 @@
-"""Transformer encoder baseline: attention only, no recurrence and no convolution.
+"""Transformer encoder baseline: attention instead of recurrence or convolution.
 
 Each pre-LN block (Xiong et al. 2020) updates the residual stream x [B, T, D]:
     x = x + Dropout(MHSA(LayerNorm(x)))
@@ -9,6 +9,8 @@ and the additive mask M is -inf for keys that are padding (mask False) and, when
 keys after the query (so output t depends on inputs <= t only). Like a CNN, all positions are
 computed at once; unlike a CNN, every position sees every other one in a single layer. Attention
 is blind to order, so position encodings (learned, or fixed sinusoids) are added to the inputs.
+Tokens are a per-step linear projection of the inputs by default (`embed_kernel=1`); a short
+causal convolution (`embed_kernel=k`) can embed each step together with its k-1 predecessors.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_rnn.models.registry import register_model
-from cnn_rnn.models.tcn import last_valid_step, masked_mean
+from cnn_rnn.models.tcn import CausalConv, last_valid_step, masked_mean
 
 POSITIONS = ("learned", "sinusoidal")
 POOLS = ("mean", "last")
@@ -69,6 +71,9 @@ class Transformer(nn.Module):
     Attributes:
       num_outputs: classes or regression targets (set from the task).
       d_model: width of the residual stream.
+      embed_kernel: each step's token is a causal 1-D convolution of the last `embed_kernel`
+        input steps; 1 = a per-step linear projection (the plain baseline). A few steps give
+        tokens local shape, which matters when each step is one scalar (MNIST-1D).
       num_heads: attention heads.
       num_layers: encoder blocks.
       mlp_dim: hidden width of each block's MLP.
@@ -85,6 +90,7 @@ class Transformer(nn.Module):
 
     num_outputs: int
     d_model: int = 64
+    embed_kernel: int = 1
     num_heads: int = 4
     num_layers: int = 2
     mlp_dim: int = 128
@@ -97,7 +103,7 @@ class Transformer(nn.Module):
 
     def __post_init__(self):
         # Validate at construction, so build_model reports a bad value as a ConfigError.
-        for field in ("d_model", "num_heads", "num_layers", "mlp_dim", "max_len"):
+        for field in ("d_model", "embed_kernel", "num_heads", "num_layers", "mlp_dim", "max_len"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
         if self.d_model % self.num_heads:
@@ -122,7 +128,8 @@ class Transformer(nn.Module):
                  mask: jax.Array | None = None) -> jax.Array:
         """Map inputs [B, T, C] to [B, T, num_outputs] (return_sequences) or [B, num_outputs]."""
         length = inputs.shape[1]
-        x = nn.Dense(self.d_model, name="embed")(inputs)
+        # Causal, so that neither causality nor right-padding invariance is lost.
+        x = CausalConv(self.d_model, self.embed_kernel, name="embed")(inputs)
         if self.positions == "learned":
             if length > self.max_len:
                 raise ValueError(f"sequence length {length} exceeds max_len {self.max_len} of "

@@ -101,7 +101,14 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     data = build_data(cfg["data"], seed=cfg["seed"])
     model = build_model(cfg["model"], data.spec, axis_name=parallel.AXIS)
     tx = build_optimizer(cfg["optimizer"], cfg["steps"])
-    state = create_train_state(model, tx, data.spec.input_shape, jax.random.PRNGKey(cfg["seed"]))
+    try:
+        state = create_train_state(model, tx, data.spec.input_shape,
+                                   jax.random.PRNGKey(cfg["seed"]))
+    except ValueError as e:
+        # e.g. a sequence longer than a Transformer's max_len: a config problem, found before
+        # anything is written.
+        raise ConfigError("model", f"{cfg['model']['name']!r} cannot take inputs of shape "
+                          f"{data.spec.input_shape}: {str(e).splitlines()[0]}") from e
     n_params = param_count(state.params)
 
     _prepare_workdir(workdir)

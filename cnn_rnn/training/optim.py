@@ -34,7 +34,11 @@ def learning_rate_schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Sc
 
 
 def build_optimizer(cfg: Mapping[str, Any], total_steps: int) -> optax.GradientTransformation:
-    """The optax chain: optional clipping by global norm, then the named optimizer."""
+    """The optax chain: optional clipping by global norm, then the named optimizer.
+
+    `weight_decay` is decoupled (AdamW-style) for adamw and added to the gradient (L2, as in the
+    classic SGD recipes) for the others.
+    """
     name = cfg.get("name", "")
     schedule = learning_rate_schedule(cfg, total_steps)
     wd = float(cfg.get("weight_decay", 0.0))
@@ -48,6 +52,8 @@ def build_optimizer(cfg: Mapping[str, Any], total_steps: int) -> optax.GradientT
         opt = optax.rmsprop(schedule, momentum=float(cfg.get("momentum", 0.0)))
     else:
         raise ConfigError("optimizer.name", f"unknown {name!r}; accepted: {', '.join(OPTIMIZERS)}")
+    if wd > 0 and name != "adamw":
+        opt = optax.chain(optax.add_decayed_weights(wd), opt)
     clip = float(cfg.get("grad_clip_norm", 0.0))
     # inject_hyperparams is avoided: the schedule is logged from the step count instead.
     return optax.chain(optax.clip_by_global_norm(clip), opt) if clip > 0 else opt

@@ -1,0 +1,39 @@
+"""Helpers shared by the model tests (pytest puts tests/ on sys.path, so: import model_helpers)."""
+
+import jax
+import numpy as np
+import optax
+
+from cnn_rnn.models.registry import build_model
+from cnn_rnn.training import parallel
+from cnn_rnn.training.state import create_train_state
+from cnn_rnn.training.steps import train_step
+
+KEY = jax.random.PRNGKey(0)
+
+
+def train_losses(model_cfg, spec, steps=12, batch_size=8):
+    """Losses of a few adam steps on one fixed random batch, through the real train step.
+
+    Many-to-one tasks memorise random labels; many-to-many tasks learn a per-step target (the
+    sign of the current input), so either can only go down if the model really learns.
+    """
+    model = build_model(model_cfg, spec, axis_name=parallel.AXIS)
+    state = create_train_state(model, optax.adam(1e-2), spec.input_shape, KEY)
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(batch_size, *spec.input_shape)).astype(np.float32)
+    if spec.kind == "regression":
+        targets = rng.normal(size=(batch_size, spec.num_outputs)).astype(np.float32)
+    elif spec.many_to_many:
+        targets = (inputs[..., 0] > 0).astype(np.int32)
+    else:
+        targets = rng.integers(0, spec.num_outputs, batch_size).astype(np.int32)
+    batch = {"inputs": inputs, "targets": targets}
+    devices = jax.local_devices()[:1]
+    step = parallel.pmap_step(train_step, devices=devices, model=model, spec=spec)
+    state, batch = parallel.replicate(state, devices), parallel.shard(batch, 1)
+    losses = []
+    for _ in range(steps):
+        state, m = step(state, batch)
+        losses.append(float(m["loss_sum"][0] / m["loss_count"][0]))
+    return losses
