@@ -1,0 +1,173 @@
+"""CNN + RNN hybrid: convolutional features at each position feed a recurrent layer.
+
+The CNN shares its kernels over space and sees a local window; the RNN then shares its weights
+over time and carries information across the whole sequence. Three input layouts:
+
+  [B, T, C]        sequences: 1-D conv blocks along T, then the RNN over the (pooled) steps.
+  [B, H, W, C]     images: 2-D conv blocks, then each width position (a column of the feature map)
+                   is one time step, read left to right.
+  [B, T, H, W, C]  short videos: the 2-D CNN applied to every frame, then the RNN over T.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cnn_rnn.models.cnn import ConvBlock
+from cnn_rnn.models.recurrent import (
+    CELLS,
+    INPUT_PROJECTIONS,
+    RNN,
+    check_choice,
+    check_positive,
+    check_rate,
+)
+from cnn_rnn.models.registry import register_model
+
+Array = jax.Array
+SPATIAL_POOLS = ("flatten", "mean")
+
+
+def pool_mask(mask: Array, pool: int) -> Array:
+    """Downsample a step mask [B, T] like a SAME max-pool with window = stride = `pool`.
+
+    A pooled step is valid if any step in its window is. Padding follows XLA's SAME rule (the
+    smaller half before), so the windows line up with the pooled features.
+    """
+    if pool <= 1:
+        return mask
+    t = mask.shape[1]
+    pad = -t % pool
+    m = jnp.pad(mask.astype(bool), ((0, 0), (pad // 2, pad - pad // 2)))
+    return m.reshape(m.shape[0], -1, pool).any(axis=-1)
+
+
+@register_model("cnn_rnn_hybrid")
+class CNNRNNHybrid(nn.Module):
+    """Conv blocks (conv -> BatchNorm -> ReLU -> pool) whose per-position features feed an RNN.
+
+    Attributes:
+      num_outputs: classes or regression targets (set from the task).
+      return_sequences: one output per (pooled) step; needs pool=1 for [B, T, C] inputs, so that
+        the output has one entry per input step.
+      features: channels of each conv block.
+      kernel_size: kernel width (and height, for images and frames).
+      pool: max-pool window after each block (1 = none).
+      batch_norm: BatchNorm after each convolution.
+      spatial_pool: how a column (image) or a frame (video) of features becomes one step's input
+        vector: "flatten" (keeps position) or "mean" (global average).
+      cell: recurrent cell, one of CELLS ("rnn", "irnn", "lstm", "gru").
+      hidden: RNN hidden size.
+      num_layers, bidirectional, dropout, unroll, remat, input_projection: as in the RNN layer.
+      axis_name: pmap axis for BatchNorm (set by the trainer).
+
+    With a mask, padded steps of [B, T, C] inputs are zeroed after every convolution (before
+    pooling), so for pool <= 2 and BatchNorm in eval mode extra padding does not change the outputs
+    (BatchNorm's training-mode statistics do include padded steps).
+    """
+
+    num_outputs: int
+    return_sequences: bool = False
+    features: Sequence[int] = (32, 64)
+    kernel_size: int = 3
+    pool: int = 2
+    batch_norm: bool = True
+    spatial_pool: str = "flatten"
+    cell: str = "gru"
+    hidden: int = 128
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    unroll: int = 1
+    remat: bool = False
+    input_projection: str = "auto"
+    axis_name: str | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("cell", self.cell, tuple(CELLS))
+        check_choice("spatial_pool", self.spatial_pool, SPATIAL_POOLS)
+        check_choice("input_projection", self.input_projection, INPUT_PROJECTIONS)
+        check_positive("kernel_size", self.kernel_size)
+        check_positive("pool", self.pool)
+        check_positive("hidden", self.hidden)
+        check_positive("num_layers", self.num_layers)
+        check_rate("dropout", self.dropout)
+        super().__post_init__()
+
+    def _convs(self, x: Array, train: bool,
+               mask: Array | None = None) -> tuple[Array, Array | None]:
+        """Run the conv blocks over x [B, *spatial, C].
+
+        With a step mask (1-D inputs), padding is zeroed after every convolution and the mask is
+        pooled along with the features.
+        """
+        spatial = x.ndim - 2
+        window = (self.pool,) * spatial
+        if mask is not None:
+            x = x * mask[..., None].astype(x.dtype)
+        for f in self.features:
+            # Pool here rather than in ConvBlock, so that padding is zeroed before pooling.
+            x = ConvBlock(f, (self.kernel_size,) * spatial, 1, self.batch_norm,
+                          self.axis_name)(x, train)
+            if mask is not None:
+                x = x * mask[..., None].astype(x.dtype)
+            if self.pool > 1:
+                x = nn.max_pool(x, window, strides=window, padding="SAME")
+                mask = None if mask is None else pool_mask(mask, self.pool)
+        return x, mask
+
+    def _summarise(self, x: Array, axes: tuple[int, ...]) -> Array:
+        """Collapse the spatial `axes` (trailing, before channels) into one feature vector."""
+        if self.spatial_pool == "mean":
+            return x.mean(axis=axes)
+        return x.reshape(*x.shape[: axes[0]], -1)
+
+    @nn.compact
+    def _forward(self, inputs: Array, train: bool, mask: Array | None,
+                 perturbations: Sequence[Array] | None, states: bool) -> Array | list[Array]:
+        """CNN features as a sequence, then the RNN's outputs (or its hidden states)."""
+        if inputs.ndim == 3:
+            if self.return_sequences and self.pool != 1:
+                raise ValueError("pool must be 1 with return_sequences (pooling shortens the "
+                                 f"sequence), got pool={self.pool}")
+            seq, mask = self._convs(inputs, train, mask)
+        elif inputs.ndim == 4:
+            if mask is not None:
+                raise ValueError("mask is not supported for image inputs [B, H, W, C]")
+            x, _ = self._convs(inputs, train)
+            # Columns become time steps: [B, H', W', F] -> [B, W', H', F] -> [B, W', H'*F].
+            seq = self._summarise(jnp.swapaxes(x, 1, 2), (2,))
+        elif inputs.ndim == 5:
+            b, t = inputs.shape[:2]
+            frames, _ = self._convs(inputs.reshape(b * t, *inputs.shape[2:]), train)
+            seq = self._summarise(frames, (1, 2)).reshape(b, t, -1)
+        else:
+            raise ValueError(f"inputs must be [B,T,C], [B,H,W,C] or [B,T,H,W,C], "
+                             f"got shape {inputs.shape}")
+        rnn = RNN(cell=functools.partial(CELLS[self.cell], hidden=self.hidden),
+                  num_layers=self.num_layers, bidirectional=self.bidirectional,
+                  return_sequences=self.return_sequences, out_features=self.num_outputs,
+                  dropout=self.dropout, unroll=self.unroll, remat=self.remat,
+                  input_projection=self.input_projection, name="rnn")
+        if states:
+            return rnn.hidden_states(seq, mask, perturbations, train)
+        return rnn(seq, mask, perturbations, train)
+
+    def __call__(self, inputs: Array, train: bool = False, mask: Array | None = None,
+                 perturbations: Sequence[Array] | None = None) -> Array:
+        """Return outputs [B, num_outputs] (or per step) for [B,T,C], [B,H,W,C] or [B,T,H,W,C].
+
+        `perturbations` (one [B, T', H*dirs] array per RNN layer, T' = steps after the CNN) are
+        added to the RNN's hidden states; see `RNN.hidden_states`.
+        """
+        return self._forward(inputs, train, mask, perturbations, states=False)
+
+    def hidden_states(self, inputs: Array, train: bool = False, mask: Array | None = None,
+                      perturbations: Sequence[Array] | None = None) -> list[Array]:
+        """Return the RNN's per-layer hidden states [B, T', H*dirs] over the CNN's steps."""
+        return self._forward(inputs, train, mask, perturbations, states=True)

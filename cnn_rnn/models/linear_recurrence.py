@@ -1,0 +1,355 @@
+"""Linear recurrences (LRU, minGRU): h_t = a_t * h_{t-1} + b_t, computed in parallel over time.
+
+A nonlinear RNN must step through time because h_t = f(h_{t-1}, x_t) cannot be composed ahead of
+time. When the state update is LINEAR in h (elementwise a_t and b_t that depend only on the inputs),
+two consecutive steps compose into one step of the same form:
+
+    (a1, b1) then (a2, b2)  =  (a2 * a1,  a2 * b1 + b2)
+
+This operator is associative, so `jax.lax.associative_scan` computes all T states in O(log T)
+parallel depth, like a convolution computes all positions at once. The same recurrence run with a
+sequential `jax.lax.scan` (impl="sequential") gives the same numbers; the tests check both.
+
+Models here stack residual blocks  x + Dropout(GLU(GELU(recurrence(LayerNorm(x))))); the
+nonlinearity lives between recurrences, not inside them.
+
+  LRU (Orvieto et al. 2023, "Resurrecting Recurrent Neural Networks for Long Sequences"):
+      lambda = exp(-exp(nu_log) + i exp(theta_log))       complex diagonal recurrence, |lambda| < 1
+      h_t = lambda * h_{t-1} + exp(gamma_log) * (B x_t)    gamma normalises the state's variance
+      y_t = Re(C h_t) + D * x_t
+  minGRU (Feng et al. 2024, "Were RNNs All We Needed?"):
+      z_t = sigmoid(W_z x_t + b_z),  h~_t = W_h x_t + b_h
+      h_t = (1 - z_t) * h_{t-1} + z_t * h~_t
+
+Masks: on padded steps a = 1 and b = 0, so the state is carried unchanged. Perturbation hook (for
+the gradient-flow probe): p_t is added to b_t on valid steps, which is the same as adding p_t to h_t
+right after step t; with p = 0 its gradient is dL/dh_t.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cnn_rnn.models.recurrent import check_choice, check_positive, check_rate
+from cnn_rnn.models.registry import register_model
+
+Array = jax.Array
+IMPLS = ("parallel", "sequential")
+POOLS = ("mean", "last")
+
+
+Coeffs = Array | tuple[Array, Array]  # a real array, or a complex one as (real, imag) arrays
+
+
+def _mul(x: Coeffs, y: Coeffs) -> Coeffs:
+    """Elementwise product; (real, imag) pairs multiply as complex numbers."""
+    if isinstance(x, tuple):
+        return x[0] * y[0] - x[1] * y[1], x[0] * y[1] + x[1] * y[0]
+    return x * y
+
+
+def _add(x: Coeffs, y: Coeffs) -> Coeffs:
+    """Elementwise sum of arrays or of (real, imag) pairs."""
+    return jax.tree.map(jnp.add, x, y)
+
+
+def _combine(left: tuple[Coeffs, Coeffs], right: tuple[Coeffs, Coeffs]) -> tuple[Coeffs, Coeffs]:
+    """Compose two linear steps: apply `left` first, then `right`."""
+    a1, b1 = left
+    a2, b2 = right
+    return _mul(a2, a1), _add(_mul(a2, b1), b2)
+
+
+def linear_scan(a: Coeffs, b: Coeffs, impl: str = "parallel") -> Coeffs:
+    """All states of h_t = a_t * h_{t-1} + b_t with h_{-1} = 0, for a, b [B, T, N].
+
+    a and b are real arrays, or complex ones given as (real, imag) pairs of real arrays (XLA:CPU
+    differentiates real arithmetic much faster than complex64). impl="parallel" uses
+    `jax.lax.associative_scan` (O(log T) depth); impl="sequential" a `jax.lax.scan` over time.
+    `a` is broadcast to b's shape (e.g. a constant LRU lambda).
+    """
+    check_choice("impl", impl, IMPLS)
+    a = jax.tree.map(lambda u, v: jnp.broadcast_to(u, v.shape), a, b)
+    if impl == "parallel":
+        return jax.lax.associative_scan(_combine, (a, b), axis=1)[1]
+
+    def step(h: Coeffs, ab: tuple[Coeffs, Coeffs]) -> tuple[Coeffs, Coeffs]:
+        h = _add(_mul(ab[0], h), ab[1])
+        return h, h
+
+    time_major = lambda tree: jax.tree.map(lambda u: jnp.swapaxes(u, 0, 1), tree)  # noqa: E731
+    h0 = jax.tree.map(lambda u: jnp.zeros_like(u[:, 0]), b)
+    _, hs = jax.lax.scan(step, h0, time_major((a, b)))
+    return time_major(hs)
+
+
+def masked_coefficients(a: Coeffs, b: Coeffs, mask: Array | None,
+                        perturbation: Coeffs | None) -> tuple[Coeffs, Coeffs]:
+    """Apply the perturbation hook (b += p) and the mask (a = 1, b = 0 on padded steps)."""
+    if perturbation is not None:
+        b = _add(b, perturbation)
+    if mask is None:
+        return a, b
+    keep = mask[..., None].astype(bool)
+    one = (1.0, 0.0) if isinstance(a, tuple) else 1.0
+    a = jax.tree.map(lambda u, v: jnp.where(keep, u, v), a, one)
+    return a, jax.tree.map(lambda u: jnp.where(keep, u, 0.0), b)
+
+
+def _ring_nu_log(r_min: float, r_max: float) -> Callable[..., Array]:
+    """Init of nu_log so that |lambda| = exp(-exp(nu_log)) is uniform on the ring [r_min, r_max]."""
+
+    def init(key: Array, shape: tuple[int, ...], dtype=jnp.float32) -> Array:
+        u = jax.random.uniform(key, shape, dtype)
+        return jnp.log(-0.5 * jnp.log(u * (r_max**2 - r_min**2) + r_min**2))
+
+    return init
+
+
+class LRU(nn.Module):
+    """Linear Recurrent Unit: a complex diagonal linear recurrence with input/output projections.
+
+    Parameters (named as in the paper's code): nu_log, theta_log, gamma_log [N]; B_re, B_im [D, N];
+    C_re, C_im [N, D]; D [D] (B and C stored transposed: B x_t is x_t @ B). The hidden state is
+    complex64 [B, T, N].
+
+    Attributes:
+      hidden: state size N.
+      r_min, r_max: ring of initial eigenvalue moduli |lambda| (close to 1 = long memory).
+      max_phase: initial eigenvalue phases are uniform in [0, max_phase].
+      impl: "parallel" (associative scan) or "sequential" (lax.scan).
+
+    """
+
+    hidden: int
+    r_min: float = 0.0
+    r_max: float = 1.0
+    max_phase: float = 2 * math.pi
+    impl: str = "parallel"
+
+    def __post_init__(self) -> None:
+        check_positive("hidden", self.hidden)
+        check_choice("impl", self.impl, IMPLS)
+        if not 0.0 <= self.r_min < self.r_max <= 1.0:
+            raise ValueError(f"r_min, r_max must satisfy 0 <= r_min < r_max <= 1, "
+                             f"got {self.r_min}, {self.r_max}")
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: Array, mask: Array | None = None,
+                 perturbation: Array | None = None) -> tuple[Array, Array]:
+        """Return y [B, T, D] and the complex states h [B, T, N] for x [B, T, D]."""
+        n, d = self.hidden, x.shape[-1]
+        nu_log = self.param("nu_log", _ring_nu_log(self.r_min, self.r_max), (n,))
+        theta_log = self.param(
+            "theta_log", lambda k, s: jnp.log(self.max_phase * jax.random.uniform(k, s)), (n,))
+        # gamma = sqrt(1 - |lambda|^2) keeps E|h|^2 = E|Bx|^2 for white-noise inputs.
+        gamma_log = self.param(
+            "gamma_log", lambda k, s: jnp.log(jnp.sqrt(1.0 - jnp.exp(-2.0 * jnp.exp(nu_log)))),
+            (n,))
+        normal = nn.initializers.normal(1.0)
+        # Stored input-major (x @ B, h @ C): the weight gradients then need no transpose of the
+        # large [B*T, N] cotangents, which XLA:CPU does slowly for complex-derived arrays.
+        b_re = self.param("B_re", normal, (d, n)) / math.sqrt(2 * d)
+        b_im = self.param("B_im", normal, (d, n)) / math.sqrt(2 * d)
+        c_re = self.param("C_re", normal, (n, d)) / math.sqrt(n)
+        c_im = self.param("C_im", normal, (n, d)) / math.sqrt(n)
+        d_skip = self.param("D", normal, (d,))
+
+        # Complex numbers as (real, imag) pairs of float32 arrays.
+        modulus = jnp.exp(-jnp.exp(nu_log))
+        lam = (modulus * jnp.cos(jnp.exp(theta_log)), modulus * jnp.sin(jnp.exp(theta_log)))
+        gamma = jnp.exp(gamma_log)
+        bx = ((x @ b_re) * gamma, (x @ b_im) * gamma)
+        if perturbation is not None:
+            perturbation = (jnp.real(perturbation), jnp.imag(perturbation))
+        a, b = masked_coefficients(lam, bx, mask, perturbation)
+        h_re, h_im = linear_scan(a, b, self.impl)
+        y = h_re @ c_re - h_im @ c_im + d_skip * x
+        h = jax.lax.complex(h_re, h_im)
+        return y, h
+
+
+class MinGRU(nn.Module):
+    """minGRU: a GRU whose gates see only x_t, so the recurrence is linear in h.
+
+    Fused parameters W_x [D, 2H], b [2H], gate order (z, h~).
+
+    Attributes:
+      hidden: state size H.
+      impl: "parallel" (associative scan) or "sequential" (lax.scan).
+
+    """
+
+    hidden: int
+    impl: str = "parallel"
+
+    def __post_init__(self) -> None:
+        check_positive("hidden", self.hidden)
+        check_choice("impl", self.impl, IMPLS)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: Array, mask: Array | None = None,
+                 perturbation: Array | None = None) -> tuple[Array, Array]:
+        """Return (h, h), the states [B, T, H] (output and state coincide) for x [B, T, D]."""
+        w_x = self.param("W_x", nn.initializers.lecun_normal(), (x.shape[-1], 2 * self.hidden))
+        bias = self.param("b", nn.initializers.zeros_init(), (2 * self.hidden,))
+        z_pre, h_tilde = jnp.split(x @ w_x + bias, 2, axis=-1)
+        z = jax.nn.sigmoid(z_pre)
+        a, b = masked_coefficients(1.0 - z, z * h_tilde, mask, perturbation)
+        h = linear_scan(a, b, self.impl)
+        return h, h
+
+
+class RecurrentBlock(nn.Module):
+    """Residual block: x + Dropout(GLU(GELU(mixer(LayerNorm(x))))), GLU(u) = W1 u * sigmoid(W2 u).
+
+    Attributes:
+      mixer: constructor of the recurrence (LRU or MinGRU with its options bound).
+      dropout: dropout rate on the block's output.
+
+    """
+
+    mixer: Callable[..., nn.Module]
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: Array, mask: Array | None, perturbation: Array | None,
+                 train: bool) -> tuple[Array, Array]:
+        """Return the block output [B, T, D] and the mixer's states [B, T, N]."""
+        y, h = self.mixer(name="recurrence")(nn.LayerNorm(name="norm")(x), mask, perturbation)
+        y = nn.gelu(y)
+        gate = nn.Dense(2 * x.shape[-1], name="glu")(y)
+        y = gate[..., : x.shape[-1]] * jax.nn.sigmoid(gate[..., x.shape[-1]:])
+        return x + nn.Dropout(self.dropout, deterministic=not train)(y), h
+
+
+def pool_sequence(x: Array, mask: Array | None, pool: str) -> Array:
+    """Reduce [B, T, D] to [B, D]: mean over valid steps, or the last valid step."""
+    if pool == "mean":
+        if mask is None:
+            return x.mean(axis=1)
+        w = mask.astype(x.dtype)[..., None]
+        return (x * w).sum(axis=1) / jnp.maximum(w.sum(axis=1), 1.0)
+    if mask is None:
+        return x[:, -1]
+    last = jnp.maximum(mask.astype(jnp.int32).sum(axis=1) - 1, 0)
+    return jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
+
+
+class LinearRecurrentModel(nn.Module):
+    """Base of "lru" and "mingru": embedding, residual recurrent blocks, LayerNorm, output head.
+
+    Attributes:
+      num_outputs: classes or regression targets (set from the task).
+      return_sequences: one output per step (set for many-to-many tasks).
+      hidden: recurrent state size per block.
+      d_model: width of the residual stream (None = hidden).
+      num_layers: stacked residual blocks.
+      dropout: dropout on each block's output.
+      pool: many-to-one readout, "mean" over valid steps or "last" valid step.
+      impl: "parallel" (associative scan) or "sequential" (lax.scan); same results.
+
+    """
+
+    num_outputs: int
+    return_sequences: bool = False
+    hidden: int = 64
+    d_model: int | None = None
+    num_layers: int = 2
+    dropout: float = 0.0
+    pool: str = "mean"
+    impl: str = "parallel"
+
+    def __post_init__(self) -> None:
+        check_positive("hidden", self.hidden)
+        if self.d_model is not None:
+            check_positive("d_model", self.d_model)
+        check_positive("num_layers", self.num_layers)
+        check_rate("dropout", self.dropout)
+        check_choice("pool", self.pool, POOLS)
+        check_choice("impl", self.impl, IMPLS)
+        super().__post_init__()
+
+    @nn.nowrap
+    def make_mixer(self) -> Callable[..., nn.Module]:
+        """Return the recurrence constructor with this model's options bound."""
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        """Create the embedding, the blocks, the final norm and the head."""
+        self.embed = nn.Dense(self.d_model or self.hidden)
+        self.blocks = [RecurrentBlock(self.make_mixer(), self.dropout)
+                       for _ in range(self.num_layers)]
+        self.norm = nn.LayerNorm()
+        self.head = nn.Dense(self.num_outputs)
+
+    def _encode(self, inputs: Array, mask: Array | None, perturbations: Sequence[Array] | None,
+                train: bool) -> tuple[Array, list[Array]]:
+        if perturbations is not None and len(perturbations) != self.num_layers:
+            raise ValueError(f"perturbations: need one per layer ({self.num_layers}), "
+                             f"got {len(perturbations)}")
+        x = self.embed(inputs)
+        states = []
+        for i, block in enumerate(self.blocks):
+            x, h = block(x, mask, None if perturbations is None else perturbations[i], train)
+            states.append(h)
+        return self.norm(x), states
+
+    def __call__(self, inputs: Array, train: bool = False, mask: Array | None = None,
+                 perturbations: Sequence[Array] | None = None) -> Array:
+        """Return outputs [B, num_outputs] (or [B, T, num_outputs]) for inputs [B, T, C]."""
+        x, _ = self._encode(inputs, mask, perturbations, train)
+        return self.head(x if self.return_sequences else pool_sequence(x, mask, self.pool))
+
+    def hidden_states(self, inputs: Array, train: bool = False, mask: Array | None = None,
+                      perturbations: Sequence[Array] | None = None) -> list[Array]:
+        """Return each block's recurrent states h_t [B, T, hidden] (complex64 for the LRU).
+
+        `perturbations` (one [B, T, hidden] array per block, of the states' dtype) are added to
+        h_t right after step t on valid steps; with zeros, their gradient is dL/dh_t.
+        """
+        return self._encode(inputs, mask, perturbations, train)[1]
+
+
+@register_model("lru")
+class LRUModel(LinearRecurrentModel):
+    """Stack of LRU blocks (Orvieto et al. 2023); see `LRU` for the recurrence.
+
+    Attributes:
+      r_min, r_max: ring of initial eigenvalue moduli.
+      max_phase: range of initial eigenvalue phases.
+
+    """
+
+    r_min: float = 0.0
+    r_max: float = 1.0
+    max_phase: float = 2 * math.pi
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.r_min < self.r_max <= 1.0:
+            raise ValueError(f"r_min, r_max must satisfy 0 <= r_min < r_max <= 1, "
+                             f"got {self.r_min}, {self.r_max}")
+        super().__post_init__()
+
+    @nn.nowrap
+    def make_mixer(self) -> Callable[..., nn.Module]:
+        """Return an LRU constructor with this model's options."""
+        return lambda name: LRU(self.hidden, self.r_min, self.r_max, self.max_phase, self.impl,
+                                name=name)
+
+
+@register_model("mingru")
+class MinGRUModel(LinearRecurrentModel):
+    """Stack of minGRU blocks (Feng et al. 2024); see `MinGRU` for the recurrence."""
+
+    @nn.nowrap
+    def make_mixer(self) -> Callable[..., nn.Module]:
+        """Return a MinGRU constructor with this model's options."""
+        return lambda name: MinGRU(self.hidden, self.impl, name=name)

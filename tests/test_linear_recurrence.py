@@ -1,0 +1,211 @@
+"""LRU and minGRU: parallel (associative) scan == sequential scan == the equations; masks; hook."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cnn_rnn.data.base import TaskSpec
+from cnn_rnn.errors import ConfigError
+from cnn_rnn.models.linear_recurrence import LRU, MinGRU, linear_scan
+from cnn_rnn.models.registry import build_model
+
+B, T, D, N = 2, 9, 3, 5
+TOL = 1e-5
+
+
+def _x(seed=0, t=T, d=D):
+    return jax.random.normal(jax.random.key(seed), (B, t, d))
+
+
+def test_linear_scan_parallel_equals_sequential_and_loop():
+    ka, kb = jax.random.split(jax.random.key(0))
+    a = jax.random.uniform(ka, (B, T, N), minval=-1, maxval=1)
+    b = jax.random.normal(kb, (B, T, N))
+    h, ref = np.zeros((B, N)), []
+    for t in range(T):
+        h = np.asarray(a[:, t]) * h + np.asarray(b[:, t])
+        ref.append(h)
+    ref = np.stack(ref, axis=1)
+    for impl in ("parallel", "sequential"):
+        np.testing.assert_allclose(linear_scan(a, b, impl), ref, atol=TOL, rtol=TOL)
+
+
+def _mingru_loop(p, x, pert=None):
+    """minGRU from its equations, as an explicitly unrolled loop (jax.numpy)."""
+    hdim = p["W_x"].shape[1] // 2
+    h, out = jnp.zeros((x.shape[0], hdim)), []
+    for t in range(x.shape[1]):
+        u = x[:, t] @ p["W_x"] + p["b"]
+        z, h_tilde = jax.nn.sigmoid(u[:, :hdim]), u[:, hdim:]
+        h = (1 - z) * h + z * h_tilde
+        h = h if pert is None else h + pert[:, t]
+        out.append(h)
+    return jnp.stack(out, axis=1)
+
+
+def _lru_loop(p, x, pert=None):
+    """LRU from its equations (complex128 numpy-style loop in jax.numpy)."""
+    lam = jnp.exp(-jnp.exp(p["nu_log"]) + 1j * jnp.exp(p["theta_log"]))
+    d = x.shape[-1]
+    bmat = (p["B_re"] + 1j * p["B_im"]).T / np.sqrt(2 * d)  # [N, D], as in the paper
+    cmat = (p["C_re"] + 1j * p["C_im"]).T / np.sqrt(p["nu_log"].shape[0])  # [D, N]
+    h, hs, ys = jnp.zeros((x.shape[0], lam.shape[0]), jnp.complex64), [], []
+    for t in range(x.shape[1]):
+        h = lam * h + jnp.exp(p["gamma_log"]) * (x[:, t] @ bmat.T)
+        h = h if pert is None else h + pert[:, t]
+        hs.append(h)
+        ys.append((h @ cmat.T).real + p["D"] * x[:, t])
+    return jnp.stack(ys, axis=1), jnp.stack(hs, axis=1)
+
+
+def test_mingru_matches_equations():
+    x = _x(1)
+    layer = MinGRU(N)
+    p = layer.init(jax.random.key(2), x)["params"]
+    _, h = layer.apply({"params": p}, x)
+    np.testing.assert_allclose(h, _mingru_loop(p, x), atol=TOL, rtol=TOL)
+
+
+def test_lru_matches_equations_and_ring_init():
+    x = _x(3)
+    layer = LRU(N, r_min=0.5, r_max=0.9)
+    p = layer.init(jax.random.key(4), x)["params"]
+    y, h = layer.apply({"params": p}, x)
+    y_ref, h_ref = _lru_loop(p, x)
+    np.testing.assert_allclose(h, h_ref, atol=TOL, rtol=TOL)
+    np.testing.assert_allclose(y, y_ref, atol=TOL, rtol=TOL)
+    modulus = np.exp(-np.exp(np.asarray(p["nu_log"])))
+    assert np.all((modulus >= 0.5 - 1e-6) & (modulus <= 0.9 + 1e-6))
+    np.testing.assert_allclose(np.exp(p["gamma_log"]), np.sqrt(1 - modulus**2), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["lru", "mingru"])
+def test_parallel_and_sequential_agree_in_outputs_and_gradients(name):
+    spec = TaskSpec("classification", 4, (T, D))
+    x = _x(5)
+    mask = jnp.arange(T)[None, :] < jnp.array([[T], [4]])
+    models = [build_model({"name": name, "hidden": N, "d_model": 6, "num_layers": 1,
+                           "impl": impl}, spec)
+              for impl in ("parallel", "sequential")]
+    params = models[0].init(jax.random.key(6), x)["params"]
+
+    def loss(p, model):
+        return jnp.sum(jnp.sin(model.apply({"params": p}, x, mask=mask)))
+
+    outs = [m.apply({"params": params}, x, mask=mask) for m in models]
+    np.testing.assert_allclose(outs[0], outs[1], atol=TOL, rtol=TOL)
+    g_par, g_seq = (jax.grad(loss)(params, m) for m in models)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=TOL, rtol=1e-4),
+                 g_par, g_seq)
+
+
+@pytest.mark.parametrize("name,pool,many", [("lru", "mean", False), ("mingru", "last", False),
+                                            ("mingru", "mean", True)])
+def test_padding_changes_nothing(name, pool, many):
+    lengths = jnp.array([5, 9])
+    spec = TaskSpec("sequence_classification" if many else "classification", 3, (T, D))
+    model = build_model({"name": name, "hidden": N, "pool": pool, "num_layers": 1}, spec)
+    x = _x(7)
+    mask = jnp.arange(T)[None, :] < lengths[:, None]
+    x_long = jnp.concatenate([x, jnp.full((B, 4, D), 5.0)], axis=1)
+    x_long = jnp.where(jnp.arange(T + 4)[None, :, None] < lengths[:, None, None], x_long, 5.0)
+    mask_long = jnp.arange(T + 4)[None, :] < lengths[:, None]
+    v = model.init(jax.random.key(8), x)
+    short, long = model.apply(v, x, mask=mask), model.apply(v, x_long, mask=mask_long)
+    if many:
+        valid = np.asarray(mask)
+        np.testing.assert_allclose(np.asarray(short)[valid], np.asarray(long)[:, :T][valid],
+                                   atol=TOL)
+    else:
+        np.testing.assert_allclose(short, long, atol=TOL)
+
+
+@pytest.mark.parametrize("impl", ["parallel", "sequential"])
+def test_perturbation_gradient_is_dL_dh_mingru(impl):
+    x = _x(9)
+    layer = MinGRU(N, impl=impl)
+    p = layer.init(jax.random.key(10), x)["params"]
+    zeros = jnp.zeros((B, T, N))
+
+    def loss_ours(pert):
+        return jnp.sum(jnp.sin(layer.apply({"params": p}, x, perturbation=pert)[0][:, -1]))
+
+    def loss_loop(pert):
+        return jnp.sum(jnp.sin(_mingru_loop(p, x, pert)[:, -1]))
+
+    np.testing.assert_allclose(jax.grad(loss_ours)(zeros), jax.grad(loss_loop)(zeros),
+                               atol=TOL, rtol=1e-4)
+
+
+def test_perturbation_gradient_is_dL_dh_lru_and_model_hook():
+    x = _x(11)
+    layer = LRU(N, r_min=0.6)
+    p = layer.init(jax.random.key(12), x)["params"]
+    zeros = jnp.zeros((B, T, N), jnp.complex64)
+
+    def loss_ours(pert):
+        return jnp.sum(layer.apply({"params": p}, x, perturbation=pert)[0][:, -1] ** 2)
+
+    def loss_loop(pert):
+        return jnp.sum(_lru_loop(p, x, pert)[0][:, -1] ** 2)
+
+    np.testing.assert_allclose(jax.grad(loss_ours)(zeros), jax.grad(loss_loop)(zeros),
+                               atol=TOL, rtol=1e-4)
+    # The registered model exposes the same hook, one array per block, and the states.
+    model = build_model({"name": "lru", "hidden": N, "num_layers": 2},
+                        TaskSpec("classification", 3, (T, D)))
+    v = model.init(jax.random.key(0), x)
+    states = model.apply(v, x, method="hidden_states")
+    assert [s.shape for s in states] == [(B, T, N)] * 2
+    zero_list = [jnp.zeros_like(s) for s in states]
+    np.testing.assert_allclose(model.apply(v, x, perturbations=zero_list), model.apply(v, x),
+                               atol=1e-7)
+    g = jax.grad(lambda ps: jnp.sum(model.apply(v, x, perturbations=ps) ** 2))(zero_list)
+    assert all(np.all(np.isfinite(a)) and np.any(a != 0) for a in g)
+
+
+def test_parameter_count_independent_of_length():
+    spec = TaskSpec("classification", 3, (T, D))
+    for name in ("lru", "mingru"):
+        model = build_model({"name": name, "hidden": N}, spec)
+        counts = {t: sum(a.size for a in jax.tree.leaves(
+            jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, t, D)))))
+                  for t in (4, 40)}
+        assert counts[4] == counts[40]
+
+
+@pytest.mark.parametrize("name", ["lru", "mingru"])
+def test_registered_model_trains(name):
+    spec = TaskSpec("classification", 2, (8, 1))
+    model = build_model({"name": name, "hidden": 8, "d_model": 8, "num_layers": 1}, spec)
+    x = jax.random.normal(jax.random.key(13), (32, 8, 1))
+    y = (x[:, :, 0].sum(axis=1) > 0).astype(jnp.int32)
+    params = model.init(jax.random.key(14), x)["params"]
+    tx = optax.adam(1e-2)
+    opt = tx.init(params)
+
+    @jax.jit
+    def step(p, o):
+        loss, g = jax.value_and_grad(lambda q: optax.softmax_cross_entropy_with_integer_labels(
+            model.apply({"params": q}, x), y).mean())(p)
+        u, o = tx.update(g, o)
+        return optax.apply_updates(p, u), o, loss
+
+    losses = []
+    for _ in range(30):
+        params, opt, loss = step(params, opt)
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize("config,field", [
+    ({"name": "lru", "impl": "fast"}, "impl"),
+    ({"name": "mingru", "pool": "max"}, "pool"),
+    ({"name": "lru", "r_min": 0.9, "r_max": 0.5}, "r_min"),
+    ({"name": "mingru", "r_min": 0.5}, "r_min"),
+])
+def test_bad_config_gives_clear_error(config, field):
+    with pytest.raises(ConfigError, match=field):
+        build_model(config, TaskSpec("classification", 3, (T, D)))

@@ -1,0 +1,358 @@
+"""Recurrent cells and the scan layer against independent references, flax's cells and masks."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cnn_rnn.data.base import TaskSpec
+from cnn_rnn.errors import ConfigError
+from cnn_rnn.models.recurrent import (
+    RNN,
+    ElmanCell,
+    GRUCell,
+    LSTMCell,
+    recurrent_initializer,
+    reverse_valid,
+)
+from cnn_rnn.models.registry import build_model
+
+B, T, D, H = 3, 5, 4, 6
+ATOL = 1e-5
+
+# --- Independent references, written from the equations. `xnp` is numpy (float64) or jax.numpy
+# (for the explicitly unrolled, differentiable loop). p: one direction's params; x [B, T, D];
+# pert [B, T, H] is added to h_t after step t.
+
+
+def _sig(xnp, v):
+    return 1.0 / (1.0 + xnp.exp(-v))
+
+
+def _gate(p, name, k):
+    h = p["W_h"].shape[0]
+    return p[name][..., k * h:(k + 1) * h]
+
+
+def elman_ref(xnp, p, x, pert=None, activation="tanh"):
+    f = xnp.tanh if activation == "tanh" else (lambda v: xnp.maximum(v, 0.0))
+    h = xnp.zeros((x.shape[0], p["W_h"].shape[0]))
+    out = []
+    for t in range(x.shape[1]):
+        h = f(x[:, t] @ p["W_x"] + p["b"] + h @ p["W_h"])
+        h = h if pert is None else h + pert[:, t]
+        out.append(h)
+    return xnp.stack(out, axis=1)
+
+
+def lstm_ref(xnp, p, x, pert=None):
+    h = c = xnp.zeros((x.shape[0], p["W_h"].shape[0]))
+    out = []
+    for t in range(x.shape[1]):
+        pre = [x[:, t] @ _gate(p, "W_x", k) + h @ _gate(p, "W_h", k) + _gate(p, "b", k)
+               for k in range(4)]
+        i, f, o = _sig(xnp, pre[0]), _sig(xnp, pre[1]), _sig(xnp, pre[3])
+        c = f * c + i * xnp.tanh(pre[2])
+        h = o * xnp.tanh(c)
+        h = h if pert is None else h + pert[:, t]
+        out.append(h)
+    return xnp.stack(out, axis=1)
+
+
+def gru_ref(xnp, p, x, pert=None):
+    h = xnp.zeros((x.shape[0], p["W_h"].shape[0]))
+    out = []
+    for t in range(x.shape[1]):
+        xs = [x[:, t] @ _gate(p, "W_x", k) + _gate(p, "b", k) for k in range(3)]
+        hs = [h @ _gate(p, "W_h", k) for k in range(3)]
+        r, z = _sig(xnp, xs[0] + hs[0]), _sig(xnp, xs[1] + hs[1])
+        n = xnp.tanh(xs[2] + r * (hs[2] + p["b_hn"]))
+        h = (1 - z) * n + z * h
+        h = h if pert is None else h + pert[:, t]
+        out.append(h)
+    return xnp.stack(out, axis=1)
+
+
+CELLS = {
+    "rnn": (functools.partial(ElmanCell, hidden=H), elman_ref),
+    "irnn": (functools.partial(ElmanCell, hidden=H, activation="relu", recurrent_init="identity"),
+             functools.partial(elman_ref, activation="relu")),
+    "lstm": (functools.partial(LSTMCell, hidden=H), lstm_ref),
+    "gru": (functools.partial(GRUCell, hidden=H), gru_ref),
+}
+
+
+def _np(tree):
+    return jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
+
+
+def layer_reference(ref, params, x, lengths, num_layers, bidirectional):
+    """Per-layer states of a stacked (bi)directional layer, each sequence run on its own."""
+    x = np.asarray(x, np.float64)
+    per_layer = [np.zeros((x.shape[0], x.shape[1], H * (2 if bidirectional else 1)))
+                 for _ in range(num_layers)]
+    finals = []
+    for b, n in enumerate(lengths):
+        seq = x[b:b + 1, :n]
+        final = []
+        for layer in range(num_layers):
+            fwd = ref(np, params[f"layer{layer}_fwd"], seq)
+            outs = [fwd]
+            if bidirectional:
+                outs.append(ref(np, params[f"layer{layer}_bwd"], seq[:, ::-1])[:, ::-1])
+            seq = np.concatenate(outs, axis=-1)
+            per_layer[layer][b, :n] = seq[0]
+            final = [fwd[0, -1]] + ([outs[1][0, 0]] if bidirectional else [])
+        finals.append(np.concatenate(final))
+    return per_layer, np.stack(finals)
+
+
+def _data(seed=0, t=T):
+    kx, kp = jax.random.split(jax.random.key(seed))
+    return jax.random.normal(kx, (B, t, D)), kp
+
+
+# --- Cells against the references --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind,mode", [(kind, "hoisted") for kind in CELLS] +
+                         [("lstm", "per_step"), ("gru", "per_step")])
+def test_cell_matches_numpy_reference(kind, mode):
+    cell, ref = CELLS[kind]
+    layer = RNN(cell, return_sequences=True, input_projection=mode)
+    x, kp = _data()
+    params = layer.init(kp, x)["params"]
+    params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(kp, a.shape), params)
+    hs = layer.apply({"params": params}, x, method=RNN.hidden_states)[0]
+    np.testing.assert_allclose(hs, ref(np, _np(params["layer0_fwd"]), np.asarray(x, np.float64)),
+                               atol=ATOL, rtol=ATOL)
+
+
+def _flax_params(kind, p):
+    """Our fused params -> the parameter tree of flax's built-in cell."""
+    g = lambda name, k: _gate(p, name, k)  # noqa: E731
+    if kind == "rnn":
+        return {"i": {"kernel": p["W_x"], "bias": p["b"]}, "h": {"kernel": p["W_h"]}}
+    if kind == "lstm":
+        out = {}
+        for k, gate in enumerate("ifgo"):
+            out["i" + gate] = {"kernel": g("W_x", k)}
+            out["h" + gate] = {"kernel": g("W_h", k), "bias": g("b", k)}
+        return out
+    out = {"i" + gate: {"kernel": g("W_x", k), "bias": g("b", k)} for k, gate in enumerate("rzn")}
+    out.update({"hr": {"kernel": g("W_h", 0)}, "hz": {"kernel": g("W_h", 1)},
+                "hn": {"kernel": g("W_h", 2), "bias": p["b_hn"]}})
+    return out
+
+
+@pytest.mark.parametrize("kind,flax_cell", [("rnn", nn.SimpleCell), ("lstm", nn.LSTMCell),
+                                            ("lstm", nn.OptimizedLSTMCell), ("gru", nn.GRUCell)])
+def test_cell_matches_flax_builtin(kind, flax_cell):
+    cell, _ = CELLS[kind]
+    layer = RNN(cell, return_sequences=True)
+    x, kp = _data(1)
+    params = layer.init(kp, x)["params"]
+    params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(kp, a.shape), params)
+    ours = layer.apply({"params": params}, x)
+    theirs = nn.RNN(flax_cell(H)).apply(
+        {"params": {"cell": _flax_params(kind, params["layer0_fwd"])}}, x)
+    np.testing.assert_allclose(ours, theirs, atol=ATOL, rtol=ATOL)
+
+
+def test_initialisers():
+    w = recurrent_initializer("identity", 3, 0.5)(jax.random.key(0), (4, 12))
+    np.testing.assert_array_equal(w, np.tile(0.5 * np.eye(4), (1, 3)))
+    w = recurrent_initializer("orthogonal", 2)(jax.random.key(0), (4, 8))
+    for k in range(2):
+        blk = np.asarray(w[:, 4 * k:4 * k + 4])
+        np.testing.assert_allclose(blk @ blk.T, np.eye(4), atol=1e-5)
+    lstm = LSTMCell(hidden=3, forget_bias=2.0)
+    b = lstm.init(jax.random.key(0), 2)["params"]["b"]
+    np.testing.assert_array_equal(b, [0, 0, 0, 2, 2, 2, 0, 0, 0, 0, 0, 0])
+
+
+# --- Stacking, bidirectional, masks --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind,num_layers,bidirectional",
+                         [("gru", 2, True), ("lstm", 1, True), ("rnn", 2, False)])
+def test_stacked_bidirectional_masked_matches_reference(kind, num_layers, bidirectional):
+    cell, ref = CELLS[kind]
+    lengths = [5, 2, 4]
+    mask = jnp.arange(T)[None, :] < jnp.array(lengths)[:, None]
+    x, kp = _data(2)
+    layer = RNN(cell, num_layers=num_layers, bidirectional=bidirectional, out_features=3)
+    variables = layer.init(kp, x)
+    params = _np(variables["params"])
+    states = layer.apply(variables, x, mask, method=RNN.hidden_states)
+    ref_states, ref_final = layer_reference(ref, params, x, lengths, num_layers, bidirectional)
+    for got, want in zip(states, ref_states, strict=True):
+        np.testing.assert_allclose(got, want, atol=ATOL, rtol=ATOL)
+    y = layer.apply(variables, x, mask)
+    np.testing.assert_allclose(y, ref_final @ params["W_hy"] + params["b_y"], atol=ATOL, rtol=ATOL)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_padding_changes_nothing(return_sequences):
+    lengths = jnp.array([4, 2, 5])
+    x, kp = _data(3)
+    mask = jnp.arange(T)[None, :] < lengths[:, None]
+    # Same sequences with 3 extra padded steps, padding filled with garbage.
+    x_long = jnp.concatenate([x, jax.random.normal(kp, (B, 3, D))], axis=1)
+    x_long = jnp.where(jnp.arange(T + 3)[None, :, None] < lengths[:, None, None], x_long, 7.0)
+    mask_long = jnp.arange(T + 3)[None, :] < lengths[:, None]
+    model = build_model({"name": "gru", "hidden": H, "num_layers": 2, "bidirectional": True},
+                        TaskSpec("sequence_classification" if return_sequences else
+                                 "classification", 3, (T, D)))
+    variables = model.init(kp, x)
+    short = model.apply(variables, x, mask=mask)
+    long = model.apply(variables, x_long, mask=mask_long)
+    if return_sequences:
+        valid = np.asarray(mask)
+        np.testing.assert_allclose(np.asarray(short)[valid], np.asarray(long)[:, :T][valid],
+                                   atol=ATOL)
+    else:
+        np.testing.assert_allclose(short, long, atol=ATOL)
+
+
+def test_reverse_valid_is_an_involution():
+    x = jnp.arange(2 * 5).reshape(5, 2).astype(jnp.float32)  # time-major [T=5, B=2]
+    r = reverse_valid(x, jnp.array([3, 5]))
+    np.testing.assert_array_equal(r[:, 0], [4, 2, 0, 6, 8])
+    np.testing.assert_array_equal(r[:, 1], [9, 7, 5, 3, 1])
+    np.testing.assert_array_equal(reverse_valid(r, jnp.array([3, 5])), x)
+
+
+# --- Gradients -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_scan_gradient_equals_unrolled_loop(kind):
+    cell, ref = CELLS[kind]
+    layer = RNN(cell, return_sequences=True, remat=kind == "gru")
+    x, kp = _data(4)
+    params = layer.init(kp, x)["params"]
+    target = jax.random.normal(kp, (B, T, H))
+
+    def scan_loss(p):
+        return jnp.sum((layer.apply({"params": p}, x) - target) ** 2)
+
+    def loop_loss(p):
+        return jnp.sum((ref(jnp, p["layer0_fwd"], x) - target) ** 2)
+
+    g_scan, g_loop = jax.grad(scan_loss)(params), jax.grad(loop_loss)(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=ATOL, rtol=1e-4),
+                 g_scan, g_loop)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_perturbation_gradient_is_dL_dh(kind):
+    cell, ref = CELLS[kind]
+    layer = RNN(cell, return_sequences=False, out_features=2)
+    x, kp = _data(5)
+    variables = layer.init(kp, x)
+    p = variables["params"]
+    zeros = [jnp.zeros((B, T, H))]
+    np.testing.assert_allclose(layer.apply(variables, x, perturbations=zeros),
+                               layer.apply(variables, x), atol=1e-7)
+
+    def loss_ours(pert):
+        return jnp.sum(jnp.sin(layer.apply(variables, x, perturbations=pert)))
+
+    def loss_loop(pert):
+        h_last = ref(jnp, p["layer0_fwd"], x, pert=pert)[:, -1]
+        return jnp.sum(jnp.sin(h_last @ p["W_hy"] + p["b_y"]))
+
+    np.testing.assert_allclose(jax.grad(loss_ours)(zeros)[0], jax.grad(loss_loop)(zeros[0]),
+                               atol=ATOL, rtol=1e-4)
+
+
+def test_perturbation_hook_bidirectional_masked():
+    """The hook is in original time order for both directions; padded steps get no gradient."""
+    lengths = jnp.array([5, 3, 1])
+    mask = jnp.arange(T)[None, :] < lengths[:, None]
+    layer = RNN(CELLS["gru"][0], bidirectional=True, num_layers=2)
+    x, kp = _data(6)
+    variables = layer.init(kp, x)
+    zeros = [jnp.zeros((B, T, 2 * H))] * 2
+
+    @jax.jit
+    def loss(pert):
+        return jnp.sum(layer.apply(variables, x, mask, pert) ** 2)
+
+    grads = jax.jit(jax.grad(loss))(zeros)
+    for g in grads:
+        assert np.all(np.asarray(g)[~np.asarray(mask)] == 0)
+    # Against finite differences of the hidden-state output at layer 0, step 1, unit 0 (bwd).
+    eps, idx = 1e-2, (0, 1, H)
+    bumped = [zeros[0].at[idx].set(eps), zeros[1]]
+    fd = (loss(bumped) - loss([zeros[0].at[idx].set(-eps), zeros[1]])) / (2 * eps)
+    np.testing.assert_allclose(grads[0][idx], fd, rtol=2e-2)
+
+
+# --- Models through the registry -----------------------------------------------------------------
+
+
+def test_parameter_count_independent_of_length():
+    spec = TaskSpec("classification", 10, (T, D))
+    counts = []
+    for t in (5, 50):
+        model = build_model({"name": "lstm", "hidden": 8, "num_layers": 2}, spec)
+        v = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, t, D)))
+        counts.append(sum(a.size for a in jax.tree.leaves(v)))
+    assert counts[0] == counts[1]
+
+
+@pytest.mark.parametrize("name,kwargs", [("rnn", {}), ("irnn", {}), ("lstm", {}),
+                                         ("gru", {"bidirectional": True, "num_layers": 2,
+                                                  "dropout": 0.1})])
+def test_registered_model_trains(name, kwargs):
+    spec = TaskSpec("classification", 2, (8, 1))
+    model = build_model({"name": name, "hidden": 16, **kwargs}, spec)
+    kx, kp, kd = jax.random.split(jax.random.key(7), 3)
+    x = jax.random.normal(kx, (32, 8, 1))
+    y = (x[:, :, 0].sum(axis=1) > 0).astype(jnp.int32)
+    params = model.init(kp, x)["params"]
+    tx = optax.adam(1e-2)
+    opt = tx.init(params)
+
+    def loss_fn(p, key):
+        logits = model.apply({"params": p}, x, train=True, rngs={"dropout": key})
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    @jax.jit
+    def step(p, o, key):
+        loss, g = jax.value_and_grad(loss_fn)(p, key)
+        updates, o = tx.update(g, o)
+        return optax.apply_updates(p, updates), o, loss
+
+    losses = []
+    for i in range(30):
+        params, opt, loss = step(params, opt, jax.random.fold_in(kd, i))
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_many_to_many_output_shape():
+    spec = TaskSpec("sequence_classification", 4, (T, D))
+    model = build_model({"name": "rnn", "hidden": 5}, spec)
+    x = jnp.zeros((2, T, D))
+    assert model.apply(model.init(jax.random.key(0), x), x).shape == (2, T, 4)
+
+
+@pytest.mark.parametrize("config,field", [
+    ({"name": "rnn", "activation": "sigmoid"}, "activation"),
+    ({"name": "rnn", "recurrent_init": "zeros"}, "recurrent_init"),
+    ({"name": "gru", "hidden": 0}, "hidden"),
+    ({"name": "lstm", "dropout": 1.5}, "dropout"),
+    ({"name": "gru", "input_projection": "fast"}, "input_projection"),
+    ({"name": "lstm", "forget_gate": 1.0}, "forget_gate"),
+])
+def test_bad_config_gives_clear_error(config, field):
+    with pytest.raises(ConfigError, match=field) as e:
+        build_model(config, TaskSpec("classification", 10, (T, D)))
+    assert "\n" not in str(e.value)
