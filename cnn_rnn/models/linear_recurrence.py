@@ -35,6 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cnn_rnn.models.readout import pool_sequence
 from cnn_rnn.models.recurrent import check_choice, check_positive, check_rate
 from cnn_rnn.models.registry import register_model
 
@@ -228,19 +229,6 @@ class RecurrentBlock(nn.Module):
         gate = nn.Dense(2 * x.shape[-1], name="glu")(y)
         y = gate[..., : x.shape[-1]] * jax.nn.sigmoid(gate[..., x.shape[-1]:])
         return x + nn.Dropout(self.dropout, deterministic=not train)(y), h
-
-
-def pool_sequence(x: Array, mask: Array | None, pool: str) -> Array:
-    """Reduce [B, T, D] to [B, D]: mean over valid steps, or the last valid step."""
-    if pool == "mean":
-        if mask is None:
-            return x.mean(axis=1)
-        w = mask.astype(x.dtype)[..., None]
-        return (x * w).sum(axis=1) / jnp.maximum(w.sum(axis=1), 1.0)
-    if mask is None:
-        return x[:, -1]
-    last = jnp.maximum(mask.astype(jnp.int32).sum(axis=1) - 1, 0)
-    return jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
 
 
 class LinearRecurrentModel(nn.Module):

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
+from cnn_rnn.models.readout import last_valid_step
 from cnn_rnn.models.registry import register_model
 
 
@@ -30,27 +30,6 @@ def receptive_field(kernel_size: int, num_levels: int) -> int:
     Each level has two causal convs with dilation 2^i, each adding (k-1) 2^i steps of history.
     """
     return 1 + 2 * (kernel_size - 1) * (2**num_levels - 1)
-
-
-def last_valid_step(x: jax.Array, mask: jax.Array | None) -> jax.Array:
-    """x[b, t_b] for x [B, T, D], t_b the last step where mask[b] is True (T-1 without a mask).
-
-    Many-to-one readout for variable-length batches: the output at the end of each real sequence,
-    not at the end of the padding.
-    """
-    if mask is None:
-        return x[:, -1]
-    t = x.shape[1]
-    last = t - 1 - jnp.argmax(mask[:, ::-1], axis=1)
-    return x[jnp.arange(x.shape[0]), last]
-
-
-def masked_mean(x: jax.Array, mask: jax.Array | None) -> jax.Array:
-    """Mean of x [B, T, D] over the steps where mask [B, T] is True (all steps without a mask)."""
-    if mask is None:
-        return jnp.mean(x, axis=1)
-    m = mask[..., None].astype(x.dtype)
-    return jnp.sum(x * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
 
 
 class CausalConv(nn.Module):

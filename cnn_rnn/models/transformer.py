@@ -20,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnn_rnn.models.readout import pool_sequence
 from cnn_rnn.models.registry import register_model
-from cnn_rnn.models.tcn import CausalConv, last_valid_step, masked_mean
+from cnn_rnn.models.tcn import CausalConv
 
 POSITIONS = ("learned", "sinusoidal")
 POOLS = ("mean", "last")
@@ -145,5 +146,5 @@ class Transformer(nn.Module):
             x = EncoderBlock(self.num_heads, self.mlp_dim, self.dropout)(x, attn_mask, train)
         x = nn.LayerNorm(name="final_norm")(x)
         if not self.return_sequences:
-            x = masked_mean(x, mask) if self.pool == "mean" else last_valid_step(x, mask)
+            x = pool_sequence(x, mask, self.pool)
         return nn.Dense(self.num_outputs, name="head")(x)
