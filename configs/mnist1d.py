@@ -9,7 +9,7 @@ import importlib
 
 from configs.common import parse_arg
 
-MODELS = ("cnn", "gru", "lstm", "rnn", "irnn", "tcn", "transformer", "lru", "mingru")
+MODELS = ("cnn", "gru", "lstm", "rnn", "irnn", "tcn", "transformer", "lru", "mingru", "hybrid")
 
 
 def get_config(arg=None):
