@@ -97,16 +97,18 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
         todo = len(points) - i
         eta = (f", ETA {sum(ran_seconds) / len(ran_seconds) * todo / 60:.1f} min"
                if ran_seconds else "")
+        t0 = time.time()
         if summary is not None:
             log.info("point %d/%d %s: finished earlier, skipped", i + 1, len(points), point.name)
         else:
             log.info("point %d/%d %s: running%s", i + 1, len(points), point.name, eta)
-            t0 = time.time()
             summary = train_and_evaluate(point.config, pdir)
-            ran_seconds.append(time.time() - t0)
         row = {"name": point.name, **point.tags, **summary, "tag_keys": list(point.tags)}
         if after_point is not None:
             row.update(after_point(point, pdir, row) or {})
+        if not ran_seconds or summary.get("train_seconds"):
+            # The ETA counts the hook's work too (probing can be half of a point).
+            ran_seconds.append(time.time() - t0)
         rows.append(row)
         _write_results(workdir, rows)
     return rows

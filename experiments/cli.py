@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -61,6 +62,18 @@ def load_config(holder: Any) -> Any:
             cause = cause.__cause__ or cause.__context__
         lines = [ln.strip() for ln in str(cause).splitlines() if ln.strip()]
         fail(f"--config: cannot load the config: {lines[-1] if lines else type(cause).__name__}")
+
+
+def load_points_module(path: str, kind: str) -> Any:
+    """Import a sweep/ablation config file (path without any `:arg`) to call its get_points."""
+    path = path.split(":", 1)[0]
+    spec = importlib.util.spec_from_file_location("points_config", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_points"):
+        fail(f"--config: {path} defines no get_points(config); it is not {kind} config")
+    return module
 
 
 def run_main(main: Callable[[list[str]], Any]) -> None:

@@ -8,30 +8,16 @@ interrupted sweep resumes it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from typing import Any
 
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.cli import fail, load_config, run_main
+from experiments.cli import fail, load_config, load_points_module, run_main
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one folder per point.")
-
-
-def load_sweep_module(path: str) -> Any:
-    """Import the sweep config file (path without any `:arg`) as a module."""
-    path = path.split(":", 1)[0]
-    spec = importlib.util.spec_from_file_location("sweep_config", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sweep_config"] = module
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_points"):
-        fail(f"--config: {path} defines no get_points(config); it is not a sweep config")
-    return module
 
 
 def default_report(rows: list[dict[str, Any]], workdir: str, config: Any) -> None:
@@ -54,7 +40,7 @@ def main(argv: list[str]) -> None:
     if _CONFIG.value is None or not _WORKDIR.value:
         fail("--config and --workdir are required")
     config = load_config(_CONFIG)
-    module = load_sweep_module(flags.FLAGS["config"].config_filename)
+    module = load_points_module(flags.FLAGS["config"].config_filename, "a sweep")
     from cnn_rnn.sweep import run_sweep
 
     points = module.get_points(config)

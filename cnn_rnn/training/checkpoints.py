@@ -51,6 +51,13 @@ class Checkpointer:
         out = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         return dict(out["meta"])
 
+    def restore(self, step: int, target: TrainState) -> TrainState:
+        """The state saved at `step`, with `target`'s structure, shapes and dtypes."""
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
+        out = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract)))
+        return out["state"]
+
     def restore_latest(self, target: TrainState,
                        check_meta: Callable[[dict[str, Any]], None] = lambda meta: None,
                        ) -> tuple[TrainState, dict[str, Any]] | None:
@@ -61,7 +68,6 @@ class Checkpointer:
         refused, not mistaken for a corrupt one). Unreadable checkpoints are set aside with a
         warning, newest first, so one corrupt save costs at most `checkpoint_every` steps.
         """
-        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
         for step in reversed(self.steps()):
             try:
                 meta = self.read_meta(step)
@@ -72,15 +78,14 @@ class Checkpointer:
             try:
                 if meta is None:
                     raise ValueError("its metadata record cannot be read")
-                out = self.manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract)))
+                state = self.restore(step, target)
             except Exception as e:  # noqa: BLE001 - any read failure means "try an older one"
                 moved = self._set_aside(step)
                 log.warning("checkpoint at step %d is unreadable (%s: %s); moved it to %s and "
                             "trying an older one", step, type(e).__name__,
                             (str(e).splitlines() or [""])[0][:200], moved)
                 continue
-            return out["state"], meta
+            return state, meta
         return None
 
     def _set_aside(self, step: int) -> str:

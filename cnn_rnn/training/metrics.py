@@ -57,7 +57,10 @@ class MetricWriter:
         self._file.flush()
         if self._tb is not None:
             for k, v in values.items():
-                self._tb.add_scalar(f"{split}/{k}", float(v), int(step))
+                # Non-finite values stay in the JSONL (as "nan"/"inf"); TensorBoard would warn on
+                # every one of them, flooding the console of an exploding run.
+                if math.isfinite(float(v)):
+                    self._tb.add_scalar(f"{split}/{k}", float(v), int(step))
 
     def write_many(self, rows: Iterable[tuple[int, str, Mapping[str, Any]]]) -> None:
         """Record several (step, split, values) entries."""

@@ -1,0 +1,284 @@
+"""The ablation report: report.md and analysis.json in the sweep's workdir.
+
+report.md holds tables, figures and sentences written from the measured numbers; analysis.json
+the same numbers, machine-readable.
+
+Nothing here asserts a result in advance: each sentence is assembled from `ablation.analyse`, so
+a run where, say, the LSTM fails earlier than the tanh-RNN says exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cnn_rnn.diagnostics import figures
+from cnn_rnn.diagnostics.ablation import DEFAULT_BEAT_RATIO, SUMMARY_LAYER, analyse
+from cnn_rnn.diagnostics.figures import arch_order, label
+from cnn_rnn.diagnostics.profiles import DEFAULT_THRESHOLD
+
+REPORT_FILE = "report.md"
+ANALYSIS_FILE = "analysis.json"
+GATED = ("lstm", "gru")
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """Format a number for a table: `digits` significant digits; "n/a" for None."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "nan", "inf": a diverged run, shown as such
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}g}"
+
+
+def table(header: Sequence[str], body: Sequence[Sequence[Any]]) -> str:
+    """Return a markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(c) if not isinstance(c, str) else c for c in row) + " |"
+              for row in body]
+    return "\n".join(lines)
+
+
+def decay_text(by_arch: Mapping[str, Mapping[str, float | None]],
+               lengths: Mapping[str, Sequence[int]]) -> list[str]:
+    """Sentences ranking the architectures by the measured decay rate, one paragraph per task."""
+    out = []
+    for task, rates in sorted(by_arch.items()):
+        known = sorted(((r, a) for a, r in rates.items() if r is not None))
+        if not known:
+            continue
+        parts = ", ".join(f"{label(a)} {r:+.3g}" for r, a in known)
+        text = (f"**{task}** (mean over T ∈ {{{', '.join(map(str, lengths[task]))}}}): "
+                f"log10 ‖∂L/∂h_t‖ changes per step back by {parts} decades. "
+                f"Fastest decay: {label(known[0][1])}; slowest: {label(known[-1][1])}.")
+        tenfold = [f"{label(a)} every {-1 / r:.3g} steps" for r, a in known if r < 0]
+        if tenfold:
+            text += " The gradient shrinks tenfold: " + "; ".join(tenfold) + "."
+        gated = [a for a in GATED if rates.get(a) is not None]
+        if rates.get("rnn") is not None and gated:
+            mean_gated = sum(rates[a] for a in gated) / len(gated)
+            if mean_gated < 0 and rates["rnn"] < 0:
+                ratio = rates["rnn"] / mean_gated
+                word = "faster" if ratio > 1 else "slower"
+                text += (f" The tanh-RNN's gradient decays {max(ratio, 1 / ratio):.3g}x {word} "
+                         f"per step than the gated cells' ({' and '.join(map(label, gated))}: "
+                         f"{mean_gated:+.3g}).")
+        out.append(text)
+    return out
+
+
+def failure_text(failure: Mapping[str, Mapping[str, int | None]],
+                 lengths: Mapping[str, Sequence[int]]) -> list[str]:
+    """Sentences giving, per task and architecture, the first length not beating the baseline."""
+    out = []
+    for task, archs in sorted(failure.items()):
+        shortest = min(lengths[task])
+        parts = []
+        for arch in arch_order(list(archs)):
+            t = archs[arch]
+            if t is None:
+                parts.append(f"{label(arch)} beats it at every tested length (up to "
+                             f"T={max(lengths[task])})")
+            elif t == shortest:
+                parts.append(f"{label(arch)} does not beat it even at the shortest T={t}")
+            else:
+                parts.append(f"{label(arch)} stops beating it at T={t}")
+        out.append(f"**{task}**: " + "; ".join(parts) + ".")
+    return out
+
+
+def clipping_text(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Sentences comparing each exploding-prone run with and without clipping."""
+    out = []
+    pairs: dict[tuple, dict[bool, Mapping[str, Any]]] = {}
+    for e in entries:
+        pairs.setdefault((e["task"], e["arch"], e["T"], e["seed"]), {})[bool(e["clip"])] = e
+    for (task, arch, length, seed), pair in sorted(pairs.items()):
+        if len(pair) != 2:
+            continue
+        off, on = pair[False], pair[True]
+
+        def describe(e: Mapping[str, Any]) -> str:
+            bad = e["nonfinite_windows"]
+            return (f"max finite gradient norm {fmt(e['max_grad_norm'])}"
+                    + (f" ({bad} logged windows with a non-finite norm)" if bad else "")
+                    + f", {e['skipped']} skipped non-finite steps, final eval loss "
+                    f"{fmt(e['final_eval_loss'])}")
+
+        verdict = []
+        a, b = off["final_eval_loss"], on["final_eval_loss"]
+        change = f"({fmt(a)} → {fmt(b)}; baseline {fmt(on['baseline'])})"
+        if math.isfinite(a) and math.isfinite(b):
+            verdict.append(f"clipping {'lowered' if b < a else 'did not lower'} the final eval "
+                           f"loss {change}")
+        elif math.isfinite(b):
+            verdict.append(f"clipping kept the final eval loss finite {change}")
+        elif math.isfinite(a):
+            verdict.append(f"only the clipped run ended with a non-finite eval loss {change}")
+        else:
+            verdict.append(f"neither run ended with a finite eval loss {change}")
+        if off["skipped"] != on["skipped"]:
+            verdict.append(f"skipped steps {off['skipped']} → {on['skipped']}")
+        lr = f", learning rate {fmt(on['lr'])}" if on.get("lr") is not None else ""
+        out.append(f"**{label(arch)}, {task} T={length}{lr}, seed {seed}**: without clipping "
+                   f"{describe(off)}; with clipping {describe(on)}. So "
+                   + ", ".join(verdict) + ".")
+    return out
+
+
+def _lengths(entries: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:
+    out: dict[str, set[int]] = {}
+    for e in entries:
+        out.setdefault(e["task"], set()).add(e["T"])
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def write_report(rows: Sequence[Mapping[str, Any]], workdir: str, *,
+                 settings: Mapping[str, Any] | None = None,
+                 threshold: float = DEFAULT_THRESHOLD,
+                 beat_ratio: float = DEFAULT_BEAT_RATIO) -> dict[str, str]:
+    """Write the figures, analysis.json and report.md into `workdir`; return their paths.
+
+    Args:
+      rows: run_sweep rows with the ProbeHook's fields.
+      workdir: the sweep's folder (figures go to `<workdir>/figures/`).
+      settings: the sweep config (as a dict) to record in the report.
+      threshold: relative level of "steps in the past".
+      beat_ratio: a run beats the baseline when its eval loss < beat_ratio x baseline.
+
+    """
+    result = analyse(rows, threshold, beat_ratio)
+    fig_dir = os.path.join(workdir, "figures")
+    tasks = sorted({r["task"] for r in rows if r.get("group") == "main"})
+    paths: dict[str, str] = {}
+    for task in tasks:
+        for kind, fn in (("gradients", figures.plot_gradient_profiles),
+                         ("loss_vs_length", figures.plot_metric_vs_length)):
+            p = fn(rows, task, os.path.join(fig_dir, f"{kind}_{task}.png"))
+            if p:
+                paths[f"{kind}_{task}"] = p
+    p = figures.plot_clipping(rows, os.path.join(fig_dir, "clipping.png"))
+    if p:
+        paths["clipping"] = p
+    result["figures"] = {k: os.path.relpath(v, workdir) for k, v in paths.items()}
+    result["settings"] = dict(settings or {})
+    with open(os.path.join(workdir, ANALYSIS_FILE), "w") as f:
+        json.dump(jsonable(result), f, indent=1, sort_keys=True, default=str)
+    md = render(result, rows)
+    with open(os.path.join(workdir, REPORT_FILE), "w") as f:
+        f.write(md)
+    paths["report"] = os.path.join(workdir, REPORT_FILE)
+    paths["analysis"] = os.path.join(workdir, ANALYSIS_FILE)
+    return paths
+
+
+def jsonable(value: Any) -> Any:
+    """Return value with non-finite floats replaced by "nan"/"inf"/"-inf" (strict JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def _figure(result: Mapping[str, Any], key: str, caption: str) -> str:
+    rel = result["figures"].get(key)
+    return f"![{caption}]({rel})\n" if rel else ""
+
+
+def render(result: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
+    """Return the markdown of the report from `analyse`'s result (plus figure paths)."""
+    decay, metric = result["decay"], result["metric_vs_length"]
+    lengths = _lengths(metric)
+    s = result.get("settings", {})
+    n_main = sum(r.get("group") == "main" for r in rows)
+    lines = [
+        "# Vanishing and exploding gradients versus sequence length", "",
+        f"{len(rows)} runs ({n_main} in the architecture x length grid, "
+        f"{len(rows) - n_main} in the clipping comparison); variant `{s.get('variant', '?')}`. "
+        "All numbers below are computed from this run's results (results.json, analysis.json).",
+        "", "## Definitions", "",
+        "- **Gradient profile** ‖∂L/∂h_t‖: L2 norm over the hidden units of the gradient of each "
+        "example's loss with respect to the state h_t, averaged over a fixed probe batch of "
+        "evaluation examples; for copy the loss counts only the 10 recalled symbols. Measured "
+        f"on layer {SUMMARY_LAYER + 1} (the bottom layer, where the input at step t enters; "
+        "TCN: the first residual block's output), at initialisation and at every saved checkpoint.",
+        "- **Decay rate**: slope of a least-squares line through log10 ‖∂L/∂h_t‖ against the "
+        "distance T-1-t from the last step (decades per step; negative = vanishing); exact zeros "
+        "and underflow below 1e-30 of the last step's norm are left out.",
+        f"- **Steps in the past**: the farthest distance back whose gradient is still at least "
+        f"{result['threshold']:g} x the gradient at the last step.",
+        f"- **Beats the baseline**: mean final eval loss over seeds < {result['beat_ratio']:g} x "
+        "the task's trivial baseline (adding: MSE 1/6 of always predicting 1; copy: "
+        "10 ln 8/(T+20), a memoryless guess).",
+        "- **Spectral radius ρ**: max |eigenvalue| of the candidate block of W_h (tanh-RNN/IRNN: "
+        "W_h; LSTM: g; GRU: n) or max |λ| of the LRU.",
+        "", "## 1. How fast the gradient vanishes", "",
+        "At initialisation:", "",
+        *[f"- {t}" for t in decay_text(result["decay_by_arch"], lengths)], "",
+        "After training (last checkpoint):", "",
+        *[f"- {t}" for t in decay_text(result["decay_by_arch_final"], lengths)], "",
+        "Decay rates in decades per step (‖∂L/∂h_t‖; J: the Jacobian norm ‖∂h_T/∂h_t‖_F); "
+        "steps in the past at the threshold above; ρ: spectral radius.", "",
+        table(["task", "architecture", "T", "decay init", "decay trained", "J decay init",
+               "J decay trained", "steps in past init", "steps in past trained", "ρ init",
+               "ρ trained"],
+              [[e["task"], label(e["arch"]), e["T"], e["decay_init"], e["decay_final"],
+                e["jacobian_decay_init"], e["jacobian_decay_final"], e["steps_init"],
+                e["steps_final"], e["radius_init"], e["radius_final"]]
+               for e in decay]), "",
+    ]
+    for task in sorted(lengths):
+        lines.append(_figure(result, f"gradients_{task}",
+                             f"log10 gradient norm against distance, {task}"))
+    lines += ["## 2. Final loss against length", "",
+              *[f"- {t}" for t in failure_text(result["failure_length"], lengths)], ""]
+    for task in sorted(lengths):
+        archs = arch_order([e["arch"] for e in metric if e["task"] == task])
+        cells = {(e["arch"], e["T"]): e for e in metric if e["task"] == task}
+        body = [[label(a), *[_loss_cell(cells.get((a, t))) for t in lengths[task]]]
+                for a in archs]
+        base = [fmt(cells[next(k for k in cells if k[1] == t)]["baseline"])
+                for t in lengths[task]]
+        lines += [f"**{task}**: final eval loss (ratio to baseline; ✓ = beats it)", "",
+                  table(["architecture", *[f"T={t}" for t in lengths[task]]],
+                        [*body, ["baseline", *base]]), "",
+                  _figure(result, f"loss_vs_length_{task}", f"final loss against length, "
+                          f"{task}")]
+    clip = result["clipping"]
+    lines += ["## 3. Gradient clipping on exploding runs", ""]
+    if clip:
+        lines += [*[f"- {t}" for t in clipping_text(clip)], "",
+                  "The gradient norm is the global norm before clipping (what the optimizer "
+                  "would have applied without it). Skipped steps had a non-finite loss or "
+                  "update and were not applied (on_nonfinite=skip).", "",
+                  table(["task", "architecture", "T", "seed", "lr", "clipping", "max ‖g‖",
+                         "non-finite windows", "skipped steps", "final train loss",
+                         "final eval loss", "baseline", "ρ trained"],
+                        [[e["task"], label(e["arch"]), e["T"], e["seed"], e.get("lr"),
+                          "on" if e["clip"] else "off", e["max_grad_norm"],
+                          e["nonfinite_windows"], e["skipped"], e["final_train_loss"],
+                          e["final_eval_loss"], e["baseline"], e["radius_final"]]
+                         for e in clip]), "",
+                  _figure(result, "clipping", "gradient norm during training with and "
+                          "without clipping")]
+    else:
+        lines.append("(no clipping runs in this variant)")
+    return "\n".join(lines) + "\n"
+
+
+def _loss_cell(entry: Mapping[str, Any] | None) -> str:
+    if entry is None:
+        return "n/a"
+    return f"{fmt(entry['loss'])} ({fmt(entry['ratio'], 2)}){' ✓' if entry['beats'] else ''}"

@@ -1,0 +1,59 @@
+"""Run an ablation with gradient-flow probes and write its report.
+
+    python -m experiments.ablate --config=configs/ablations/vanishing_gradients.py --workdir=DIR
+    python -m experiments.ablate --config=configs/ablations/vanishing_gradients.py:smoke ...
+
+The config file defines `get_config(arg)` (the grid, overridable with `--config.<field>=value`;
+it must have a `probe` section: batch_size, num_probes (0 = exact Jacobian norms), threshold,
+and `beat_ratio`) and `get_points(config) -> list[cnn_rnn.sweep.Point]`. Every point is trained
+(skipped when finished; resumed when interrupted), then probed at initialisation and at every
+checkpoint it saved (cached in the point's probe.json). At the end DIR holds results.json (every
+row with its probe profiles and training history), analysis.json, figures/*.png and report.md.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from absl import flags
+from ml_collections import config_flags
+
+from experiments.cli import fail, load_config, load_points_module, run_main
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Ablation config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one folder per point.")
+
+
+def main(argv: list[str]) -> None:
+    """Validate, run and probe every point, write the report."""
+    if len(argv) > 1:
+        fail(f"unexpected arguments {argv[1:]}")
+    if _CONFIG.value is None or not _WORKDIR.value:
+        fail("--config and --workdir are required")
+    config = load_config(_CONFIG)
+    if "probe" not in config:
+        fail("--config: the config has no `probe` section; it is not an ablation config")
+    module = load_points_module(flags.FLAGS["config"].config_filename, "an ablation")
+    # Late imports: flag errors above stay fast and free of JAX start-up.
+    from cnn_rnn.diagnostics.ablation import ProbeHook
+    from cnn_rnn.diagnostics.report import write_report
+    from cnn_rnn.sweep import run_sweep
+
+    t0 = time.time()
+    probe = config.probe
+    hook = ProbeHook(probe.batch_size, probe.num_probes or None, probe.threshold)
+    try:
+        points = module.get_points(config)
+    except (ValueError, KeyError) as e:  # a bad grid value, e.g. an unknown architecture
+        fail(f"--config: {e}")
+    rows = run_sweep(points, _WORKDIR.value, after_point=hook)
+    paths = write_report(rows, _WORKDIR.value, settings=config.to_dict(),
+                         threshold=probe.threshold, beat_ratio=config.get("beat_ratio", 0.9))
+    print(f"{len(rows)} points done in {time.time() - t0:.0f}s; report: {paths['report']}; "
+          f"results: {os.path.join(_WORKDIR.value, 'results.json')}")
+
+
+if __name__ == "__main__":
+    run_main(main)

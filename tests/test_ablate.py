@@ -1,0 +1,154 @@
+"""The vanishing-gradient ablation: its config grid, its summaries and report, and the smoke run."""
+
+import json
+import logging
+import os
+import re
+
+import numpy as np
+import pytest
+
+from cnn_rnn.diagnostics.ablation import (
+    ProbeHook,
+    analyse,
+    clipping_table,
+    failure_lengths,
+    metric_vs_length,
+)
+from cnn_rnn.diagnostics.report import write_report
+from cnn_rnn.models.tcn import receptive_field
+from cnn_rnn.sweep import run_sweep, validate_points
+from configs.ablations import vanishing_gradients as vg
+
+CONFIG = "configs/ablations/vanishing_gradients.py"
+
+
+# --- the grid --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", ["smoke", "default", "full"])
+def test_every_variant_builds_valid_points(variant):
+    c = vg.get_config(variant)
+    points = vg.get_points(c)
+    validate_points(points)
+    assert all(p.config.on_nonfinite == "skip" for p in points)
+    clip = [p for p in points if p.tags["group"] == "clip"]
+    assert {p.tags["clip"] for p in clip} == {True, False}
+    assert {p.config.optimizer.grad_clip_norm > 0 for p in clip} == {True, False}
+    for task in c.tasks:
+        tcn = vg.tcn_settings(c, task)
+        assert receptive_field(tcn["kernel_size"], tcn["levels"]) >= max(c.lengths[task])
+
+
+def test_the_default_grid_covers_the_brief():
+    c = vg.get_config(None)
+    main = [p.tags for p in vg.get_points(c) if p.tags["group"] == "main"]
+    assert {t["task"] for t in main} == {"adding", "copy"}
+    archs = {t["arch"] for t in main}
+    assert {"rnn", "irnn", "lstm", "gru", "tcn"} <= archs and archs & {"lru", "mingru"}
+    assert all(len({t["T"] for t in main if t["task"] == task}) >= 3 for task in c.tasks)
+    with pytest.raises(ValueError, match="accepted"):
+        vg.get_config("huge")
+
+
+# --- summaries and report from synthetic rows ------------------------------------------------
+
+def _row(arch, length, loss, rate, group="main", clip=True, history=None, seed=0):
+    g = 0.5 * 10.0 ** (rate * np.arange(length))[::-1]  # g_t, decaying by `rate` per step back
+    probe = {"grad_norm": [g.tolist()], "jacobian_norm": [(2 * g).tolist()],
+             "spectral_radius": {"rnn/layer0_fwd/h": 0.9}}
+    return {"name": f"{arch}_{length}_{group}_{clip}", "group": group, "task": "adding",
+            "T": length, "arch": arch, "seed": seed, "clip": clip,
+            "eval": {"loss": loss}, "baseline": {"metric": "loss", "value": 1 / 6},
+            "probes": [{"step": 0, **probe}, {"step": 10, **probe}],
+            "history": history or [{"step": 10, "loss": loss, "grad_norm": 1.0,
+                                    "grad_norm_max": 1.0, "skipped": 0.0}]}
+
+
+def test_summaries_follow_the_numbers_not_a_script(tmp_path):
+    rows = [_row("rnn", 10, 0.01, -0.3), _row("rnn", 50, 0.16, -0.3),
+            _row("lstm", 10, 0.02, -0.05), _row("lstm", 50, 0.03, -0.05),
+            _row("gru", 10, 0.5, -0.02), _row("gru", 50, 0.5, -0.02)]
+    result = analyse(rows, threshold=1e-3, beat_ratio=0.9)
+    rates = result["decay_by_arch"]["adding"]
+    assert rates["rnn"] == pytest.approx(-0.3) and rates["lstm"] == pytest.approx(-0.05)
+    assert result["failure_length"]["adding"] == {"rnn": 50, "lstm": None, "gru": 10}
+    assert {e["arch"]: e["jacobian_decay_final"] for e in result["decay"]} == pytest.approx(
+        {"rnn": -0.3, "lstm": -0.05, "gru": -0.02})
+    steps = {(e["arch"], e["T"]): e["steps_init"] for e in result["decay"]}
+    assert steps[("rnn", 50)] == 10 and steps[("lstm", 50)] == 49
+
+    paths = write_report(rows, str(tmp_path), settings={"variant": "test"})
+    md = (tmp_path / "report.md").read_text()
+    assert "tanh-RNN -0.3" in md and "Fastest decay: tanh-RNN; slowest: GRU" in md
+    assert re.search(r"tanh-RNN's gradient decays 8\.57x faster", md)  # 0.3 / mean(0.05, 0.02)
+    assert "tanh-RNN stops beating it at T=50" in md
+    assert "LSTM beats it at every tested length (up to T=50)" in md
+    assert "GRU does not beat it even at the shortest T=10" in md
+    for key in ("gradients_adding", "loss_vs_length_adding"):
+        assert os.path.getsize(paths[key]) > 0 and f"figures/{key}.png" in md
+    assert json.loads((tmp_path / "analysis.json").read_text())["failure_length"]
+
+    # Swap the measured rates: the sentences swap with them.
+    flipped = [dict(r, probes=_row(r["arch"], r["T"], 0.0, -0.01 if r["arch"] == "rnn" else -0.2)
+                    ["probes"]) for r in rows]
+    write_report(flipped, str(tmp_path))
+    assert "tanh-RNN's gradient decays 20x slower" in (tmp_path / "report.md").read_text()
+
+
+def test_clipping_summary_counts_skips_and_ignores_non_finite_norms(tmp_path):
+    nan, inf = float("nan"), float("inf")
+    off = [{"step": 5, "loss": 3.0, "grad_norm": 50.0, "grad_norm_max": 80.0, "skipped": 0.0},
+           {"step": 10, "loss": nan, "grad_norm": nan, "grad_norm_max": inf, "skipped": 4.0}]
+    on = [{"step": 5, "loss": 0.3, "grad_norm": 9.0, "grad_norm_max": 12.0, "skipped": 0.0},
+          {"step": 10, "loss": 0.1, "grad_norm": 2.0, "grad_norm_max": 3.0, "skipped": 0.0}]
+    rows = [_row("irnn", 20, 1e30, 0.0, "clip", False, off),
+            _row("irnn", 20, 0.1, 0.0, "clip", True, on)]
+    table = {e["clip"]: e for e in clipping_table(rows)}
+    assert table[False]["max_grad_norm"] == 80.0 and table[False]["skipped"] == 4
+    assert table[False]["nonfinite_windows"] == 1 and table[True]["skipped"] == 0
+    assert metric_vs_length(rows) == [] and failure_lengths([]) == {}
+    paths = write_report(rows, str(tmp_path))
+    md = (tmp_path / "report.md").read_text()
+    assert "clipping lowered the final eval loss (1e+30 → 0.1" in md
+    assert "skipped steps 4 → 0" in md and os.path.exists(paths["clipping"])
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+def _mtimes(workdir, name):
+    return {d: os.stat(os.path.join(workdir, d, name)).st_mtime_ns for d in os.listdir(workdir)
+            if os.path.exists(os.path.join(workdir, d, name))}
+
+
+def test_smoke_ablation_end_to_end_and_a_rerun_redoes_nothing(tmp_path, cli, caplog):
+    workdir = str(tmp_path / "abl")
+    first = cli("experiments.ablate", f"--config={CONFIG}:smoke", f"--workdir={workdir}",
+                devices=1, timeout=400)
+    assert first.returncode == 0, first.stderr[-3000:]
+    c = vg.get_config("smoke")
+    points = vg.get_points(c)
+    n = len(points)
+    assert f"point {n}/{n}" in first.stderr and "ETA" in first.stderr
+    for name in ("report.md", "results.json", "analysis.json", "figures/clipping.png",
+                 "figures/gradients_adding.png", "figures/loss_vs_length_adding.png"):
+        assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+    rows = json.load(open(os.path.join(workdir, "results.json")))
+    assert len(rows) == n
+    assert all([p["step"] for p in r["probes"]] == [0, c.steps] for r in rows)
+    assert all(len(r["probes"][0]["grad_norm"][0]) == r["T"] for r in rows)
+    md = open(os.path.join(workdir, "report.md")).read()
+    assert "## 1. How fast the gradient vanishes" in md and "decades" in md
+    assert "## 3. Gradient clipping" in md and "without clipping" in md
+
+    # The rerun, in process (what experiments.ablate.main does): nothing trains or probes again.
+    probes, metrics = _mtimes(workdir, "probe.json"), _mtimes(workdir, "metrics.jsonl")
+    assert len(probes) == n
+    hook = ProbeHook(c.probe.batch_size, c.probe.num_probes, c.probe.threshold)
+    with caplog.at_level(logging.INFO, logger="cnn_rnn"):
+        again = run_sweep(points, workdir, after_point=hook)
+    write_report(again, workdir)
+    assert caplog.text.count("finished earlier, skipped") == n
+    assert caplog.text.count("probes cached") == n and "probed steps" not in caplog.text
+    assert _mtimes(workdir, "probe.json") == probes
+    assert _mtimes(workdir, "metrics.jsonl") == metrics
+    assert [r["probes"] for r in again] == [r["probes"] for r in rows]
