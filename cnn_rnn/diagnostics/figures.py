@@ -10,15 +10,14 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib
+# No matplotlib.use("Agg") here: headless machines pick Agg by themselves, and forcing it on
+# import would switch off inline plots in a notebook that imports this module.
+import matplotlib.pyplot as plt
 import matplotlib.ticker
+import numpy as np
+from matplotlib.transforms import blended_transform_factory
 
-matplotlib.use("Agg")  # files only; never a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.transforms import blended_transform_factory  # noqa: E402
-
-from cnn_rnn.diagnostics import profiles  # noqa: E402
+from cnn_rnn.diagnostics import profiles
 from cnn_rnn.diagnostics.ablation import SUMMARY_LAYER, final_loss, profile  # noqa: E402
 
 ARCH_LABELS = {"rnn": "tanh-RNN", "irnn": "IRNN (ReLU, W=I)", "lstm": "LSTM", "gru": "GRU",

@@ -137,7 +137,7 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
              n_dev, cfg["batch_size"] // n_dev)
     if start >= cfg["steps"]:
         ckpt.close()
-        summary = _summary(workdir, cfg, data, n_params, start, 0.0)
+        summary = _summary(workdir, cfg, data, n_params, start, 0.0, n_dev)
         log.info("already finished: %s", _summary_line(summary))
         return summary
 
@@ -165,15 +165,19 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
             if done % cfg["eval_every"] == 0 or last:
                 ev = evaluate(p_eval, state, data, cfg["batch_size"], n_dev)
                 writer.write(done, "eval", ev)
-                bar.write(f"step {done}: eval " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items())
-                          + _baseline_text(data))
+                line = (f"step {done}: eval " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items())
+                        + _baseline_text(data))
+                if cfg.get("progress", True):
+                    bar.write(line)
+                else:
+                    log.info(line)
             if done % cfg["checkpoint_every"] == 0 or last:
                 ckpt.save(done, jax.device_get(parallel.unreplicate(state)), meta)
     finally:
         bar.close()
         writer.close()
         ckpt.close()
-    summary = _summary(workdir, cfg, data, n_params, cfg["steps"], time.time() - t0)
+    summary = _summary(workdir, cfg, data, n_params, cfg["steps"], time.time() - t0, n_dev)
     log.info("finished: %s", _summary_line(summary))
     return summary
 
@@ -213,11 +217,12 @@ def _baseline_text(data: DataSource) -> str:
 
 
 def _summary(workdir: str, cfg: Mapping[str, Any], data: DataSource, n_params: int, step: int,
-             seconds: float) -> dict[str, Any]:
+             seconds: float, n_dev: int) -> dict[str, Any]:
     evals = read_metrics(workdir, "eval")
     spec = data.spec
     summary = {"model": cfg["model"]["name"], "data": cfg["data"]["name"], "params": n_params,
-               "step": step, "train_seconds": round(seconds, 2),
+               "step": step, "train_seconds": round(seconds, 2), "devices": n_dev,
+               "per_device_batch": cfg["batch_size"] // n_dev,
                "baseline": {"metric": spec.baseline_metric, "value": spec.baseline,
                             "note": spec.baseline_note},
                "eval": {k: v for k, v in (evals[-1] if evals else {}).items()

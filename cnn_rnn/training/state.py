@@ -6,6 +6,7 @@ together, so a checkpoint of this one object is enough to resume a run exactly.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -42,7 +43,9 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
     """
     init_key, dropout_key, train_key = jax.random.split(key, 3)
     dummy = jnp.zeros((1, *input_shape), jnp.float32)
-    variables = model.init({"params": init_key, "dropout": dropout_key}, dummy, train=False)
+    # Jitted: eager init compiles every initialiser op separately (seconds for a deep model).
+    init = jax.jit(functools.partial(model.init, train=False))
+    variables = init({"params": init_key, "dropout": dropout_key}, dummy)
     return TrainState.create(
         apply_fn=model.apply, params=variables["params"], tx=tx,
         batch_stats=variables.get("batch_stats", {}), rng=train_key)
