@@ -61,3 +61,11 @@ def test_workdir_that_cannot_be_created(cli, tmp_path):
     proc = cli("experiments.run", CNN, *TINY, "--config.steps=2",
                f"--workdir={blocker}/run", timeout=120)
     assert "workdir" in _error_line(proc)
+
+
+def test_demo_trains_both_models_and_compares_them(cli, tmp_path):
+    proc = cli("experiments.demo", f"--workdir={tmp_path}", "--steps=10", devices=2, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "| cnn1d |" in proc.stdout and "| gru |" in proc.stdout
+    assert (tmp_path / "learning_curves.png").stat().st_size > 1000
+    assert {p.name for p in tmp_path.iterdir()} >= {"cnn", "gru", "results.json"}
