@@ -17,11 +17,15 @@ another) that the scan streams back through memory, while a per-step projection 
 Measured with XLA:CPU (B=64, T=200, D=32, H=128, forward+backward), "per_step" is 1.3-1.7x faster,
 so `input_projection="auto"` picks "per_step" on the CPU backend and "hoisted" elsewhere.
 
-The computation is carried out per gate block ([B, H] arrays): XLA:CPU compiles an elementwise
-kernel that reads one per-step slice of a [.., G*H] buffer at several column offsets into slow
-scalar code, and the variants tried (one fused [H, G*H] matmul then split, reshaped to [G, B, H],
-or [x_t, h] concatenated against [W_x; W_h]) were 5-25% slower per training step. The FLOPs are
-those of fused matmuls.
+The hoisted path and the GRU and Elman steps work per gate block ([B, H] arrays, [H, H]
+matrices). The LSTM's per-step path (`LSTMCell.step_input`) instead computes all four gates as
+ONE matmul [x_t, h_{t-1}] [W_x; W_h] and splits the result: fewer, larger operations, which on
+an idle CPU made its training step 0.85x as long (the GRU gained nothing from fusing: its
+candidate gate needs W_h h apart). The parameters are the same either way.
+
+On CPU the Elman cell without mask or perturbation runs `elman_scan`, whose custom backward pass
+computes the weight gradients as three large matmuls after the backward scan instead of
+accumulating them step by step (0.9x the step time of the plain scan).
 
 Rematerialisation (`remat`): "step" recomputes each step's activations in the backward pass
 (only the carries are stored); "segments" splits the T steps into segments of k (default
@@ -29,10 +33,11 @@ ceil(sqrt(T))) steps, stores only the carry at segment boundaries and recomputes
 time, so backpropagation through time needs O(T/k + k) stored steps instead of O(T), with the
 same gradient (at T=10,000: 1/18 of the memory of the plain scan, in 0.9x its time on CPU).
 "auto" (the default) is "step" for the gated cells on CPU and "none" otherwise: XLA:CPU streams
-stored per-step activations back slowly, so recomputing them is faster (LSTM 0.75x, GRU 0.7x
-the step time at B=64, T=200; the same within noise at MNIST-1D's B=128, T=40; saving only the
-matmul outputs with a checkpoint policy was in between). For the Elman cell it makes no
-difference. `unroll` > 1 measured no faster on CPU and compiles longer, so it stays 1.
+stored per-step activations back slowly, so recomputing them is faster (LSTM 0.85x, GRU 0.8x
+the step time at B=64, T=200, D=32, H=128 and at T=64..1000; at MNIST-1D's B=128, T=40, D=1
+the same for the LSTM and 1.07x for the GRU; saving only the matmul outputs with a checkpoint
+policy was in between). For the Elman cell it makes no difference. `unroll` effects on CPU
+were inconsistent across shapes except for the LSTM model, whose default is unroll=2.
 
 `impl="cudnn"` runs an LSTM layer through cuDNN (`jax.experimental.rnn`) on a CUDA GPU, with the
 same parameters as the scan path (converted to cuDNN's packed layout inside the step, see
@@ -123,9 +128,11 @@ def recurrent_initializer(kind: str, num_gates: int, scale: float = 1.0) -> Init
 class RecurrentCell(nn.Module):
     """Base class: fused parameters, the hoisted input projection and a pure step function.
 
-    Subclasses set `num_gates` and implement `step`. `weights = cell(D)` creates (at init) or reads
-    the parameters; then `project(weights, x)` is the input projection W_x x + b (one [..., H]
-    array per gate) and `step(weights, carry, xp_t)` one time step, both pure functions.
+    Subclasses set `num_gates` and implement `update` (additive cells, whose pre-activations are
+    W_x x + b + W_h h) or override `step` and set `additive = False`. `weights = cell(D)` creates
+    (at init) or reads the parameters; then `project(weights, x)` is the input projection
+    W_x x + b (one [..., H] array per gate), `step(weights, carry, xp_t)` one time step from the
+    projected input and `step_input(weights, carry, x_t)` one from the raw input, all pure.
 
     Attributes:
       hidden: size H of the hidden state.
@@ -140,6 +147,8 @@ class RecurrentCell(nn.Module):
 
     num_gates: ClassVar[int] = 1
     extra_biases: ClassVar[tuple[str, ...]] = ()  # [H] biases used inside the step (GRU's b_hn)
+    additive: ClassVar[bool] = True  # pre-activations are W_x x + b + W_h h (see `step`)
+    fused_input_step: ClassVar[bool] = False  # step_input as one [x, h] matmul (additive only)
 
     def __post_init__(self) -> None:
         check_positive("hidden", self.hidden)
@@ -156,7 +165,9 @@ class RecurrentCell(nn.Module):
         """Create (at init) or read the fused parameters; return them split into gate blocks.
 
         The returned dict holds "W_x", "b" and "W_h" as tuples of G blocks ([D, H], [H], [H, H])
-        plus any `extra_biases`; `project` and `step` read only this dict, so they are pure.
+        plus any `extra_biases`, and the fused "W_xh" = [W_x; W_h] [D+H, G*H] and "b_all" [G*H]
+        for cells whose `step_input` uses them (unused arrays cost nothing under jit).
+        `project`, `step` and `step_input` read only this dict, so they are pure.
         """
         g, h = self.num_gates, self.hidden
         w_x = self.param("W_x", nn.initializers.lecun_normal(), (in_features, g * h))
@@ -164,7 +175,8 @@ class RecurrentCell(nn.Module):
                          (h, g * h))
         b = self.param("b", self.bias_init(), (g * h,))
         weights: Weights = {"W_x": gate_blocks(w_x, g), "b": gate_blocks(b, g),
-                            "W_h": gate_blocks(w_h, g)}
+                            "W_h": gate_blocks(w_h, g),
+                            "W_xh": jnp.concatenate([w_x, w_h], axis=0), "b_all": b}
         for name in self.extra_biases:
             weights[name] = self.param(name, nn.initializers.zeros_init(), (h,))
         return weights
@@ -175,9 +187,35 @@ class RecurrentCell(nn.Module):
         return tuple(x @ w + b for w, b in zip(weights["W_x"], weights["b"], strict=True))
 
     @nn.nowrap
-    def step(self, weights: Weights, carry: Carry, xp: Gates) -> Carry:
-        """One time step: the new carry from the old one and the projected inputs xp_t."""
+    def update(self, carry: Carry, pre: Gates) -> Carry:
+        """The new carry from the old one and the gates' pre-activations (additive cells)."""
         raise NotImplementedError
+
+    @nn.nowrap
+    def step(self, weights: Weights, carry: Carry, xp: Gates) -> Carry:
+        """One time step: the new carry from the old one and the projected inputs xp_t.
+
+        For additive cells the pre-activation of gate k is xp_t^k + h_{t-1} W_h^k.
+        """
+        h = self.hidden_of(carry)
+        return self.update(carry, tuple(x + h @ w
+                                        for x, w in zip(xp, weights["W_h"], strict=True)))
+
+    @nn.nowrap
+    def step_input(self, weights: Weights, carry: Carry, x: Array) -> Carry:
+        """One time step from the raw input x_t [B, D] (the per-step projection).
+
+        With `fused_input_step` (the LSTM) all pre-activations are ONE matmul,
+        [x_t, h_{t-1}] [W_x; W_h] + b, then split: on CPU 0.85x the training-step time of the 8
+        per-gate matmuls at B=64, T=200, D=32, H=128 and at MNIST-1D's B=128, T=40, D=1. For the
+        Elman cell it made no difference, and the GRU's candidate needs W_h h apart from W_x x
+        (a zero-padded fused matmul measured slower).
+        """
+        if not (self.additive and self.fused_input_step):
+            return self.step(weights, carry, self.project(weights, x))
+        h = self.hidden_of(carry)
+        pre = jnp.concatenate([x, h], axis=-1) @ weights["W_xh"] + weights["b_all"]
+        return self.update(carry, gate_blocks(pre, self.num_gates))
 
     @nn.nowrap
     def initial_carry(self, batch_size: int, dtype: Any = jnp.float32) -> Carry:
@@ -214,10 +252,9 @@ class ElmanCell(RecurrentCell):
         super().__post_init__()
 
     @nn.nowrap
-    def step(self, weights: Weights, carry: Carry, xp: Gates) -> Carry:
-        """h_t = f(xp_t + h_{t-1} W_h), where xp_t = W_x x_t + b was computed before the scan."""
-        (w_h,) = weights["W_h"]
-        return ACTIVATIONS[self.activation](xp[0] + carry @ w_h)
+    def update(self, carry: Carry, pre: Gates) -> Carry:
+        """h_t = f(pre_t), pre_t = W_x x_t + b + W_h h_{t-1}."""
+        return ACTIVATIONS[self.activation](pre[0])
 
 
 class LSTMCell(RecurrentCell):
@@ -237,6 +274,7 @@ class LSTMCell(RecurrentCell):
 
     forget_bias: float = 1.0
     num_gates: ClassVar[int] = 4
+    fused_input_step: ClassVar[bool] = True
 
     @nn.nowrap
     def bias_init(self) -> Initializer:
@@ -245,10 +283,10 @@ class LSTMCell(RecurrentCell):
         return lambda key, shape, dtype=jnp.float32: jnp.zeros(shape, dtype).at[h:2 * h].set(fb)
 
     @nn.nowrap
-    def step(self, weights: Weights, carry: Carry, xp: Gates) -> Carry:
-        """(c_t, h_t) from (c_{t-1}, h_{t-1}) and xp_t = W_x x_t + b."""
-        c, h = carry
-        i, f, g, o = (x + h @ w for x, w in zip(xp, weights["W_h"], strict=True))
+    def update(self, carry: Carry, pre: Gates) -> Carry:
+        """(c_t, h_t) from (c_{t-1}, h_{t-1}) and the pre-activations of (i, f, g, o)."""
+        c = carry[0]
+        i, f, g, o = pre
         c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
         return c, jax.nn.sigmoid(o) * jnp.tanh(c)
 
@@ -283,6 +321,7 @@ class GRUCell(RecurrentCell):
 
     num_gates: ClassVar[int] = 3
     extra_biases: ClassVar[tuple[str, ...]] = ("b_hn",)
+    additive: ClassVar[bool] = False  # the reset gate multiplies W_h^n h + b_hn
 
     @nn.nowrap
     def step(self, weights: Weights, carry: Carry, xp: Gates) -> Carry:
@@ -332,7 +371,8 @@ def run_cell(cell: RecurrentCell, weights: Weights, xs: Gates | Array,
 
     def body(carry: Carry, inp: tuple[Any, Array | None, Array | None]) -> tuple[Carry, Array]:
         x_t, m_t, p_t = inp
-        new = cell.step(weights, carry, x_t if projected else cell.project(weights, x_t))
+        new = (cell.step(weights, carry, x_t) if projected
+               else cell.step_input(weights, carry, x_t))
         if p_t is not None:
             new = cell.with_hidden(new, cell.hidden_of(new) + p_t)
         if m_t is None:
@@ -341,6 +381,11 @@ def run_cell(cell: RecurrentCell, weights: Weights, xs: Gates | Array,
         new = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, carry)
         return new, jnp.where(keep, cell.hidden_of(new), 0.0)
 
+    if (isinstance(cell, ElmanCell) and not projected and mask is None and perturbation is None
+            and remat == "none" and unroll == 1):
+        hs = elman_scan(cell.activation, weights["W_x"][0], weights["b"][0], weights["W_h"][0],
+                        xs)
+        return hs[-1], hs
     if remat == "step":
         body = jax.checkpoint(body, prevent_cse=False)
     first = jax.tree.leaves(xs)[0]
@@ -349,6 +394,58 @@ def run_cell(cell: RecurrentCell, weights: Weights, xs: Gates | Array,
     if remat == "segments":
         return scan_in_segments(body, carry0, inputs, segment, unroll)
     return jax.lax.scan(body, carry0, inputs, unroll=unroll)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def elman_scan(activation: str, w_x: Array, b: Array, w_h: Array, xs: Array) -> Array:
+    """All states of h_t = f(x_t W_x + b + h_{t-1} W_h), h_0 = 0, for time-major xs [T, B, D].
+
+    The same values and gradients as scanning ElmanCell.step_input; the custom backward pass
+    only carries dL/dh back through time (one [B, H] x [H, H] matmul per step) and computes the
+    weight gradients afterwards as three large matmuls over all T*B rows, instead of
+    accumulating them step by step. The Elman step is so small that the per-step operations
+    dominate its cost: on CPU this is 0.85x the training-step time of the plain scan at B=64,
+    T=200, D=32, H=128 on an idle machine. Used by `run_cell` when nothing else (mask,
+    perturbation, remat, unroll) is asked for.
+    """
+    return _elman_states(activation, w_x, b, w_h, xs)
+
+
+def _elman_states(activation: str, w_x: Array, b: Array, w_h: Array, xs: Array) -> Array:
+    f = ACTIVATIONS[activation]
+
+    def body(h: Array, x_t: Array) -> tuple[Array, Array]:
+        h = f(x_t @ w_x + b + h @ w_h)
+        return h, h
+
+    return jax.lax.scan(body, jnp.zeros((xs.shape[1], w_h.shape[0]), xs.dtype), xs)[1]
+
+
+def _elman_fwd(activation: str, w_x: Array, b: Array, w_h: Array,
+               xs: Array) -> tuple[Array, tuple[Array, ...]]:
+    hs = _elman_states(activation, w_x, b, w_h, xs)
+    return hs, (w_x, w_h, xs, hs)
+
+
+def _elman_bwd(activation: str, residuals: tuple[Array, ...],
+               d_hs: Array) -> tuple[Array, Array, Array, Array]:
+    w_x, w_h, xs, hs = residuals
+    # f'(pre) from f(pre) = h: 1 - h^2 for tanh, [h > 0] for relu.
+    slope = (lambda h: 1.0 - h * h) if activation == "tanh" else (lambda h: (h > 0).astype(h.dtype))
+
+    def body(d_h: Array, inp: tuple[Array, Array]) -> tuple[Array, Array]:
+        h_t, d_out = inp
+        d_pre = (d_h + d_out) * slope(h_t)
+        return d_pre @ w_h.T, d_pre
+
+    _, d_pre = jax.lax.scan(body, jnp.zeros_like(hs[0]), (hs, d_hs), reverse=True)
+    rows = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731
+    # Step t reads h_{t-1}; h_{-1} = 0 contributes nothing to dW_h.
+    d_w_h = rows(hs[:-1]).T @ rows(d_pre[1:])
+    return rows(xs).T @ rows(d_pre), rows(d_pre).sum(axis=0), d_w_h, d_pre @ w_x.T
+
+
+elman_scan.defvjp(_elman_fwd, _elman_bwd)
 
 
 def scan_in_segments(body: Callable[[Carry, Any], tuple[Carry, Array]], carry0: Carry,
@@ -709,11 +806,15 @@ class LSTMModel(RecurrentModel):
     Attributes:
       forget_bias: initial forget-gate bias.
       recurrent_init: init of W_h ("orthogonal" by default, as in flax).
+      unroll: 2 steps per scan iteration by default: on CPU 0.9x the training-step time of
+        unroll=1 at every shape measured (T=40..1000, B=16..128) on an idle machine, the same
+        under load; no such consistent gain for the GRU or the Elman RNN.
 
     """
 
     forget_bias: float = 1.0
     recurrent_init: str = "orthogonal"
+    unroll: int = 2
 
     cudnn_capable: ClassVar[bool] = True
 
