@@ -54,7 +54,7 @@ def main(argv: list[str]) -> None:
     from cnn_rnn.benchmarking import report, suite
 
     workdir = _WORKDIR.value
-    suite.build_cases(config)  # one-line errors before any import of torch or compilation
+    suite.validate(config)  # one-line errors before any import of torch or compilation
     env = environment()
     print(f"benchmark on {env['backend']} ({env['device']}), {env['cpu_count']} cores, "
           f"load average {env['load_average_start'][0]:.2f}", flush=True)

@@ -78,6 +78,15 @@ def test_bad_config_values_fail_with_one_line(tmp_path, cli, override, field):
     assert len(lines) == 1 and lines[0].startswith(f"error: {field}"), r.stderr
 
 
+@pytest.mark.skipif(jax.default_backend() == "gpu", reason="checks the error off-GPU")
+def test_gpu_config_off_gpu_fails_with_one_line(tmp_path, cli):
+    r = cli("experiments.benchmark", "--config=configs/benchmarks/gpu.py", f"--workdir={tmp_path}",
+            devices=1)
+    assert r.returncode != 0
+    assert r.stderr.strip().startswith("error: ") and "CUDA GPU" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not r.stdout
+
+
 def _config(**changes):
     c = importlib.import_module("configs.benchmarks.recurrent_cpu").get_config("target")
     c.unlock()

@@ -72,6 +72,8 @@ def build_cases(config: Mapping[str, Any]) -> list[cases.Case]:
         _positive_ints({field: [config[field]]}, field)
     if config["warmup"] < 0:
         raise ConfigError("warmup", f"must be >= 0, got {config['warmup']!r}")
+    if not config["budget_s"] > 0:
+        raise ConfigError("budget_s", f"must be > 0 seconds, got {config['budget_s']!r}")
     parse_baseline(config["baseline"])
     grid = [_positive_ints(config, f) for f in ("seq_lens", "batches", "hiddens")]
     models = list(config["models"])
@@ -105,24 +107,29 @@ def build_cases(config: Mapping[str, Any]) -> list[cases.Case]:
     return out
 
 
-def _check_builds(case_list: Sequence[cases.Case]) -> None:
-    """Construct every model once, so that bad options fail before anything is timed."""
+def validate(config: Mapping[str, Any]) -> list[cases.Case]:
+    """Return the config's cases after constructing each of our models once.
+
+    So that a bad model option (or impl="cudnn" without a GPU) fails with one ConfigError line
+    before anything is compiled or timed.
+    """
+    case_list = build_cases(config)
     for c in case_list:
         if c.impl == "cnn_rnn":
             cases.build_module(c)
+    return case_list
 
 
 def run_suite(config: Mapping[str, Any],
               on_row: Callable[[Row, int, int], None] | None = None) -> list[Row]:
-    """Measure every case of the config; return the rows (with ratios), in grid order.
+    """Measure every case of the config; return the rows (with ratios), grouped by shape.
 
     Args:
       config: the benchmark config (see the module docstring).
       on_row: called as on_row(row, i, n) after each row is measured (progress, saving).
 
     """
-    case_list = build_cases(config)
-    _check_builds(case_list)
+    case_list = validate(config)
     if not cases.torch_available() and any(c.impl == "torch" for c in case_list):
         log.warning("torch is not importable: skipping the torch rows (pip install torch, or "
                     "the 'bench' extra)")
