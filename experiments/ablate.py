@@ -19,7 +19,7 @@ import time
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.cli import fail, load_config, load_points_module, run_main
+from experiments.cli import config_and_workdir, fail, load_points_module, run_main
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Ablation config file.",
                                           lock_config=True)
@@ -28,11 +28,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one folder pe
 
 def main(argv: list[str]) -> None:
     """Validate, run and probe every point, write the report."""
-    if len(argv) > 1:
-        fail(f"unexpected arguments {argv[1:]}")
-    if _CONFIG.value is None or not _WORKDIR.value:
-        fail("--config and --workdir are required")
-    config = load_config(_CONFIG)
+    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR)
     if "probe" not in config:
         fail("--config: the config has no `probe` section; it is not an ablation config")
     module = load_points_module(flags.FLAGS["config"].config_filename, "an ablation")
@@ -48,11 +44,11 @@ def main(argv: list[str]) -> None:
         points = module.get_points(config)
     except (ValueError, KeyError) as e:  # a bad grid value, e.g. an unknown architecture
         fail(f"--config: {e}")
-    rows = run_sweep(points, _WORKDIR.value, after_point=hook)
-    paths = write_report(rows, _WORKDIR.value, settings=config.to_dict(),
+    rows = run_sweep(points, workdir, after_point=hook)
+    paths = write_report(rows, workdir, settings=config.to_dict(),
                          threshold=probe.threshold, beat_ratio=config.get("beat_ratio", 0.9))
     print(f"{len(rows)} points done in {time.time() - t0:.0f}s; report: {paths['report']}; "
-          f"results: {os.path.join(_WORKDIR.value, 'results.json')}")
+          f"results: {os.path.join(workdir, 'results.json')}")
 
 
 if __name__ == "__main__":

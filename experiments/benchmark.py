@@ -20,7 +20,7 @@ from typing import Any
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.cli import fail, load_config, run_main
+from experiments.cli import config_and_workdir, run_main
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config file.",
                                           lock_config=True)
@@ -46,14 +46,9 @@ def environment() -> dict[str, Any]:
 
 def main(argv: list[str]) -> None:
     """Run the benchmark grid, then write the table, results.json and the plot."""
-    if len(argv) > 1:
-        fail(f"unexpected arguments {argv[1:]}")
-    if _CONFIG.value is None or not _WORKDIR.value:
-        fail("--config and --workdir are required")
-    config = load_config(_CONFIG)
+    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR)
     from cnn_rnn.benchmarking import report, suite
 
-    workdir = _WORKDIR.value
     suite.validate(config)  # one-line errors before any import of torch or compilation
     env = environment()
     print(f"benchmark on {env['backend']} ({env['device']}), {env['cpu_count']} cores, "

@@ -64,6 +64,18 @@ def load_config(holder: Any) -> Any:
         fail(f"--config: cannot load the config: {lines[-1] if lines else type(cause).__name__}")
 
 
+def config_and_workdir(argv: list[str], config: Any, workdir: Any) -> tuple[Any, str]:
+    """The loaded config and the workdir of a `--config ... --workdir ...` entry point.
+
+    Exits with one line for stray arguments, a missing flag or a config that fails to load.
+    """
+    if len(argv) > 1:
+        fail(f"unexpected arguments {argv[1:]}")
+    if config.value is None or not workdir.value:
+        fail("--config and --workdir are required")
+    return load_config(config), workdir.value
+
+
 def load_points_module(path: str, kind: str) -> Any:
     """Import a sweep/ablation config file (path without any `:arg`) to call its get_points."""
     path = path.split(":", 1)[0]

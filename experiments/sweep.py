@@ -14,7 +14,7 @@ from typing import Any
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.cli import fail, load_config, load_points_module, run_main
+from experiments.cli import config_and_workdir, load_points_module, run_main
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one folder per point.")
@@ -35,21 +35,17 @@ def default_report(rows: list[dict[str, Any]], workdir: str, config: Any) -> Non
 
 def main(argv: list[str]) -> None:
     """Validate, run every point, write the report."""
-    if len(argv) > 1:
-        fail(f"unexpected arguments {argv[1:]}")
-    if _CONFIG.value is None or not _WORKDIR.value:
-        fail("--config and --workdir are required")
-    config = load_config(_CONFIG)
+    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR)
     module = load_points_module(flags.FLAGS["config"].config_filename, "a sweep")
     from cnn_rnn.sweep import run_sweep
 
     points = module.get_points(config)
     hook = getattr(module, "after_point", None)
-    rows = run_sweep(points, _WORKDIR.value,
+    rows = run_sweep(points, workdir,
                      after_point=(lambda p, d, r: hook(p, d, r, config)) if hook else None)
     report = getattr(module, "write_report", default_report)
-    report(rows, _WORKDIR.value, config)
-    print(f"{len(rows)} points done; results in {os.path.join(_WORKDIR.value, 'results.json')}")
+    report(rows, workdir, config)
+    print(f"{len(rows)} points done; results in {os.path.join(workdir, 'results.json')}")
 
 
 if __name__ == "__main__":
