@@ -47,7 +47,7 @@ def environment() -> dict[str, Any]:
 def main(argv: list[str]) -> None:
     """Run the benchmark grid, then write the table, results.json and the plot."""
     config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR)
-    from cnn_rnn.benchmarking import report, suite
+    from cnn_rnn.benchmarking import report, suite, timing
 
     suite.validate(config)  # one-line errors before any import of torch or compilation
     env = environment()
@@ -59,6 +59,9 @@ def main(argv: list[str]) -> None:
 
     rows = suite.run_suite(config, on_row)
     env["load_average_end"] = os.getloadavg()
+    # The allocator's high-water mark over the whole run (GPU/TPU; None on CPU): per-row
+    # peaks come from XLA's buffer assignment instead (see timing.PEAK_SOURCE).
+    env["device_peak_bytes_process"] = timing.device_peak_bytes()
     report.write_results(rows, workdir)
     with open(os.path.join(workdir, "environment.json"), "w") as f:
         json.dump(env, f, indent=1)
