@@ -168,9 +168,9 @@ def test_a_killed_run_leaves_no_stuck_lock(tmp_path):
 def test_resume_with_a_different_model_is_refused(tmp_path):
     train_and_evaluate(_config(steps=10), str(tmp_path))
     before = (tmp_path / "metrics.jsonl").read_text()
-    with pytest.raises(ConfigError, match="model: checkpoint"):
+    with pytest.raises(ConfigError, match=r"\(model\.hidden: 16 -> 32\)"):
         train_and_evaluate(_config(steps=10, model=dict(hidden=32)), str(tmp_path))
-    with pytest.raises(ConfigError, match="data: checkpoint"):
+    with pytest.raises(ConfigError, match=r"data\.shuffle_positions: '\(absent\)' -> True"):
         train_and_evaluate(_config(steps=10, data=dict(shuffle_positions=True)), str(tmp_path))
     assert (tmp_path / "metrics.jsonl").read_text() == before
     assert sorted(_checkpoint_states(str(tmp_path))) == [5, 10]
@@ -181,3 +181,93 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path):
     train_and_evaluate(_config(steps=20), str(tmp_path / "b"))
     assert (tmp_path / "a" / "metrics.jsonl").read_text() == \
         (tmp_path / "b" / "metrics.jsonl").read_text()
+
+
+def _workdir_files(workdir):
+    """{relative path: bytes} of everything a refused run must leave alone."""
+    return {str(p.relative_to(workdir)): p.read_bytes() for p in sorted(workdir.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+# (override, text the error must contain): optimizer changes of both kinds, those that change
+# the optimizer state's tree (these used to be mistaken for corrupt checkpoints and restarted the
+# run) and those that keep it (these used to be accepted silently).
+OPTIMIZER_CHANGES = [
+    (dict(grad_clip_norm=1.0), "optimizer.grad_clip_norm: 0.0 -> 1.0"),
+    (dict(name="adam", weight_decay=1e-4), "optimizer.name: 'adamw' -> 'adam'; "
+                                           "optimizer.weight_decay: 0.0 -> 0.0001"),
+    (dict(name="sgd", momentum=0.0), "optimizer.momentum: 0.9 -> 0.0; "
+                                     "optimizer.name: 'adamw' -> 'sgd'"),
+    (dict(learning_rate=0.1), "optimizer.learning_rate: 0.01 -> 0.1"),
+    (dict(schedule="cosine"), "optimizer.schedule: 'constant' -> 'cosine'"),
+]
+
+
+def test_resume_with_a_different_optimizer_is_refused_and_touches_nothing(tmp_path):
+    train_and_evaluate(_config(steps=10), str(tmp_path))
+    before = _workdir_files(tmp_path)
+    for override, text in OPTIMIZER_CHANGES:
+        with pytest.raises(ConfigError) as info:
+            train_and_evaluate(_config(steps=20, optimizer=override), str(tmp_path))
+        assert text in str(info.value)
+        assert str(info.value).startswith("workdir: holds checkpoints of a different run")
+        assert "\n" not in str(info.value)
+    assert _workdir_files(tmp_path) == before
+    assert not (tmp_path / "unreadable_checkpoints").exists()
+    # The fields that may change still may: a longer run with other reporting resumes.
+    summary = train_and_evaluate(_config(steps=15, eval_every=5, keep_checkpoints=5),
+                                 str(tmp_path))
+    assert summary["step"] == 15
+    assert sorted(_checkpoint_states(str(tmp_path))) == [5, 10, 15]
+
+
+def test_optimizer_change_cli_exits_with_one_line(cli, tmp_path):
+    args = ["--config=configs/mnist1d_cnn.py", "--config.steps=4", "--config.checkpoint_every=2",
+            "--config.log_every=2", "--config.eval_every=4", "--config.progress=False",
+            f"--workdir={tmp_path}"]
+    assert cli("experiments.run", *args, devices=1).returncode == 0
+    before = _workdir_files(tmp_path)
+    proc = cli("experiments.run", *args, "--config.steps=8",
+               "--config.optimizer.grad_clip_norm=1.0", devices=1)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1
+    assert "optimizer.grad_clip_norm: 0.0 -> 1.0" in errors[0]
+    assert _workdir_files(tmp_path) == before
+    assert not (tmp_path / "unreadable_checkpoints").exists()
+
+
+def _save_legacy_checkpoint(workdir, optimizer, step=10):
+    """A checkpoint as older versions wrote it: the record holds model, data, seed, batch size."""
+    from cnn_rnn.data.registry import build_data
+    from cnn_rnn.models.registry import build_model
+    from cnn_rnn.training import parallel
+    from cnn_rnn.training.optim import build_optimizer
+    from cnn_rnn.training.state import create_train_state
+
+    cfg = _config(steps=20)
+    data = build_data(cfg.data.to_dict(), seed=0)
+    model = build_model(cfg.model.to_dict(), data.spec, axis_name=parallel.AXIS)
+    state = create_train_state(model, build_optimizer(optimizer, 20), data.spec.input_shape,
+                               jax.random.PRNGKey(0))
+    state = state.replace(step=step)
+    meta = {"model": {"name": "cnn1d", "features": [8, 16], "hidden": 16},
+            "data": {"name": "mnist1d"}, "seed": 0, "batch_size": 32}
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=3)
+    ckpt.save(step, jax.device_get(state), meta)
+    ckpt.close()
+
+
+def test_checkpoint_that_does_not_fit_is_refused_not_set_aside(tmp_path):
+    # An old record cannot name the optimizer; the state's tree still tells it apart.
+    sgd = dict(name="sgd", learning_rate=1e-2, momentum=0.0)
+    _save_legacy_checkpoint(tmp_path, sgd)
+    with pytest.raises(ConfigError, match=r"step 10 does not fit this config.s train state \(opt"):
+        train_and_evaluate(_config(steps=20), str(tmp_path))
+    assert not (tmp_path / "unreadable_checkpoints").exists()
+    assert not (tmp_path / "metrics.jsonl").exists()
+    # The same old checkpoint with a config that fits resumes (older records are accepted).
+    summary = train_and_evaluate(_config(steps=20, optimizer=sgd), str(tmp_path))
+    assert summary["step"] == 20
+    assert [r["step"] for r in read_metrics(str(tmp_path), "eval")] == [20]

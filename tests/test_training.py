@@ -1,5 +1,10 @@
 """The training spine: pmap equivalence across device counts, end to end runs, resume."""
 
+import json
+import logging
+import os
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,10 +12,11 @@ import pytest
 
 from cnn_rnn.data.registry import build_data
 from cnn_rnn.models.registry import build_model, model_names
-from cnn_rnn.training import parallel
+from cnn_rnn.training import loop, parallel
+from cnn_rnn.training.checkpoints import Checkpointer
 from cnn_rnn.training.loop import train_and_evaluate
 from cnn_rnn.training.metrics import read_metrics
-from cnn_rnn.training.optim import build_optimizer
+from cnn_rnn.training.optim import build_optimizer, learning_rate_schedule
 from cnn_rnn.training.state import create_train_state
 from cnn_rnn.training.steps import train_step
 from configs.common import base_config
@@ -57,7 +63,10 @@ def _tiny_config(steps=40, **overrides):
                     batch_size=64, learning_rate=1e-2, checkpoint_every=10, eval_every=20)
     c.progress = False
     for k, v in overrides.items():
-        c[k] = v
+        if isinstance(v, dict):
+            c[k].update(v)
+        else:
+            c[k] = v
     return c
 
 
@@ -76,14 +85,101 @@ def test_train_and_evaluate_learns_and_writes_records(tmp_path):
 def test_finished_run_only_reports(tmp_path):
     first = train_and_evaluate(_tiny_config(steps=20), str(tmp_path))
     before = (tmp_path / "metrics.jsonl").read_text()
+    summary = json.loads((tmp_path / "summary.json").read_text())
     again = train_and_evaluate(_tiny_config(steps=20), str(tmp_path))
     assert again["eval"] == first["eval"]
     assert (tmp_path / "metrics.jsonl").read_text() == before
+    # The rerun trained for 0 s, but the run's training time is still what it was.
+    assert first["train_seconds"] > 0
+    assert again["train_seconds"] == first["train_seconds"]
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
 
 
-def test_training_longer_resumes_from_the_last_checkpoint(tmp_path):
-    train_and_evaluate(_tiny_config(steps=20), str(tmp_path))
-    longer = train_and_evaluate(_tiny_config(steps=40), str(tmp_path))
+def test_training_longer_resumes_from_the_last_checkpoint(tmp_path, caplog):
+    cosine = dict(schedule="cosine")
+    train_and_evaluate(_tiny_config(steps=20, optimizer=cosine), str(tmp_path))
+    with caplog.at_level(logging.WARNING):
+        longer = train_and_evaluate(_tiny_config(steps=40, optimizer=cosine), str(tmp_path))
     assert longer["step"] == 40
     steps = [r["step"] for r in read_metrics(str(tmp_path), "train")]
     assert steps == sorted(steps) and len(steps) == len(set(steps))
+    # Documented behaviour: the schedule is re-stretched over the new total, with a warning.
+    assert "steps changed from 20 to 40: the cosine learning-rate schedule" in caplog.text
+    new = learning_rate_schedule(_tiny_config(steps=40, optimizer=cosine).optimizer, 40)
+    resumed = [r for r in read_metrics(str(tmp_path), "train") if r["step"] > 20]
+    for r in resumed:
+        assert r["learning_rate"] == pytest.approx(float(new(r["step"] - 1)))
+
+
+def _tb_session_starts(workdir):
+    """Steps of the SessionLog.START events (TensorBoard's purge marks) in all event files."""
+    from tensorboardX.proto import event_pb2
+
+    steps = []
+    for path in (workdir / "tensorboard").iterdir():
+        data = path.read_bytes()
+        pos = 0
+        while pos < len(data):  # TFRecord: u64 length, u32 crc, payload, u32 crc
+            n = int.from_bytes(data[pos:pos + 8], "little")
+            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + n])
+            pos += 16 + n
+            if event.HasField("session_log") and event.session_log.status == 1:
+                steps.append(event.step)
+    return steps
+
+
+def test_crash_then_resume_adds_up_train_seconds_and_purges_tensorboard(tmp_path, monkeypatch):
+    # Session 1 runs on a clock 1000x too fast, then dies in the eval at step 40 (after the
+    # checkpoint at 30 and the train record at 40). Session 2 runs on the real clock.
+    monkeypatch.setattr(loop, "_clock", lambda: 1000.0 * time.monotonic())
+    real_evaluate, calls = loop.evaluate, []
+
+    def dying_evaluate(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args)
+
+    monkeypatch.setattr(loop, "evaluate", dying_evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(_tiny_config(steps=40), str(tmp_path))
+    ckpt = Checkpointer(str(tmp_path / "checkpoints"), keep=3)
+    assert ckpt.steps() == [10, 20, 30]
+    before = ckpt.read_meta(30)["train_seconds"]
+    ckpt.close()
+    assert before > 100  # ~1000x the real seconds to step 30
+    assert 40 in [r["step"] for r in read_metrics(str(tmp_path), "train")]
+
+    monkeypatch.setattr(loop, "_clock", time.monotonic)
+    monkeypatch.setattr(loop, "evaluate", real_evaluate)
+    t0 = time.monotonic()
+    summary = train_and_evaluate(_tiny_config(steps=40), str(tmp_path))
+    elapsed = time.monotonic() - t0
+    assert before < summary["train_seconds"] <= before + elapsed
+    steps = [r["step"] for r in read_metrics(str(tmp_path), "train")]
+    assert len(steps) == len(set(steps))
+    # TensorBoard hides session 1's events after the checkpoint (from step 31 on).
+    assert _tb_session_starts(tmp_path) == [31]
+
+
+def test_torn_last_metrics_line_is_dropped_on_resume(tmp_path):
+    train_and_evaluate(_tiny_config(steps=20), str(tmp_path))
+    path = tmp_path / "metrics.jsonl"
+    records = read_metrics(str(tmp_path))
+    with open(path, "a") as f:
+        f.write('{"step": 22, "split": "train", "lo')  # power loss mid-write
+    assert read_metrics(str(tmp_path)) == records
+    summary = train_and_evaluate(_tiny_config(steps=40), str(tmp_path))
+    assert summary["step"] == 40
+    lines = path.read_text().splitlines()
+    assert [json.loads(ln)["step"] for ln in lines][: len(records)] == \
+        [r["step"] for r in records]
+    assert max(json.loads(ln)["step"] for ln in lines) == 40
+
+
+def test_corrupt_metrics_line_before_the_last_is_named(tmp_path):
+    os.makedirs(tmp_path, exist_ok=True)
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "split": "train"}\n{"step": 2,\n'
+                                            '{"step": 3, "split": "train"}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl: line 2 is not a JSON record"):
+        read_metrics(str(tmp_path))

@@ -1,10 +1,12 @@
 """Orbax checkpoints of the train state, one folder per step under <workdir>/checkpoints/.
 
 Each checkpoint holds the state (StandardSave) and a small JSON record of what produced it (the
-model and data configs), so that a resume with a different model or data is refused instead of
+config, training seconds so far), so that a resume with a different config is refused instead of
 silently restarting. Orbax writes each step to a temporary folder and renames it when complete,
 so a crash mid-save never replaces a good checkpoint; a checkpoint that fails to read (truncated,
-corrupted) is skipped with a warning in favour of the next newest.
+corrupted) is set aside with a warning in favour of the next newest. A checkpoint that reads
+fine but whose state does not fit the current train state (another optimizer or model) is a
+config problem: ConfigError, and the checkpoint stays where it is.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
+from cnn_rnn.errors import ConfigError
 from cnn_rnn.training.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -32,7 +36,10 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=False,
             cleanup_tmp_directories=True)
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        # Handlers named up front: item_metadata() needs them before any save or restore.
+        handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+        self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                             item_handlers=handlers)
 
     def steps(self) -> list[int]:
         """Steps that have a finished checkpoint, oldest first."""
@@ -51,6 +58,33 @@ class Checkpointer:
         out = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         return dict(out["meta"])
 
+    def check_fits(self, step: int, target: TrainState) -> None:
+        """Raise ConfigError if the state saved at `step` has other leaves or shapes than `target`.
+
+        Reads only the checkpoint's tree metadata (cheap); an unreadable one raises whatever
+        Orbax raises, which callers treat as corruption.
+        """
+        tree = self.manager.item_metadata(step)["state"]
+        if tree is None:
+            raise ValueError("its state metadata cannot be read")
+        saved = ocp.tree.to_flat_dict(tree)
+        wanted = ocp.tree.to_flat_dict(target)
+        diffs = [f"{'.'.join(map(str, k))}: only in the checkpoint" for k in saved
+                 if k not in wanted]
+        diffs += [f"{'.'.join(map(str, k))}: not in the checkpoint" for k in wanted
+                  if k not in saved]
+        for k in saved.keys() & wanted.keys():
+            old = getattr(saved[k], "shape", None)
+            if old is not None and tuple(old) != np.shape(wanted[k]):
+                diffs.append(f"{'.'.join(map(str, k))}: shape {tuple(old)} in the checkpoint vs "
+                             f"{np.shape(wanted[k])} now")
+        if diffs:
+            more = f" and {len(diffs) - 3} more" if len(diffs) > 3 else ""
+            raise ConfigError("workdir", f"checkpoint at step {step} does not fit this config's "
+                              f"train state ({'; '.join(sorted(diffs)[:3])}{more}); was it "
+                              "written with another optimizer or model? Use a new --workdir or "
+                              "the config that wrote it")
+
     def restore(self, step: int, target: TrainState) -> TrainState:
         """The state saved at `step`, with `target`'s structure, shapes and dtypes."""
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
@@ -65,8 +99,9 @@ class Checkpointer:
 
         `target` gives the structure, shapes and dtypes. `check_meta` sees each checkpoint's
         record before its state is read and may raise (a different run's checkpoint must be
-        refused, not mistaken for a corrupt one). Unreadable checkpoints are set aside with a
-        warning, newest first, so one corrupt save costs at most `checkpoint_every` steps.
+        refused, not mistaken for a corrupt one). A readable checkpoint whose state does not fit
+        `target` raises ConfigError and is left in place. Unreadable checkpoints are set aside
+        with a warning, newest first, so one corrupt save costs at most `checkpoint_every` steps.
         """
         for step in reversed(self.steps()):
             try:
@@ -78,8 +113,16 @@ class Checkpointer:
             try:
                 if meta is None:
                     raise ValueError("its metadata record cannot be read")
+                self.check_fits(step, target)
                 state = self.restore(step, target)
+            except ConfigError:
+                raise  # a readable checkpoint of another config: never set aside
             except Exception as e:  # noqa: BLE001 - any read failure means "try an older one"
+                if _is_structure_mismatch(e):
+                    # check_fits compares leaves and shapes; Orbax also compares empty nodes.
+                    raise ConfigError("workdir", f"checkpoint at step {step} does not fit this "
+                                      "config's train state (another optimizer or model?); use "
+                                      "a new --workdir or the config that wrote it") from e
                 moved = self._set_aside(step)
                 log.warning("checkpoint at step %d is unreadable (%s: %s); moved it to %s and "
                             "trying an older one", step, type(e).__name__,
@@ -102,3 +145,8 @@ class Checkpointer:
         """Finish pending writes and release the manager."""
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _is_structure_mismatch(e: Exception) -> bool:
+    # Orbax's wording for a restore target whose tree differs from the saved one (0.12.x).
+    return isinstance(e, ValueError) and "tree structures do not match" in str(e)

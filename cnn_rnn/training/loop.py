@@ -33,6 +33,8 @@ from cnn_rnn.training.validation import validate_config
 from cnn_rnn.training.workdir_lock import WorkdirLock
 
 log = logging.getLogger(__name__)
+# Durations only (never stored as a time of day); a module attribute so tests can replace it.
+_clock = time.monotonic
 
 
 class NonFiniteError(RuntimeError):
@@ -69,7 +71,8 @@ def _write_json_atomic(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _prepare_workdir(workdir: str) -> None:
+def prepare_workdir(workdir: str) -> None:
+    """Create `workdir` if needed; raise ConfigError (field "workdir") if it cannot be written."""
     try:
         os.makedirs(workdir, exist_ok=True)
     except OSError as e:
@@ -78,14 +81,79 @@ def _prepare_workdir(workdir: str) -> None:
         raise ConfigError("workdir", f"{workdir!r} is not writable")
 
 
-def _check_same_run(meta: Mapping[str, Any], config: Mapping[str, Any]) -> None:
-    # Resuming must continue the same experiment; only the length (steps) may change.
-    diffs = [k for k in ("model", "data", "seed", "batch_size")
-             if k in meta and meta[k] != config[k]]
+# Fields that may differ between the sessions of one run: the length (steps) and how the run
+# reports and checkpoints itself. Everything else (model, data, seed, batch size, optimizer,
+# anything a config adds) defines the experiment and must match the checkpoints.
+MAY_CHANGE = ("steps", "progress", "eval_every", "log_every", "checkpoint_every",
+              "keep_checkpoints", "on_nonfinite")
+# The only fields that checkpoint records written before the whole config was stored hold.
+_LEGACY_FIELDS = ("model", "data", "seed", "batch_size")
+_ABSENT = "(absent)"
+
+
+def run_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a config that must not change between sessions of one run."""
+    return {k: v for k, v in cfg.items() if k not in MAY_CHANGE}
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_same_run(meta: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """Raise ConfigError naming every field (old -> new) in which `config` leaves the run."""
+    if "config" in meta:
+        old, new = _flatten(meta["config"]), _flatten(run_identity(config))
+    else:  # an older record: compare what it holds
+        held = {k: meta[k] for k in _LEGACY_FIELDS if k in meta}
+        old, new = _flatten(held), _flatten({k: config.get(k) for k in held})
+    diffs = [f"{k}: {old.get(k, _ABSENT)!r} -> {new.get(k, _ABSENT)!r}"
+             for k in sorted(old.keys() | new.keys()) if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
     if diffs:
-        detail = "; ".join(f"{k}: checkpoint {meta[k]!r} vs config {config[k]!r}" for k in diffs)
-        raise ConfigError("workdir", f"holds checkpoints of a different run ({detail}); use a "
-                          "new --workdir or the original config (only steps may change)")
+        raise ConfigError("workdir", f"holds checkpoints of a different run ({'; '.join(diffs)}); "
+                          "use a new --workdir or the original config (only "
+                          f"{', '.join(MAY_CHANGE)} may change)")
+
+
+def _summary_seconds(workdir: str, step: int) -> float | None:
+    """train_seconds of the summary.json written at `step`, if there is one."""
+    try:
+        with open(os.path.join(workdir, "summary.json")) as f:
+            summary = json.load(f)
+        return float(summary["train_seconds"]) if summary.get("step") == step else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _previous_seconds(workdir: str, meta: Mapping[str, Any], step: int,
+                      finished: bool) -> float:
+    """Training seconds of the earlier sessions that produced the checkpoint at `step`."""
+    summary = _summary_seconds(workdir, step)
+    if finished and summary is not None:
+        return summary  # a rerun of a finished run reports what it reported before
+    if "train_seconds" in meta:
+        return float(meta["train_seconds"])
+    # A record from before train_seconds was stored: a finished run's summary still has it.
+    return summary if summary is not None else 0.0
+
+
+def _warn_if_schedule_stretched(meta: Mapping[str, Any], cfg: Mapping[str, Any],
+                                start: int) -> None:
+    # A decaying schedule is built over `steps`: extending the run re-stretches it from here.
+    old_steps, opt = meta.get("steps"), cfg["optimizer"]
+    if old_steps in (None, cfg["steps"]) or opt.get("schedule", "constant") == "constant":
+        return
+    before = float(learning_rate_schedule(opt, int(old_steps))(start))
+    after = float(learning_rate_schedule(opt, cfg["steps"])(start))
+    log.warning("steps changed from %d to %d: the %s learning-rate schedule now decays over the "
+                "new total, so at step %d the rate goes from %.3g to %.3g", old_steps,
+                cfg["steps"], opt["schedule"], start, before, after)
 
 
 def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
@@ -111,7 +179,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
                           f"{data.spec.input_shape}: {str(e).splitlines()[0]}") from e
     n_params = param_count(state.params)
 
-    _prepare_workdir(workdir)
+    prepare_workdir(workdir)
     with WorkdirLock(workdir):
         return _train_locked(cfg, workdir, data, model, state, n_params, n_dev)
 
@@ -120,24 +188,28 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
                   state: TrainState, n_params: int, n_dev: int) -> dict[str, Any]:
     """The part of train_and_evaluate that writes to the workdir (its lock held)."""
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), cfg["keep_checkpoints"])
-    meta = {k: cfg[k] for k in ("model", "data", "seed", "batch_size")}
+    identity = run_identity(cfg)
     try:
-        restored = ckpt.restore_latest(state, check_meta=lambda m: _check_same_run(m, cfg))
+        restored = ckpt.restore_latest(state, check_meta=lambda m: check_same_run(m, cfg))
     except ConfigError:
         ckpt.close()
         raise
     _write_json_atomic(os.path.join(workdir, "config.json"), cfg)
-    start = 0
+    start, seconds_before = 0, 0.0
     if restored is not None:
         state = restored[0]
         start = int(state.step)
+        seconds_before = _previous_seconds(workdir, restored[1], start,
+                                           finished=start >= cfg["steps"])
         log.info("resuming from checkpoint at step %d of %d", start, cfg["steps"])
+        if start < cfg["steps"]:
+            _warn_if_schedule_stretched(restored[1], cfg, start)
     log.info("model %s: %s parameters; data %s %s; %d device(s), %d examples per device",
              cfg["model"]["name"], f"{n_params:,}", cfg["data"]["name"], data.spec.input_shape,
              n_dev, cfg["batch_size"] // n_dev)
     if start >= cfg["steps"]:
         ckpt.close()
-        summary = _summary(workdir, cfg, data, n_params, start, 0.0, n_dev)
+        summary = _summary(workdir, cfg, data, n_params, start, seconds_before, n_dev)
         log.info("already finished: %s", _summary_line(summary))
         return summary
 
@@ -147,7 +219,7 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
     lr_at = learning_rate_schedule(cfg["optimizer"], cfg["steps"])
     state = parallel.replicate(state)
     window: list[tuple[int, Any]] = []
-    t0 = time.time()
+    t0 = _clock()
     bar = tqdm(total=cfg["steps"], initial=start, disable=not cfg.get("progress", True),
                unit="step", dynamic_ncols=True, mininterval=1.0)
     try:
@@ -172,12 +244,16 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
                 else:
                     log.info(line)
             if done % cfg["checkpoint_every"] == 0 or last:
+                # The seconds so far travel with the checkpoint, so they survive a SIGKILL.
+                meta = {"config": identity, "steps": cfg["steps"],
+                        "train_seconds": seconds_before + _clock() - t0}
                 ckpt.save(done, jax.device_get(parallel.unreplicate(state)), meta)
     finally:
         bar.close()
         writer.close()
         ckpt.close()
-    summary = _summary(workdir, cfg, data, n_params, cfg["steps"], time.time() - t0, n_dev)
+    summary = _summary(workdir, cfg, data, n_params, cfg["steps"],
+                       seconds_before + _clock() - t0, n_dev)
     log.info("finished: %s", _summary_line(summary))
     return summary
 

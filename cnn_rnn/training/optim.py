@@ -14,7 +14,12 @@ SCHEDULES = ("constant", "cosine", "linear")
 
 
 def learning_rate_schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Schedule:
-    """Warmup (linear from 0) followed by a constant, cosine or linear decay to 0."""
+    """Warmup (linear from 0) followed by a constant, cosine or linear decay to 0.
+
+    The decay spans `total_steps` (the config's `steps`). Extending `steps` of an existing run
+    therefore re-stretches the schedule from the resume point: the rate at step s follows the
+    new total (the loop logs a warning when that happens).
+    """
     lr = float(cfg["learning_rate"])
     warmup = int(cfg.get("warmup_steps", 0))
     name = cfg.get("schedule", "constant")
