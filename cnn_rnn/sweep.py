@@ -2,25 +2,41 @@
 
 A sweep is a list of `Point`s (a name, a complete experiment config, and tags such as model,
 length or seed that identify it in tables). `run_sweep` validates every point before running any,
-skips points already finished, resumes an interrupted point from its checkpoint, logs progress
-(point i of n, ETA), and rewrites `<workdir>/results.json` after each point, so an interrupted
-sweep loses at most the unfinished part of one point.
+refuses a point whose folder holds a run of a different config (only the training loop's
+MAY_CHANGE fields may differ), skips points already finished, resumes an interrupted point from
+its checkpoint, logs progress (point i of n, ETA), and rewrites `<workdir>/results.json` after
+each point, so an interrupted sweep loses at most the unfinished part of one point.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from cnn_rnn.data.registry import DATA, data_names
+import jax
+import jax.numpy as jnp
+
+from cnn_rnn.data.base import TaskSpec
+from cnn_rnn.data.registry import DATA, build_data, data_names
 from cnn_rnn.errors import ConfigError
-from cnn_rnn.models.registry import MODELS, model_names
-from cnn_rnn.training.loop import to_dict, train_and_evaluate
+from cnn_rnn.models.registry import MODELS, build_model, model_names
+from cnn_rnn.training import parallel
+from cnn_rnn.training.loop import (  # a sweep applies the loop's rules
+    NonFiniteError,
+    check_same_run,
+    prepare_workdir,
+    run_identity,
+    to_dict,
+    train_and_evaluate,
+)
+from cnn_rnn.training.optim import build_optimizer
 from cnn_rnn.training.validation import validate_config
 
 log = logging.getLogger(__name__)
@@ -40,22 +56,85 @@ class Point:
 PointHook = Callable[[Point, str, dict[str, Any]], dict[str, Any] | None]
 
 
-def validate_points(points: Sequence[Point]) -> None:
-    """Raise ConfigError for the first bad point, before anything runs."""
+def validate_points(points: Sequence[Point], *, build: bool = False) -> None:
+    """Raise ConfigError for the first bad point, before anything runs.
+
+    Checks unique names, every point's standard fields (`validate_config`, as
+    `experiments.run` does) and its model/data argument names. With `build=True` (what
+    `run_sweep` does) it also checks every value as `train_and_evaluate` would before writing
+    anything: the batch splits over the devices, the data source and model build, and the model
+    initialises on the data's input shape (traced with `jax.eval_shape`: nothing is compiled or
+    allocated). Each distinct data config is built once.
+    """
     names = [p.name for p in points]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise ConfigError("sweep", f"point name {dup!r} is used twice; names must be unique")
     model_names(), data_names()  # import every family so the registries are complete
+    # Cheap checks of every point first, so a typo in the last point does not wait for builds.
     for p in points:
-        cfg = to_dict(p.config)
-        try:
+        with _naming(p):
+            cfg = to_dict(p.config)
             validate_config(cfg)
             for registry, section in ((MODELS, "model"), (DATA, "data")):
                 kwargs = {k: v for k, v in cfg[section].items() if k != "name"}
                 registry.check_kwargs(cfg[section]["name"], kwargs)
-        except ConfigError as e:
-            raise ConfigError(f"point {p.name}: {e.field}", str(e).split(": ", 1)[1]) from e
+    if not build:
+        return
+    n_dev = parallel.device_count()
+    specs: dict[str, TaskSpec] = {}
+    for p in points:
+        with _naming(p):
+            _check_builds(to_dict(p.config), n_dev, specs)
+
+
+@contextlib.contextmanager
+def _naming(point: Point) -> Iterator[None]:
+    """Re-raise a ConfigError or NonFiniteError with the point's name in front."""
+    try:
+        yield
+    except ConfigError as e:
+        raise ConfigError(f"point {point.name}: {e.field}", str(e).split(": ", 1)[1]) from e
+    except NonFiniteError as e:
+        raise NonFiniteError(f"point {point.name}: {e}") from e
+
+
+def _check_builds(cfg: dict[str, Any], n_dev: int, specs: dict[str, TaskSpec]) -> None:
+    """Build what train_and_evaluate builds before its workdir, without training state."""
+    parallel.check_batch_size(cfg["batch_size"], n_dev)
+    key = json.dumps(cfg["data"], sort_keys=True)
+    if key not in specs:  # the spec does not depend on the seed; loading data can be slow
+        specs[key] = build_data(cfg["data"], seed=cfg["seed"]).spec
+    spec = specs[key]
+    model = build_model(cfg["model"], spec, axis_name=parallel.AXIS)
+    build_optimizer(cfg["optimizer"], cfg["steps"])
+    rng = jax.random.PRNGKey(0)
+    try:
+        jax.eval_shape(functools.partial(model.init, train=False),
+                       {"params": rng, "dropout": rng},
+                       jax.ShapeDtypeStruct((1, *spec.input_shape), jnp.float32))
+    except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
+        # Worded as train_and_evaluate words a failed initialisation.
+        raise ConfigError("model", f"{cfg['model']['name']!r} cannot take inputs of shape "
+                          f"{spec.input_shape}: {str(e).splitlines()[0]}") from e
+
+
+def check_unchanged(point: Point, workdir: str) -> None:
+    """Raise ConfigError if `workdir` holds a run of `point` under a different config.
+
+    The same rule as resuming from a checkpoint (only the loop's MAY_CHANGE fields may differ),
+    applied to the config.json of the point's earlier run: a finished point is skipped without
+    reaching the checkpoint check, so its stale results would be reported as this config's.
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    with _naming(point):
+        check_same_run({"config": run_identity(saved)}, to_dict(point.config))
 
 
 def finished_summary(workdir: str, steps: int) -> dict[str, Any] | None:
@@ -87,8 +166,10 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
         point (finished before or not) and merged into its row; used by ablations to probe the
         saved checkpoints. It should cache its own work in the point's folder.
     """
-    validate_points(points)
-    os.makedirs(workdir, exist_ok=True)
+    validate_points(points, build=True)
+    for point in points:
+        check_unchanged(point, os.path.join(workdir, point.name))
+    prepare_workdir(workdir)
     rows: list[dict[str, Any]] = []
     ran_seconds: list[float] = []
     for i, point in enumerate(points):
@@ -102,7 +183,8 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
             log.info("point %d/%d %s: finished earlier, skipped", i + 1, len(points), point.name)
         else:
             log.info("point %d/%d %s: running%s", i + 1, len(points), point.name, eta)
-            summary = train_and_evaluate(point.config, pdir)
+            with _naming(point):
+                summary = train_and_evaluate(point.config, pdir)
         row = {"name": point.name, **point.tags, **summary, "tag_keys": list(point.tags)}
         if after_point is not None:
             row.update(after_point(point, pdir, row) or {})

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from absl import flags
 from ml_collections import config_flags
 
+from cnn_rnn.errors import ConfigError
 from experiments.cli import config_and_workdir, fail, load_points_module, run_main
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Ablation config file.",
@@ -26,11 +28,34 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Ablation config file.
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one folder per point.")
 
 
+def validate_probe(probe: Any) -> None:
+    """Raise ConfigError naming the first bad `--config.probe.<field>` and its accepted range.
+
+    Checked before any point trains: the probe runs after each point's training.
+    """
+    minimums = {"batch_size": 1, "num_probes": 0}
+    if "checkpoints" in probe:  # the vanishing-gradients config divides steps by it
+        minimums["checkpoints"] = 1
+    for key, minimum in minimums.items():
+        value = probe.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            exact = " (0 = exact Jacobian norms)" if key == "num_probes" else ""
+            raise ConfigError(f"--config.probe.{key}",
+                              f"must be an integer >= {minimum}{exact}, got {value!r}")
+    threshold = probe.get("threshold")
+    if (isinstance(threshold, bool) or not isinstance(threshold, int | float)
+            or not 0 < threshold <= 1):
+        raise ConfigError("--config.probe.threshold", "must be a number in (0, 1] (the relative "
+                          f"gradient level of 'steps in the past'), got {threshold!r}")
+
+
 def main(argv: list[str]) -> None:
     """Validate, run and probe every point, write the report."""
-    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR)
+    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR,
+                                         "configs/ablations/vanishing_gradients.py")
     if "probe" not in config:
         fail("--config: the config has no `probe` section; it is not an ablation config")
+    validate_probe(config.probe)
     module = load_points_module(flags.FLAGS["config"].config_filename, "an ablation")
     # Late imports: flag errors above stay fast and free of JAX start-up.
     from cnn_rnn.diagnostics.ablation import ProbeHook

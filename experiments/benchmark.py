@@ -46,18 +46,26 @@ def environment() -> dict[str, Any]:
 
 def main(argv: list[str]) -> None:
     """Run the benchmark grid, then write the table, results.json and the plot."""
-    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR)
+    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR,
+                                         "configs/benchmarks/recurrent_cpu.py")
     from cnn_rnn.benchmarking import report, suite, timing
+    from cnn_rnn.training.loop import prepare_workdir
 
-    suite.validate(config)  # one-line errors before any import of torch or compilation
+    # One-line errors before any import of torch or compilation, and before any timing.
+    case_list = suite.validate(config)
+    prepare_workdir(workdir)
     env = environment()
     print(f"benchmark on {env['backend']} ({env['device']}), {env['cpu_count']} cores, "
           f"load average {env['load_average_start'][0]:.2f}", flush=True)
 
+    done: list[dict[str, Any]] = []
+
     def on_row(row: dict[str, Any], i: int, n: int) -> None:
+        done.append(row)
+        report.write_results(done, workdir)  # a crash mid-suite keeps the rows timed so far
         print(report.progress_line(row, i, n), flush=True)
 
-    rows = suite.run_suite(config, on_row)
+    rows = suite.run_suite(config, on_row, case_list)
     env["load_average_end"] = os.getloadavg()
     # The allocator's high-water mark over the whole run (GPU/TPU; None on CPU): per-row
     # peaks come from XLA's buffer assignment instead (see timing.PEAK_SOURCE).

@@ -64,15 +64,25 @@ def load_config(holder: Any) -> Any:
         fail(f"--config: cannot load the config: {lines[-1] if lines else type(cause).__name__}")
 
 
-def config_and_workdir(argv: list[str], config: Any, workdir: Any) -> tuple[Any, str]:
+def config_and_workdir(argv: list[str], config: Any, workdir: Any,
+                       example: str) -> tuple[Any, str]:
     """The loaded config and the workdir of a `--config ... --workdir ...` entry point.
 
     Exits with one line for stray arguments, a missing flag or a config that fails to load.
+
+    Args:
+      argv: what absl left after parsing the flags (the program name first).
+      config: the `config_flags.DEFINE_config_file` holder.
+      workdir: the `--workdir` flag holder.
+      example: a config file to suggest when --config is missing.
     """
     if len(argv) > 1:
-        fail(f"unexpected arguments {argv[1:]}")
-    if config.value is None or not workdir.value:
-        fail("--config and --workdir are required")
+        fail(f"unexpected arguments {argv[1:]}; accepted: --config=..., --workdir=..., "
+             "--config.<field>=value")
+    if config.value is None:
+        fail(f"--config: required; e.g. --config={example}")
+    if not workdir.value:
+        fail(f"--workdir: required ({flags.FLAGS[workdir.name].help.rstrip('.')})")
     return load_config(config), workdir.value
 
 
@@ -89,7 +99,10 @@ def load_points_module(path: str, kind: str) -> Any:
 
 
 def run_main(main: Callable[[list[str]], Any]) -> None:
-    """`absl.app.run(main)` with one-line errors for bad flags and ConfigError."""
+    """`absl.app.run(main)` with one-line errors for bad flags, ConfigError and divergence.
+
+    Bad flags and ConfigError exit 2; a run that diverged (the loop's NonFiniteError) exits 3.
+    """
 
     def wrapped(argv: list[str]) -> Any:
         # Our own INFO lines; libraries (Orbax logs every file it writes) only from WARNING.
@@ -100,5 +113,12 @@ def run_main(main: Callable[[list[str]], Any]) -> None:
             return main(argv)
         except ConfigError as e:
             fail(str(e))
+        except RuntimeError as e:
+            # NonFiniteError is defined with the training loop, which imports JAX; if it was
+            # raised, that module is loaded, so look it up there rather than import it early.
+            loop = sys.modules.get("cnn_rnn.training.loop")
+            if loop is not None and isinstance(e, loop.NonFiniteError):
+                fail(str(e), code=3)
+            raise
 
     app.run(wrapped, flags_parser=_parse_flags)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.cli import fail, load_config, run_main
+from experiments.cli import config_and_workdir, run_main
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -17,21 +17,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 
 
 def main(argv: list[str]) -> None:
-    """Validate flags, then train and evaluate."""
-    if len(argv) > 1:
-        fail(f"unexpected arguments {argv[1:]}; accepted: --config=..., --workdir=..., "
-             "--config.<field>=value")
-    if _CONFIG.value is None:
-        fail("--config: required; e.g. --config=configs/mnist1d_cnn.py")
-    if not _WORKDIR.value:
-        fail("--workdir: required; a directory for checkpoints and metrics")
-    config = load_config(_CONFIG)
-    from cnn_rnn.training.loop import NonFiniteError, train_and_evaluate
+    """Validate flags, then train and evaluate (run_main exits 3 if training diverges)."""
+    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR, "configs/mnist1d_cnn.py")
+    from cnn_rnn.training.loop import train_and_evaluate
 
-    try:
-        train_and_evaluate(config, _WORKDIR.value)
-    except NonFiniteError as e:
-        fail(str(e), code=3)
+    train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":

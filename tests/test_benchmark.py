@@ -8,6 +8,8 @@ import glob
 import importlib
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -63,6 +65,26 @@ def test_benchmark_end_to_end(tmp_path, cli):
     assert all("ratio_vs_baseline" not in x for x in rows if x["model"] == "mingru")
     assert (workdir / "step_time_vs_length.png").stat().st_size > 0
     assert "| lstm-seg | cnn_rnn | 8 |" in (workdir / "results.md").read_text()
+
+
+def test_a_killed_benchmark_keeps_the_rows_timed_so_far(tmp_path):
+    workdir = tmp_path / "out"
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
+               PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.benchmark",
+         f"--config={_write_tiny_config(tmp_path)}", f"--workdir={workdir}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        # Killed at its first progress line: the second length's rows are not compiled yet.
+        first = next(line for line in proc.stdout if line.startswith("[1/"))
+    finally:
+        proc.kill()
+        proc.wait()
+    total = int(first.split("/", 1)[1].split("]", 1)[0])
+    rows = json.loads((workdir / "results.json").read_text())
+    assert 1 <= len(rows) < total
+    assert rows[0]["step_ms"] > 0 and rows[0]["seq_len"] == 4
 
 
 @pytest.mark.parametrize("override,field", [

@@ -1,4 +1,4 @@
-"""The runner as a user meets it: real subprocesses given bad input."""
+"""The entry points as a user meets them: real subprocesses given bad input."""
 
 
 import pytest
@@ -55,12 +55,90 @@ def test_bad_input_is_one_line_and_writes_nothing(cli, tmp_path, args, field):
     assert not workdir.exists()
 
 
-def test_workdir_that_cannot_be_created(cli, tmp_path):
+# A sweep config for the sweep entry point: one tiny MNIST-1D CNN per learning rate (SGD).
+SWEEP_CONFIG = """
+import ml_collections
+
+from cnn_rnn.sweep import Point
+from configs.common import base_config
+
+
+def get_config(arg=None):
+    c = ml_collections.ConfigDict()
+    c.lrs = (0.01,)
+    return c
+
+
+def get_points(c):
+    points = []
+    for i, lr in enumerate(c.lrs):
+        cfg = base_config(model=dict(name="cnn1d", features=(4,), hidden=8),
+                          data=dict(name="mnist1d"), steps=4, batch_size=32, learning_rate=lr,
+                          optimizer="sgd")
+        cfg.optimizer.momentum = 0.0
+        cfg.progress = False
+        points.append(Point(f"p{i}", cfg, dict(lr=lr)))
+    return points
+"""
+SWEEP = "--config=SWEEP"  # replaced by the path of SWEEP_CONFIG written for the test
+ABLATE = "--config=configs/ablations/vanishing_gradients.py:smoke"
+
+
+def _args(tmp_path, args):
+    path = tmp_path / "sweep_config.py"
+    path.write_text(SWEEP_CONFIG)
+    return [a.replace("SWEEP", str(path)) for a in args]
+
+
+ENTRY_POINT_BAD_INPUTS = [
+    ("probe threshold 0", "experiments.ablate", [ABLATE, "--config.probe.threshold=0"],
+     "--config.probe.threshold: must be a number in (0, 1]"),
+    ("probe threshold above 1", "experiments.ablate", [ABLATE, "--config.probe.threshold=1.5"],
+     "--config.probe.threshold: must be a number in (0, 1]"),
+    ("probe batch_size 0", "experiments.ablate", [ABLATE, "--config.probe.batch_size=0"],
+     "--config.probe.batch_size: must be an integer >= 1"),
+    ("probe num_probes negative", "experiments.ablate", [ABLATE, "--config.probe.num_probes=-1"],
+     "--config.probe.num_probes: must be an integer >= 0"),
+    ("probe checkpoints 0", "experiments.ablate", [ABLATE, "--config.probe.checkpoints=0"],
+     "--config.probe.checkpoints: must be an integer >= 1"),
+    ("bad value in the third point", "experiments.sweep", [SWEEP, "--config.lrs=(0.01,0.01,-1.0)"],
+     "point p2: optimizer.learning_rate: must be > 0"),
+    ("sweep missing config", "experiments.sweep", [], "--config: required"),
+]
+
+
+@pytest.mark.parametrize("module,args,message", [b[1:] for b in ENTRY_POINT_BAD_INPUTS],
+                         ids=[b[0] for b in ENTRY_POINT_BAD_INPUTS])
+def test_bad_input_to_other_entry_points_is_one_line_and_writes_nothing(cli, tmp_path, module,
+                                                                        args, message):
+    workdir = tmp_path / "run"
+    proc = cli(module, *_args(tmp_path, args), f"--workdir={workdir}", devices=1, timeout=180)
+    assert message in _error_line(proc)
+    assert not workdir.exists()
+
+
+@pytest.mark.parametrize("module,args", [
+    ("experiments.run", [CNN, *TINY, "--config.steps=2"]),
+    ("experiments.sweep", [SWEEP]),
+    ("experiments.ablate", [ABLATE]),
+    ("experiments.benchmark", ["--config=configs/benchmarks/recurrent_cpu.py:target"]),
+    ("experiments.demo", ["--steps=2"]),
+])
+def test_workdir_that_cannot_be_created(cli, tmp_path, module, args):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    proc = cli("experiments.run", CNN, *TINY, "--config.steps=2",
-               f"--workdir={blocker}/run", timeout=120)
-    assert "workdir" in _error_line(proc)
+    proc = cli(module, *_args(tmp_path, args), f"--workdir={blocker}/run", devices=1,
+               timeout=180)
+    assert _error_line(proc).startswith("error: workdir: cannot create")
+    assert proc.returncode == 2 and "[1/" not in proc.stdout  # nothing was trained or timed
+
+
+def test_a_diverging_sweep_point_is_one_line_naming_it(cli, tmp_path):
+    proc = cli("experiments.sweep", *_args(tmp_path, [SWEEP, "--config.lrs=(0.01,1e30)"]),
+               f"--workdir={tmp_path / 'sweep'}", devices=1, timeout=300)
+    assert proc.returncode == 3
+    assert _error_line(proc).startswith("error: point p1: step ")
+    assert "non-finite" in proc.stderr
 
 
 def test_demo_trains_both_models_and_compares_them(cli, tmp_path):

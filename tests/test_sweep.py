@@ -1,12 +1,15 @@
-"""Sweeps: validation before running, skipping finished points, resuming, the report."""
+"""Sweeps: validation before running, skipping finished points, resuming, refusing a changed
+config, naming a diverging point, the report."""
 
 import json
+import logging
 import os
 
 import pytest
 
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.sweep import Point, markdown_table, run_sweep
+from cnn_rnn.training.loop import NonFiniteError
 from configs.common import base_config
 
 
@@ -46,3 +49,67 @@ def test_a_bad_point_fails_before_any_point_runs(tmp_path):
 def test_duplicate_point_names_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="used twice"):
         run_sweep([_point("a"), _point("a")], str(tmp_path))
+
+
+def _bad_transformer(name):
+    # Builds fine; fails only when initialised on MNIST-1D's 40 steps (> max_len).
+    c = _point(name).config
+    c.model = dict(name="transformer", d_model=8, num_heads=2, num_layers=1, mlp_dim=8,
+                   max_len=16)
+    return Point(name, c, {})
+
+
+def _bad_data(name):
+    point = _point(name)
+    point.config.data.num_samples = 3
+    return point
+
+
+@pytest.mark.parametrize("bad,field", [(_bad_data, "point c: data.num_samples"),
+                                       (_bad_transformer, "point c: model: 'transformer'")])
+def test_a_bad_value_in_a_later_point_fails_before_any_point_trains(tmp_path, bad, field):
+    workdir = tmp_path / "sweep"
+    with pytest.raises(ConfigError, match=field):
+        run_sweep([_point("a"), _point("b"), bad("c")], str(workdir))
+    assert not workdir.exists()
+
+
+def test_a_changed_config_is_refused_not_reported_stale(tmp_path):
+    run_sweep([_point("a"), _point("b")], str(tmp_path))
+    results = (tmp_path / "results.json").read_text()
+    changed = _point("b")
+    changed.config.optimizer.learning_rate = 0.5
+    changed.config.model.hidden = 12
+    with pytest.raises(ConfigError, match="^point b: workdir") as e:
+        run_sweep([_point("a"), changed], str(tmp_path))
+    message = str(e.value)
+    assert "(model.hidden: 8 -> 12; optimizer.learning_rate: 0.01 -> 0.5)" in message
+    assert (tmp_path / "results.json").read_text() == results  # nothing rewritten
+
+
+def test_length_and_logging_changes_resume_the_same_points(tmp_path, caplog):
+    run_sweep([_point("a")], str(tmp_path))
+    longer = _point("a", steps=20)
+    longer.config.progress = True
+    longer.config.eval_every = longer.config.checkpoint_every = 20
+    longer.config.log_every = 5
+    longer.config.keep_checkpoints = 5
+    with caplog.at_level(logging.INFO, logger="cnn_rnn"):
+        rows = run_sweep([longer], str(tmp_path))
+    assert rows[0]["step"] == 20
+    assert "resuming from checkpoint at step 10" in caplog.text
+
+
+def test_a_diverging_point_is_named(tmp_path):
+    bad = _point("b")
+    bad.config.optimizer.update(name="sgd", learning_rate=1e30, momentum=0.0)
+    with pytest.raises(NonFiniteError, match=r"^point b: step \d+: non-finite"):
+        run_sweep([_point("a"), bad], str(tmp_path))
+    assert [r["name"] for r in json.loads((tmp_path / "results.json").read_text())] == ["a"]
+
+
+def test_an_unwritable_workdir_fails_before_any_point_trains(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError, match="^workdir: cannot create"):
+        run_sweep([_point("a")], str(blocker / "sweep"))

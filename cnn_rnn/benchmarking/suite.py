@@ -121,15 +121,19 @@ def validate(config: Mapping[str, Any]) -> list[cases.Case]:
 
 
 def run_suite(config: Mapping[str, Any],
-              on_row: Callable[[Row, int, int], None] | None = None) -> list[Row]:
+              on_row: Callable[[Row, int, int], None] | None = None,
+              case_list: Sequence[cases.Case] | None = None) -> list[Row]:
     """Measure every case of the config; return the rows (with ratios), grouped by shape.
 
     Args:
       config: the benchmark config (see the module docstring).
       on_row: called as on_row(row, i, n) after each row is measured (progress, saving).
+      case_list: `validate(config)`'s result, if the caller already has it (validating builds
+        every model, so it is done once); None validates here.
 
     """
-    case_list = validate(config)
+    if case_list is None:
+        case_list = validate(config)
     if not cases.torch_available() and any(c.impl == "torch" for c in case_list):
         log.warning("torch is not importable: skipping the torch rows (pip install torch, or "
                     "the 'bench' extra)")
