@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from cnn_rnn.errors import ConfigError
@@ -17,11 +17,28 @@ from cnn_rnn.errors import ConfigError
 T = TypeVar("T")
 
 
+def check_choice(field: str, value: Any, choices: Sequence[Any], section: str | None = None) -> Any:
+    """Return `value` if it is one of `choices`, else raise an error naming `field` and `choices`.
+
+    With `section` (data sources pass "data") the error is a ConfigError on `<section>.<field>`.
+    Without it, a ValueError "<field> must be one of ...": model constructors raise that, because
+    `Registry.build` prefixes it with the section and the model's name, which a ConfigError raised
+    inside the constructor would skip; called directly, a model still fails with one clear line.
+    """
+    if value in choices:
+        return value
+    message = f"must be one of {', '.join(map(str, choices))}, got {value!r}"
+    if section is None:
+        raise ValueError(f"{field} {message}")
+    raise ConfigError(f"{section}.{field}", message)
+
+
 def accepted_kwargs(fn: Callable[..., Any]) -> list[str]:
     """Names a constructor accepts as keywords (dataclass fields for linen modules)."""
     if dataclasses.is_dataclass(fn):
-        return [f.name for f in dataclasses.fields(fn)
-                if f.init and f.name not in ("parent", "name")]
+        # A class's own fields first, then keyword-only ones inherited from an options base.
+        fields = sorted(dataclasses.fields(fn), key=lambda f: f.kw_only is True)
+        return [f.name for f in fields if f.init and f.name not in ("parent", "name")]
     params = inspect.signature(fn).parameters.values()
     return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
@@ -56,7 +73,8 @@ class Registry(Generic[T]):
             )
         return self._table[name]
 
-    def check_kwargs(self, name: str, kwargs: Mapping[str, Any], reserved: tuple[str, ...] = ()):
+    def check_kwargs(self, name: str, kwargs: Mapping[str, Any],
+                     reserved: tuple[str, ...] = ()) -> None:
         """Raise ConfigError for a kwarg that `name` does not take (reserved ones are ours)."""
         ctor = self.get(name)
         accepted = [k for k in accepted_kwargs(ctor) if k not in reserved]

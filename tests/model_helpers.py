@@ -1,6 +1,7 @@
 """Helpers shared by the model tests (pytest puts tests/ on sys.path, so: import model_helpers)."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -37,3 +38,26 @@ def train_losses(model_cfg, spec, steps=12, batch_size=8):
         state, m = step(state, batch)
         losses.append(float(m["loss_sum"][0] / m["loss_count"][0]))
     return losses
+
+
+def assert_padding_changes_nothing(model, variables, x, lengths, extra, fill, atol=1e-5):
+    """Assert that masked padding changes no output of a model on valid steps.
+
+    x [B, T, ...] with mask `lengths` is compared with the same sequences right-padded to
+    T + `extra` steps, every step past a sequence's length set to `fill`. Per-step outputs
+    [B, T, F] are compared on valid steps only; per-sequence outputs [B, F] everywhere.
+    """
+    t = x.shape[1]
+    lengths = jnp.asarray(lengths)
+    x_long = jnp.concatenate([x, jnp.full((x.shape[0], extra, *x.shape[2:]), fill, x.dtype)],
+                             axis=1)
+    mask_long = jnp.arange(t + extra)[None, :] < lengths[:, None]
+    x_long = jnp.where(mask_long.reshape(*mask_long.shape, *[1] * (x.ndim - 2)), x_long, fill)
+    mask = mask_long[:, :t]
+    short = np.asarray(model.apply(variables, x, mask=mask))
+    long = np.asarray(model.apply(variables, x_long, mask=mask_long))
+    if short.ndim == 3:
+        valid = np.asarray(mask)
+        np.testing.assert_allclose(short[valid], long[:, :t][valid], atol=atol)
+    else:
+        np.testing.assert_allclose(short, long, atol=atol)

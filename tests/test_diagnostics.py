@@ -1,5 +1,8 @@
 """Gradient-flow probe against independent references; profile summaries; spectral radii."""
 
+import json
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +10,7 @@ import pytest
 
 from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.diagnostics import (
+    GradientFlow,
     decay_rate,
     gradient_flow,
     make_probe,
@@ -15,6 +19,8 @@ from cnn_rnn.diagnostics import (
     state_hook,
     steps_in_the_past,
 )
+from cnn_rnn.diagnostics.gradient_flow import forward
+from cnn_rnn.models.recurrent import RNN
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.models.tcn import TemporalBlock
 
@@ -166,6 +172,7 @@ def test_padded_steps_and_padded_examples_do_not_count():
 def test_probe_runs_on_every_sequence_family_and_serialises():
     copy_spec = TaskSpec("sequence_classification", 3, (T, D))
     for cfg in (dict(name="mingru", hidden=4, num_layers=2),
+                dict(name="cnn_rnn_hybrid", features=(4,), pool=1, hidden=4),
                 dict(name="transformer", d_model=8, num_heads=2, num_layers=1, mlp_dim=8,
                      max_len=T, causal=True)):
         model, variables, batch = _setup(cfg, spec=copy_spec)
@@ -176,6 +183,37 @@ def test_probe_runs_on_every_sequence_family_and_serialises():
         assert flow.grad_norm.shape[1] == T and np.isfinite(flow.grad_norm).all()
         out = flow.to_json()
         assert len(out["steps_in_the_past"]) == flow.grad_norm.shape[0]
+
+
+def test_the_probe_scans_the_recurrence_once_per_forward_pass():
+    model, variables, batch = _setup(dict(name="gru", hidden=4, num_layers=2))
+    runs = []
+
+    def count(next_fun, args, kwargs, context):
+        if isinstance(context.module, RNN) and context.method_name == "_run":
+            runs.append(1)
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(count):
+        outputs, states = forward(model, variables, batch, None)
+    assert len(runs) == 1
+    np.testing.assert_allclose(outputs, model.apply(variables, batch["inputs"]), atol=1e-6)
+    for got, want in zip(states, model.apply(variables, batch["inputs"], method="hidden_states"),
+                         strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_to_json_writes_non_finite_values_as_null():
+    flow = GradientFlow(loss=float("nan"), grad_norm=np.array([[1.0, np.inf], [np.nan, 2.0]]),
+                        jacobian_norm=np.array([[np.nan, 1.0], [1.0, 1.0]]),
+                        state_norm=np.ones((2, 2)), spectral_radius={"a": np.inf, "b": 0.5},
+                        jacobian="frobenius, exact")
+    out = flow.to_json()
+    assert out["loss"] is None
+    assert out["grad_norm"] == [[1.0, None], [None, 2.0]]
+    assert out["jacobian_norm"] == [[None, 1.0], [1.0, 1.0]]
+    assert out["spectral_radius"] == {"a": None, "b": 0.5}
+    assert json.loads(json.dumps(out, allow_nan=False)) == out  # strict JSON: no NaN/Infinity
 
 
 def test_a_model_without_states_to_probe_is_refused():

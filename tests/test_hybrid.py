@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from model_helpers import assert_padding_changes_nothing
 
 from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
@@ -49,26 +50,16 @@ def test_pool_mask():
 
 def test_sequence_padding_changes_nothing():
     model = _build((10, 2))
-    lengths = jnp.array([6, 10])
     x = jax.random.normal(jax.random.key(2), (2, 10, 2))
-    mask = jnp.arange(10)[None, :] < lengths[:, None]
-    x_long = jnp.concatenate([x, jnp.full((2, 4, 2), 3.0)], axis=1)
-    mask_long = jnp.arange(14)[None, :] < lengths[:, None]
-    x_long = jnp.where(mask_long[..., None], x_long, 3.0)
-    v = model.init(jax.random.key(3), x)
-    np.testing.assert_allclose(model.apply(v, x, mask=mask),
-                               model.apply(v, x_long, mask=mask_long), atol=1e-5)
+    assert_padding_changes_nothing(model, model.init(jax.random.key(3), x), x, [6, 10], extra=4,
+                                   fill=3.0)
 
 
 def test_video_frame_padding_changes_nothing():
     model = _build((3, 6, 6, 1), spatial_pool="mean", cell="gru")
     x = jax.random.normal(jax.random.key(4), (2, 3, 6, 6, 1))
-    mask = jnp.array([[1, 1, 0], [1, 1, 1]], bool)
-    x_long = jnp.concatenate([x, jnp.ones((2, 2, 6, 6, 1))], axis=1)
-    mask_long = jnp.concatenate([mask, jnp.zeros((2, 2), bool)], axis=1)
     v = model.init(jax.random.key(5), x)
-    np.testing.assert_allclose(model.apply(v, x, mask=mask),
-                               model.apply(v, x_long, mask=mask_long), atol=1e-5)
+    assert_padding_changes_nothing(model, v, x, [2, 3], extra=2, fill=1.0)
     # Weight sharing over time: the parameter count does not depend on the number of frames.
     count = lambda t: sum(a.size for a in jax.tree.leaves(  # noqa: E731
         jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, t, 6, 6, 1)))))
@@ -77,10 +68,30 @@ def test_video_frame_padding_changes_nothing():
 
 @pytest.mark.parametrize("kwargs,field", [({"cell": "transformer"}, "cell"),
                                           ({"spatial_pool": "max"}, "spatial_pool"),
-                                          ({"kernel": 3}, "kernel")])
+                                          ({"kernel": 3}, "kernel"),
+                                          ({"unroll": 0}, "unroll"),
+                                          ({"remat": "sometimes"}, "remat"),
+                                          ({"remat_segment": 0}, "remat_segment"),
+                                          ({"dropout": "0.1"}, "dropout"),
+                                          ({"impl": "cudnn", "cell": "gru"}, "cell='lstm'")])
 def test_bad_config_gives_clear_error(kwargs, field):
-    with pytest.raises(ConfigError, match=field):
+    with pytest.raises(ConfigError, match=field) as e:
         _build((10, 2), **kwargs)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("remat", ["auto", "step", "segments", True])
+def test_remat_takes_the_recurrent_models_values_and_changes_nothing(remat):
+    x = jax.random.normal(jax.random.key(10), (2, 12, 2))
+    plain = _build((12, 2), cell="lstm")  # remat="none" by default
+    v = plain.init(jax.random.key(11), x)
+    loss = lambda m, p: jnp.sum(m.apply({**v, "params": p}, x) ** 2)  # noqa: E731
+    other = _build((12, 2), cell="lstm", remat=remat, remat_segment=2)
+    assert plain.remat == "none" and other.remat == remat
+    np.testing.assert_allclose(other.apply(v, x), plain.apply(v, x), atol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+                 jax.grad(loss, argnums=1)(other, v["params"]),
+                 jax.grad(loss, argnums=1)(plain, v["params"]))
 
 
 def test_many_to_many_needs_pool_1():

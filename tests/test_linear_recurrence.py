@@ -3,8 +3,8 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
+from model_helpers import assert_padding_changes_nothing, train_losses
 
 from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
@@ -104,22 +104,11 @@ def test_parallel_and_sequential_agree_in_outputs_and_gradients(name):
 @pytest.mark.parametrize("name,pool,many", [("lru", "mean", False), ("mingru", "last", False),
                                             ("mingru", "mean", True)])
 def test_padding_changes_nothing(name, pool, many):
-    lengths = jnp.array([5, 9])
     spec = TaskSpec("sequence_classification" if many else "classification", 3, (T, D))
     model = build_model({"name": name, "hidden": N, "pool": pool, "num_layers": 1}, spec)
     x = _x(7)
-    mask = jnp.arange(T)[None, :] < lengths[:, None]
-    x_long = jnp.concatenate([x, jnp.full((B, 4, D), 5.0)], axis=1)
-    x_long = jnp.where(jnp.arange(T + 4)[None, :, None] < lengths[:, None, None], x_long, 5.0)
-    mask_long = jnp.arange(T + 4)[None, :] < lengths[:, None]
-    v = model.init(jax.random.key(8), x)
-    short, long = model.apply(v, x, mask=mask), model.apply(v, x_long, mask=mask_long)
-    if many:
-        valid = np.asarray(mask)
-        np.testing.assert_allclose(np.asarray(short)[valid], np.asarray(long)[:, :T][valid],
-                                   atol=TOL)
-    else:
-        np.testing.assert_allclose(short, long, atol=TOL)
+    assert_padding_changes_nothing(model, model.init(jax.random.key(8), x), x, [5, 9], extra=4,
+                                   fill=5.0, atol=TOL)
 
 
 @pytest.mark.parametrize("impl", ["parallel", "sequential"])
@@ -178,25 +167,8 @@ def test_parameter_count_independent_of_length():
 
 @pytest.mark.parametrize("name", ["lru", "mingru"])
 def test_registered_model_trains(name):
-    spec = TaskSpec("classification", 2, (8, 1))
-    model = build_model({"name": name, "hidden": 8, "d_model": 8, "num_layers": 1}, spec)
-    x = jax.random.normal(jax.random.key(13), (32, 8, 1))
-    y = (x[:, :, 0].sum(axis=1) > 0).astype(jnp.int32)
-    params = model.init(jax.random.key(14), x)["params"]
-    tx = optax.adam(1e-2)
-    opt = tx.init(params)
-
-    @jax.jit
-    def step(p, o):
-        loss, g = jax.value_and_grad(lambda q: optax.softmax_cross_entropy_with_integer_labels(
-            model.apply({"params": q}, x), y).mean())(p)
-        u, o = tx.update(g, o)
-        return optax.apply_updates(p, u), o, loss
-
-    losses = []
-    for _ in range(30):
-        params, opt, loss = step(params, opt)
-        losses.append(float(loss))
+    losses = train_losses({"name": name, "hidden": 8, "d_model": 8, "num_layers": 1},
+                          TaskSpec("classification", 2, (8, 1)), steps=30)
     assert losses[-1] < 0.7 * losses[0], losses
 
 
@@ -204,8 +176,19 @@ def test_registered_model_trains(name):
     ({"name": "lru", "impl": "fast"}, "impl"),
     ({"name": "mingru", "pool": "max"}, "pool"),
     ({"name": "lru", "r_min": 0.9, "r_max": 0.5}, "r_min"),
+    ({"name": "lru", "r_max": "1"}, "r_max"),
+    ({"name": "lru", "max_phase": 0.0}, "max_phase"),
+    ({"name": "lru", "max_phase": -1.0}, "max_phase"),
     ({"name": "mingru", "r_min": 0.5}, "r_min"),
 ])
 def test_bad_config_gives_clear_error(config, field):
-    with pytest.raises(ConfigError, match=field):
+    with pytest.raises(ConfigError, match=field) as e:
         build_model(config, TaskSpec("classification", 3, (T, D)))
+    assert "\n" not in str(e.value)
+
+
+def test_lru_layer_checks_its_eigenvalue_init_too():
+    with pytest.raises(ValueError, match="max_phase"):
+        LRU(N, max_phase=0.0)
+    with pytest.raises(ValueError, match="r_min"):
+        LRU(N, r_min=0.9, r_max=0.5)

@@ -6,8 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
+from model_helpers import assert_padding_changes_nothing, train_losses
 
 from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
@@ -198,25 +198,13 @@ def test_stacked_bidirectional_masked_matches_reference(kind, num_layers, bidire
 
 @pytest.mark.parametrize("return_sequences", [False, True])
 def test_padding_changes_nothing(return_sequences):
-    lengths = jnp.array([4, 2, 5])
     x, kp = _data(3)
-    mask = jnp.arange(T)[None, :] < lengths[:, None]
-    # Same sequences with 3 extra padded steps, padding filled with garbage.
-    x_long = jnp.concatenate([x, jax.random.normal(kp, (B, 3, D))], axis=1)
-    x_long = jnp.where(jnp.arange(T + 3)[None, :, None] < lengths[:, None, None], x_long, 7.0)
-    mask_long = jnp.arange(T + 3)[None, :] < lengths[:, None]
     model = build_model({"name": "gru", "hidden": H, "num_layers": 2, "bidirectional": True},
                         TaskSpec("sequence_classification" if return_sequences else
                                  "classification", 3, (T, D)))
-    variables = model.init(kp, x)
-    short = model.apply(variables, x, mask=mask)
-    long = model.apply(variables, x_long, mask=mask_long)
-    if return_sequences:
-        valid = np.asarray(mask)
-        np.testing.assert_allclose(np.asarray(short)[valid], np.asarray(long)[:, :T][valid],
+    # The same sequences with 3 extra padded steps, padding filled with 7.0.
+    assert_padding_changes_nothing(model, model.init(kp, x), x, [4, 2, 5], extra=3, fill=7.0,
                                    atol=ATOL)
-    else:
-        np.testing.assert_allclose(short, long, atol=ATOL)
 
 
 def test_reverse_valid_is_an_involution():
@@ -311,29 +299,8 @@ def test_parameter_count_independent_of_length():
                                          ("gru", {"bidirectional": True, "num_layers": 2,
                                                   "dropout": 0.1})])
 def test_registered_model_trains(name, kwargs):
-    spec = TaskSpec("classification", 2, (8, 1))
-    model = build_model({"name": name, "hidden": 16, **kwargs}, spec)
-    kx, kp, kd = jax.random.split(jax.random.key(7), 3)
-    x = jax.random.normal(kx, (32, 8, 1))
-    y = (x[:, :, 0].sum(axis=1) > 0).astype(jnp.int32)
-    params = model.init(kp, x)["params"]
-    tx = optax.adam(1e-2)
-    opt = tx.init(params)
-
-    def loss_fn(p, key):
-        logits = model.apply({"params": p}, x, train=True, rngs={"dropout": key})
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-    @jax.jit
-    def step(p, o, key):
-        loss, g = jax.value_and_grad(loss_fn)(p, key)
-        updates, o = tx.update(g, o)
-        return optax.apply_updates(p, updates), o, loss
-
-    losses = []
-    for i in range(30):
-        params, opt, loss = step(params, opt, jax.random.fold_in(kd, i))
-        losses.append(float(loss))
+    losses = train_losses({"name": name, "hidden": 16, **kwargs},
+                          TaskSpec("classification", 2, (8, 1)), steps=30)
     assert losses[-1] < 0.7 * losses[0], losses
 
 
@@ -351,8 +318,33 @@ def test_many_to_many_output_shape():
     ({"name": "lstm", "dropout": 1.5}, "dropout"),
     ({"name": "gru", "input_projection": "fast"}, "input_projection"),
     ({"name": "lstm", "forget_gate": 1.0}, "forget_gate"),
+    ({"name": "gru", "recurrent_init": "zeros"}, "recurrent_init"),
+    ({"name": "lstm", "unroll": 0}, "unroll"),
+    ({"name": "irnn", "remat": "sometimes"}, "remat"),
+    ({"name": "gru", "remat_segment": 0}, "remat_segment"),
+    ({"name": "gru", "impl": "cudnn"}, "impl"),
+    ({"name": "lstm", "dtype": "int8"}, "dtype"),
 ])
 def test_bad_config_gives_clear_error(config, field):
     with pytest.raises(ConfigError, match=field) as e:
         build_model(config, TaskSpec("classification", 10, (T, D)))
     assert "\n" not in str(e.value)
+
+
+def test_models_pass_all_their_scan_options_to_the_layer():
+    model = build_model({"name": "lstm", "hidden": 4, "num_layers": 2, "bidirectional": True,
+                         "dropout": 0.2, "remat": "segments", "remat_segment": 2,
+                         "input_projection": "hoisted"}, TaskSpec("classification", 3, (T, D)))
+    assert model.scan_options()["unroll"] == 2  # the LSTM's own default
+    seen = []
+
+    def record(next_fun, args, kwargs, context):
+        if isinstance(context.module, RNN):
+            seen.append(context.module.scan_options())
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(record):
+        model.init(jax.random.key(0), jnp.zeros((1, T, D)))
+    assert seen and all(s == model.scan_options() for s in seen)
+    with pytest.raises(ValueError, match="unroll"):
+        RNN(CELLS["gru"][0], unroll=0)

@@ -12,7 +12,7 @@ import numpy as np
 
 from cnn_rnn.data.base import ArraySource, TaskSpec
 from cnn_rnn.data.registry import register_data
-from cnn_rnn.errors import ConfigError
+from cnn_rnn.data.sequential import check_int
 
 
 @functools.lru_cache(maxsize=4)
@@ -52,9 +52,9 @@ def mnist1d(seed: int, shuffle_positions: bool = False, num_samples: int = 5000,
       num_samples: total examples before the 80/20 split (paper: 5000).
       dataset_seed: the generator's seed (paper: 42).
     """
-    if num_samples < 50:
-        raise ConfigError("data.num_samples", f"must be >= 50, got {num_samples}")
-    d = load_mnist1d(bool(shuffle_positions), int(num_samples), int(dataset_seed))
+    num_samples = check_int("num_samples", num_samples, 50)
+    dataset_seed = check_int("dataset_seed", dataset_seed, 0)
+    d = load_mnist1d(bool(shuffle_positions), num_samples, dataset_seed)
     spec = TaskSpec(kind="classification", num_outputs=10, input_shape=(d["x"].shape[1], 1),
                     baseline=0.1, baseline_metric="accuracy",
                     baseline_note="chance: 10 balanced classes")

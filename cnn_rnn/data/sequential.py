@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from cnn_rnn import registry
 from cnn_rnn.data.base import Batch, DataSource, TaskSpec
 from cnn_rnn.errors import ConfigError
 
@@ -27,10 +28,7 @@ PIXEL_VIEWS = ("none", "sequential", "permuted")
 
 def check_choice(field: str, value: Any, choices: Sequence[str]) -> str:
     """Return `value` if it is one of `choices`, else raise ConfigError on `data.<field>`."""
-    if value not in choices:
-        accepted = ", ".join(choices)
-        raise ConfigError(f"data.{field}", f"{value!r} not accepted; accepted: {accepted}")
-    return value
+    return registry.check_choice(field, value, choices, section="data")
 
 
 def check_int(field: str, value: Any, minimum: int) -> int:

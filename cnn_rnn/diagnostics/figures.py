@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.transforms import blended_transform_factory
 
 from cnn_rnn.diagnostics import profiles
-from cnn_rnn.diagnostics.ablation import SUMMARY_LAYER, final_loss, profile  # noqa: E402
+from cnn_rnn.diagnostics.ablation import SUMMARY_LAYER, final_loss, profile
 
 ARCH_LABELS = {"rnn": "tanh-RNN", "irnn": "IRNN (ReLU, W=I)", "lstm": "LSTM", "gru": "GRU",
                "tcn": "TCN", "lru": "LRU", "mingru": "minGRU", "transformer": "Transformer"}

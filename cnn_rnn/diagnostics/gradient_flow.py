@@ -6,9 +6,10 @@ right where the state is produced, and differentiates with respect to p. Since p
 nothing, ∂loss/∂p^l_t = ∂loss/∂h^l_t, for every layer and step, from ONE backward pass.
 
 Two ways to place the perturbation, chosen per model (`state_hook`):
-  * "perturbations": the model's own hook, `model(x, perturbations=[p^1..p^L])` and
-    `model.hidden_states(...)` (rnn, irnn, lstm, gru; lru, mingru): p_t is added to h_t after
-    step t, before h_t feeds step t+1 and the layer above.
+  * "perturbations": the model's own hook, `model.outputs_and_states(x, perturbations=[p^1..p^L])`
+    (rnn, irnn, lstm, gru; lru, mingru; cnn_rnn_hybrid), which returns the outputs and the states
+    from one run: p_t is added to h_t after step t, before h_t feeds step t+1 and the layer
+    above.
   * "intercept": `flax.linen.intercept_methods` wraps `__call__` of the model's blocks (one
     TemporalBlock per TCN level, one EncoderBlock per Transformer layer) and adds p to each block's
     output [B, T, C]; no change to the model file is needed.
@@ -85,8 +86,8 @@ def state_hook(model: nn.Module,
     """
     if blocks:
         return "intercept", tuple(blocks)
-    params = inspect.signature(type(model).__call__).parameters
-    if "perturbations" in params and hasattr(model, "hidden_states"):
+    method = getattr(type(model), "outputs_and_states", None)
+    if method is not None and "perturbations" in inspect.signature(method).parameters:
         return "perturbations", ()
     found = default_blocks(model)
     if not found:
@@ -105,12 +106,8 @@ def forward(model: nn.Module, variables: Any, batch: Batch,
     kind, block_types = state_hook(model, blocks)
     inputs, mask = batch["inputs"], batch.get("mask")
     if kind == "perturbations":
-        def both(module: nn.Module, x: Array, m: Array | None,
-                 p: Sequence[Array] | None) -> tuple[Array, list[Array]]:
-            kw = dict(train=False, mask=m, perturbations=p)
-            return module(x, **kw), module.hidden_states(x, **kw)
-
-        return model.apply(variables, inputs, mask, perturbations, method=both)
+        return model.apply(variables, inputs, train=False, mask=mask,
+                           perturbations=perturbations, method="outputs_and_states")
 
     captured: list[Array] = []
 
@@ -201,10 +198,9 @@ def make_probe(model: nn.Module, spec: TaskSpec, *, num_probes: int | None = 8,
     """Return a jit-compiled `probe(variables, batch, key) -> dict of arrays` for `model`.
 
     The dict holds: loss (scalar, the training loss), grad_norm, jacobian_norm, state_norm
-    ([L, T] each; see the module docstring). The forward computation is linearised once
-    (`jax.vjp`) and pulled back once for grad_norm and K more times (vectorised) for
-    jacobian_norm. (Models with their own hook give outputs and states from two calls of the same
-    layers, `__call__` and `hidden_states`, inside that one computation.)
+    ([L, T] each; see the module docstring). The forward computation (one run of the model) is
+    linearised once (`jax.vjp`) and pulled back once for grad_norm and K more times (vectorised)
+    for jacobian_norm.
 
     Args:
       model: a sequence model (see `state_hook`).
@@ -285,17 +281,20 @@ class GradientFlow:
         return [profiles.decay_rate(g) for g in self.grad_norm]
 
     def to_json(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (lists of floats; non-finite values as None)."""
+        """Return a JSON-ready dict (floats and nested lists of them; non-finite values as None).
+
+        Strict JSON has no NaN or Infinity (`json.dump` would write non-standard tokens), so
+        every non-finite number, in arrays too, becomes None (null).
+        """
         def clean(a: Any) -> Any:
             a = np.asarray(a, np.float64)
-            return np.where(np.isfinite(a), a, np.nan).tolist() if a.ndim else (
-                float(a) if np.isfinite(a) else None)
+            return np.where(np.isfinite(a), a.astype(object), None).tolist()
 
         return {"loss": clean(self.loss), "grad_norm": clean(self.grad_norm),
                 "jacobian_norm": clean(self.jacobian_norm), "state_norm": clean(self.state_norm),
-                "spectral_radius": dict(self.spectral_radius), "jacobian": self.jacobian,
-                "threshold": self.threshold, "steps_in_the_past": self.steps_in_the_past,
-                "decay_rate": [clean(r) for r in self.decay_rate]}
+                "spectral_radius": {k: clean(v) for k, v in self.spectral_radius.items()},
+                "jacobian": self.jacobian, "threshold": self.threshold,
+                "steps_in_the_past": self.steps_in_the_past, "decay_rate": clean(self.decay_rate)}
 
 
 def gradient_flow(model: nn.Module, variables: Any, batch: Batch, spec: TaskSpec, *,

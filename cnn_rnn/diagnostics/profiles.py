@@ -22,11 +22,6 @@ def by_distance(profile: np.ndarray) -> np.ndarray:
     return np.asarray(profile)[..., ::-1]
 
 
-def safe_log10(x: np.ndarray, tiny: float = 1e-38) -> np.ndarray:
-    """Return log10(x) with zeros (and underflow) clamped to log10(tiny), for plotting."""
-    return np.log10(np.maximum(np.asarray(x, np.float64), tiny))
-
-
 def relative_profile(profile: np.ndarray) -> np.ndarray:
     """Return g_{T-1-k} / g_{T-1} by distance k (nan everywhere if g_{T-1} is 0 or not finite)."""
     g = by_distance(np.asarray(profile, np.float64))

@@ -11,6 +11,7 @@ over time and carries information across the whole sequence. Three input layouts
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 
@@ -19,15 +20,9 @@ import jax
 import jax.numpy as jnp
 
 from cnn_rnn.models.cnn import ConvBlock
-from cnn_rnn.models.recurrent import (
-    CELLS,
-    INPUT_PROJECTIONS,
-    RNN,
-    check_choice,
-    check_positive,
-    check_rate,
-)
+from cnn_rnn.models.recurrent import CELLS, RNN, ScanOptions, check_positive
 from cnn_rnn.models.registry import register_model
+from cnn_rnn.registry import check_choice
 
 Array = jax.Array
 SPATIAL_POOLS = ("flatten", "mean")
@@ -48,7 +43,7 @@ def pool_mask(mask: Array, pool: int) -> Array:
 
 
 @register_model("cnn_rnn_hybrid")
-class CNNRNNHybrid(nn.Module):
+class CNNRNNHybrid(ScanOptions):
     """Conv blocks (conv -> BatchNorm -> ReLU -> pool) whose per-position features feed an RNN.
 
     Attributes:
@@ -63,8 +58,13 @@ class CNNRNNHybrid(nn.Module):
         vector: "flatten" (keeps position) or "mean" (global average).
       cell: recurrent cell, one of CELLS ("rnn", "irnn", "lstm", "gru").
       hidden: RNN hidden size.
-      num_layers, bidirectional, dropout, unroll, remat, input_projection: as in the RNN layer.
       axis_name: pmap axis for BatchNorm (set by the trainer).
+      num_layers, bidirectional, dropout, unroll, remat, remat_segment, input_projection, impl,
+        dtype: the RNN layer's options (keyword-only), validated at construction like those of
+        the recurrent models; see `ScanOptions`. remat defaults to "none", as before this model
+        took the other values: "auto" was measured on the recurrent models' shapes only, not on
+        the few wide steps a CNN leaves. impl="cudnn" needs cell="lstm"; dtype applies to the
+        RNN only (the CNN runs in the inputs' dtype).
 
     With a mask, padded steps of [B, T, C] inputs are zeroed after every convolution (before
     pooling), so for pool <= 2 and BatchNorm in eval mode extra padding does not change the outputs
@@ -80,23 +80,19 @@ class CNNRNNHybrid(nn.Module):
     spatial_pool: str = "flatten"
     cell: str = "gru"
     hidden: int = 128
-    num_layers: int = 1
-    bidirectional: bool = False
-    dropout: float = 0.0
-    unroll: int = 1
-    remat: bool = False
-    input_projection: str = "auto"
     axis_name: str | None = None
+    _: dataclasses.KW_ONLY  # remat is one of the keyword-only ScanOptions
+    remat: bool | str = "none"
 
     def __post_init__(self) -> None:
         check_choice("cell", self.cell, tuple(CELLS))
         check_choice("spatial_pool", self.spatial_pool, SPATIAL_POOLS)
-        check_choice("input_projection", self.input_projection, INPUT_PROJECTIONS)
         check_positive("kernel_size", self.kernel_size)
         check_positive("pool", self.pool)
         check_positive("hidden", self.hidden)
-        check_positive("num_layers", self.num_layers)
-        check_rate("dropout", self.dropout)
+        # Here, not at the first call: the RNN layer would only reject it while running.
+        if self.impl == "cudnn" and self.cell != "lstm":
+            raise ValueError(f"impl='cudnn' needs cell='lstm', got cell={self.cell!r}")
         super().__post_init__()
 
     def _convs(self, x: Array, train: bool,
@@ -128,9 +124,10 @@ class CNNRNNHybrid(nn.Module):
         return x.reshape(*x.shape[: axes[0]], -1)
 
     @nn.compact
-    def _forward(self, inputs: Array, train: bool, mask: Array | None,
-                 perturbations: Sequence[Array] | None, states: bool) -> Array | list[Array]:
-        """CNN features as a sequence, then the RNN's outputs (or its hidden states)."""
+    def outputs_and_states(self, inputs: Array, train: bool = False, mask: Array | None = None,
+                           perturbations: Sequence[Array] | None = None
+                           ) -> tuple[Array, list[Array]]:
+        """CNN features as a sequence, then the RNN's outputs and hidden states (one run)."""
         if inputs.ndim == 3:
             if self.return_sequences and self.pool != 1:
                 raise ValueError("pool must be 1 with return_sequences (pooling shortens the "
@@ -149,14 +146,10 @@ class CNNRNNHybrid(nn.Module):
         else:
             raise ValueError(f"inputs must be [B,T,C], [B,H,W,C] or [B,T,H,W,C], "
                              f"got shape {inputs.shape}")
-        rnn = RNN(cell=functools.partial(CELLS[self.cell], hidden=self.hidden),
-                  num_layers=self.num_layers, bidirectional=self.bidirectional,
+        rnn = RNN(functools.partial(CELLS[self.cell], hidden=self.hidden),
                   return_sequences=self.return_sequences, out_features=self.num_outputs,
-                  dropout=self.dropout, unroll=self.unroll, remat=self.remat,
-                  input_projection=self.input_projection, name="rnn")
-        if states:
-            return rnn.hidden_states(seq, mask, perturbations, train)
-        return rnn(seq, mask, perturbations, train)
+                  name="rnn", **self.scan_options())
+        return rnn.outputs_and_states(seq, mask, perturbations, train)
 
     def __call__(self, inputs: Array, train: bool = False, mask: Array | None = None,
                  perturbations: Sequence[Array] | None = None) -> Array:
@@ -165,9 +158,9 @@ class CNNRNNHybrid(nn.Module):
         `perturbations` (one [B, T', H*dirs] array per RNN layer, T' = steps after the CNN) are
         added to the RNN's hidden states; see `RNN.hidden_states`.
         """
-        return self._forward(inputs, train, mask, perturbations, states=False)
+        return self.outputs_and_states(inputs, train, mask, perturbations)[0]
 
     def hidden_states(self, inputs: Array, train: bool = False, mask: Array | None = None,
                       perturbations: Sequence[Array] | None = None) -> list[Array]:
         """Return the RNN's per-layer hidden states [B, T', H*dirs] over the CNN's steps."""
-        return self._forward(inputs, train, mask, perturbations, states=True)
+        return self.outputs_and_states(inputs, train, mask, perturbations)[1]

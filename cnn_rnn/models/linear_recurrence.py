@@ -28,20 +28,23 @@ right after step t; with p = 0 its gradient is dL/dh_t.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import numbers
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_rnn.models.readout import pool_sequence
-from cnn_rnn.models.recurrent import check_choice, check_positive, check_rate
+from cnn_rnn.models.readout import POOLS, pool_sequence
+from cnn_rnn.models.recurrent import check_positive, check_rate
 from cnn_rnn.models.registry import register_model
+from cnn_rnn.registry import check_choice
 
 Array = jax.Array
 IMPLS = ("parallel", "sequential")
-POOLS = ("mean", "last")
 
 
 Coeffs = Array | tuple[Array, Array]  # a real array, or a complex one as (real, imag) arrays
@@ -105,14 +108,66 @@ def masked_coefficients(a: Coeffs, b: Coeffs, mask: Array | None,
 def _ring_nu_log(r_min: float, r_max: float) -> Callable[..., Array]:
     """Init of nu_log so that |lambda| = exp(-exp(nu_log)) is uniform on the ring [r_min, r_max]."""
 
-    def init(key: Array, shape: tuple[int, ...], dtype=jnp.float32) -> Array:
+    def init(key: Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Array:
         u = jax.random.uniform(key, shape, dtype)
         return jnp.log(-0.5 * jnp.log(u * (r_max**2 - r_min**2) + r_min**2))
 
     return init
 
 
-class LRU(nn.Module):
+def _is_number(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+class EigenvalueInit(nn.Module):
+    """The LRU's eigenvalue init options, declared and checked once for `LRU` and `LRUModel`.
+
+    Keyword-only, so that the subclasses' own fields stay first and positional.
+
+    Attributes:
+      r_min, r_max: ring of initial eigenvalue moduli |lambda|, 0 <= r_min < r_max <= 1 (close to
+        1 = long memory).
+      max_phase: initial eigenvalue phases are uniform in [0, max_phase], max_phase > 0 (theta is
+        stored as its log, so a phase range of 0 would give -inf parameters).
+
+    """
+
+    _: dataclasses.KW_ONLY
+    r_min: float = 0.0
+    r_max: float = 1.0
+    max_phase: float = 2 * math.pi
+
+    def __post_init__(self) -> None:
+        if not (_is_number(self.r_min) and _is_number(self.r_max)
+                and 0.0 <= self.r_min < self.r_max <= 1.0):
+            raise ValueError(f"r_min, r_max must be numbers with 0 <= r_min < r_max <= 1, "
+                             f"got {self.r_min!r}, {self.r_max!r}")
+        if not (_is_number(self.max_phase) and self.max_phase > 0):
+            raise ValueError(f"max_phase must be a number > 0, got {self.max_phase!r}")
+        super().__post_init__()
+
+
+class LinearRecurrence(nn.Module):
+    """Base of the recurrence layers `LRU` and `MinGRU`: their shared fields and checks.
+
+    A subclass's `__call__(x [B, T, D], mask, perturbation)` returns (output y_t, state h_t).
+
+    Attributes:
+      hidden: state size.
+      impl: "parallel" (associative scan) or "sequential" (lax.scan).
+
+    """
+
+    hidden: int
+    impl: str = "parallel"
+
+    def __post_init__(self) -> None:
+        check_positive("hidden", self.hidden)
+        check_choice("impl", self.impl, IMPLS)
+        super().__post_init__()
+
+
+class LRU(LinearRecurrence, EigenvalueInit):
     """Linear Recurrent Unit: a complex diagonal linear recurrence with input/output projections.
 
     Parameters (named as in the paper's code): nu_log, theta_log, gamma_log [N]; B_re, B_im [D, N];
@@ -121,25 +176,10 @@ class LRU(nn.Module):
 
     Attributes:
       hidden: state size N.
-      r_min, r_max: ring of initial eigenvalue moduli |lambda| (close to 1 = long memory).
-      max_phase: initial eigenvalue phases are uniform in [0, max_phase].
       impl: "parallel" (associative scan) or "sequential" (lax.scan).
+      r_min, r_max, max_phase: keyword-only, see `EigenvalueInit`.
 
     """
-
-    hidden: int
-    r_min: float = 0.0
-    r_max: float = 1.0
-    max_phase: float = 2 * math.pi
-    impl: str = "parallel"
-
-    def __post_init__(self) -> None:
-        check_positive("hidden", self.hidden)
-        check_choice("impl", self.impl, IMPLS)
-        if not 0.0 <= self.r_min < self.r_max <= 1.0:
-            raise ValueError(f"r_min, r_max must satisfy 0 <= r_min < r_max <= 1, "
-                             f"got {self.r_min}, {self.r_max}")
-        super().__post_init__()
 
     @nn.compact
     def __call__(self, x: Array, mask: Array | None = None,
@@ -176,7 +216,7 @@ class LRU(nn.Module):
         return y, h
 
 
-class MinGRU(nn.Module):
+class MinGRU(LinearRecurrence):
     """minGRU: a GRU whose gates see only x_t, so the recurrence is linear in h.
 
     Fused parameters W_x [D, 2H], b [2H], gate order (z, h~).
@@ -186,14 +226,6 @@ class MinGRU(nn.Module):
       impl: "parallel" (associative scan) or "sequential" (lax.scan).
 
     """
-
-    hidden: int
-    impl: str = "parallel"
-
-    def __post_init__(self) -> None:
-        check_positive("hidden", self.hidden)
-        check_choice("impl", self.impl, IMPLS)
-        super().__post_init__()
 
     @nn.compact
     def __call__(self, x: Array, mask: Array | None = None,
@@ -290,47 +322,43 @@ class LinearRecurrentModel(nn.Module):
             states.append(h)
         return self.norm(x), states
 
-    def __call__(self, inputs: Array, train: bool = False, mask: Array | None = None,
-                 perturbations: Sequence[Array] | None = None) -> Array:
-        """Return outputs [B, num_outputs] (or [B, T, num_outputs]) for inputs [B, T, C]."""
-        x, _ = self._encode(inputs, mask, perturbations, train)
-        return self.head(x if self.return_sequences else pool_sequence(x, mask, self.pool))
-
-    def hidden_states(self, inputs: Array, train: bool = False, mask: Array | None = None,
-                      perturbations: Sequence[Array] | None = None) -> list[Array]:
-        """Return each block's recurrent states h_t [B, T, hidden] (complex64 for the LRU).
+    def outputs_and_states(self, inputs: Array, train: bool = False, mask: Array | None = None,
+                           perturbations: Sequence[Array] | None = None
+                           ) -> tuple[Array, list[Array]]:
+        """Return what `__call__` and `hidden_states` return, from one run of the blocks.
 
         `perturbations` (one [B, T, hidden] array per block, of the states' dtype) are added to
         h_t right after step t on valid steps; with zeros, their gradient is dL/dh_t.
         """
+        x, states = self._encode(inputs, mask, perturbations, train)
+        y = self.head(x if self.return_sequences else pool_sequence(x, mask, self.pool))
+        return y, states
+
+    def __call__(self, inputs: Array, train: bool = False, mask: Array | None = None,
+                 perturbations: Sequence[Array] | None = None) -> Array:
+        """Return outputs [B, num_outputs] (or [B, T, num_outputs]) for inputs [B, T, C]."""
+        return self.outputs_and_states(inputs, train, mask, perturbations)[0]
+
+    def hidden_states(self, inputs: Array, train: bool = False, mask: Array | None = None,
+                      perturbations: Sequence[Array] | None = None) -> list[Array]:
+        """Return each block's recurrent states h_t [B, T, hidden] (complex64 for the LRU)."""
         return self._encode(inputs, mask, perturbations, train)[1]
 
 
 @register_model("lru")
-class LRUModel(LinearRecurrentModel):
+class LRUModel(LinearRecurrentModel, EigenvalueInit):
     """Stack of LRU blocks (Orvieto et al. 2023); see `LRU` for the recurrence.
 
     Attributes:
-      r_min, r_max: ring of initial eigenvalue moduli.
-      max_phase: range of initial eigenvalue phases.
+      r_min, r_max, max_phase: the LRUs' eigenvalue init, see `EigenvalueInit`.
 
     """
-
-    r_min: float = 0.0
-    r_max: float = 1.0
-    max_phase: float = 2 * math.pi
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.r_min < self.r_max <= 1.0:
-            raise ValueError(f"r_min, r_max must satisfy 0 <= r_min < r_max <= 1, "
-                             f"got {self.r_min}, {self.r_max}")
-        super().__post_init__()
 
     @nn.nowrap
     def make_mixer(self) -> Callable[..., nn.Module]:
         """Return an LRU constructor with this model's options."""
-        return lambda name: LRU(self.hidden, self.r_min, self.r_max, self.max_phase, self.impl,
-                                name=name)
+        return lambda name: LRU(self.hidden, self.impl, r_min=self.r_min, r_max=self.r_max,
+                                max_phase=self.max_phase, name=name)
 
 
 @register_model("mingru")

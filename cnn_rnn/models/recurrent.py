@@ -53,8 +53,10 @@ what the gradient-flow probe measures.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -64,6 +66,7 @@ import jax.numpy as jnp
 
 from cnn_rnn.models import cudnn
 from cnn_rnn.models.registry import register_model
+from cnn_rnn.registry import check_choice
 
 Array = jax.Array
 Carry = Any  # h [B, H] for Elman and GRU; (c, h) for LSTM.
@@ -79,12 +82,6 @@ IMPLS = ("scan", "cudnn")
 DTYPES = (None, "float32", "bfloat16", "float16")
 
 
-def check_choice(field: str, value: Any, choices: Sequence[Any]) -> None:
-    """Raise ValueError naming `field` and its accepted values when `value` is not one of them."""
-    if value not in choices:
-        raise ValueError(f"{field} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-
-
 def check_positive(field: str, value: int) -> None:
     """Raise ValueError unless `value` is an int >= 1."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -92,9 +89,9 @@ def check_positive(field: str, value: int) -> None:
 
 
 def check_rate(field: str, value: float) -> None:
-    """Raise ValueError unless 0 <= value < 1 (dropout rates)."""
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{field} must be in [0, 1), got {value!r}")
+    """Raise ValueError unless `value` is a number with 0 <= value < 1 (dropout rates)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"{field} must be a number in [0, 1), got {value!r}")
 
 
 def gate_blocks(w: Array, num_gates: int) -> Gates:
@@ -517,7 +514,7 @@ def reverse_valid(x: Array, lengths: Array | None) -> Array:
 
 def check_layer_options(remat: bool | str, remat_segment: int | None, impl: str,
                         dtype: str | None) -> None:
-    """Validate the speed/memory options shared by the RNN layer and the recurrent models.
+    """Validate the speed/memory options of `ScanOptions`.
 
     impl="cudnn" is checked against the backend here, at construction, so that a config asking
     for it on a machine without cuDNN fails at once with one clear line.
@@ -534,22 +531,18 @@ def check_layer_options(remat: bool | str, remat_segment: int | None, impl: str,
         cudnn.require_cudnn()
 
 
-class RNN(nn.Module):
-    """A (stacked, optionally bidirectional) recurrent layer: any cell scanned over time.
+class ScanOptions(nn.Module):
+    """The options of a scan-based recurrent stack, declared once for every module that has them.
 
-        h_t^l = cell^l(h_{t-1}^l, h_t^{l-1}),  h_t^0 = x_t;   y_t = W_hy h_t^L + b_y
+    The `RNN` layer reads them; the recurrent models and the CNN+RNN hybrid inherit them and pass
+    them on with `scan_options()`. They are keyword-only, so that a subclass's own fields (the
+    layer's `cell`, a model's `num_outputs`) stay first and positional; a subclass that changes a
+    default redeclares the field after its own `_: dataclasses.KW_ONLY`.
 
     Attributes:
-      cell: a RecurrentCell class or functools.partial of one (e.g. CELLS["gru"] with hidden=...
-        given via `functools.partial`); called once per layer and direction, each with its own
-        parameters named `layer{l}_fwd` / `layer{l}_bwd`.
       num_layers: stacked layers; layer l reads the state sequence of layer l-1.
       bidirectional: also run each layer backwards (each sequence reversed within its valid
         length) and concatenate the two state sequences, [.., 2H].
-      return_sequences: output y_t at every step [B, T, F] (many-to-many) instead of one output per
-        sequence [B, F] read from the last valid step (many-to-one; for the backward direction, the
-        state after reading the whole sequence backwards, i.e. at step 0).
-      out_features: size F of the output projection y = W_hy h + b_y; None = no projection.
       dropout: dropout rate on the state sequence between stacked layers.
       unroll: steps per scan iteration (speed/compile-time trade-off).
       remat: backward-pass rematerialisation, one of REMATS or a bool (see the module
@@ -565,11 +558,9 @@ class RNN(nn.Module):
 
     """
 
-    cell: Callable[..., RecurrentCell]
+    _: dataclasses.KW_ONLY
     num_layers: int = 1
     bidirectional: bool = False
-    return_sequences: bool = False
-    out_features: int | None = None
     dropout: float = 0.0
     unroll: int = 1
     remat: bool | str = "auto"
@@ -585,6 +576,35 @@ class RNN(nn.Module):
         check_choice("input_projection", self.input_projection, INPUT_PROJECTIONS)
         check_layer_options(self.remat, self.remat_segment, self.impl, self.dtype)
         super().__post_init__()
+
+    @nn.nowrap
+    def scan_options(self) -> dict[str, Any]:
+        """Return these options as keyword arguments of `RNN`."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ScanOptions)
+                if f.name not in ("parent", "name")}
+
+
+class RNN(ScanOptions):
+    """A (stacked, optionally bidirectional) recurrent layer: any cell scanned over time.
+
+        h_t^l = cell^l(h_{t-1}^l, h_t^{l-1}),  h_t^0 = x_t;   y_t = W_hy h_t^L + b_y
+
+    Attributes:
+      cell: a RecurrentCell class or functools.partial of one (e.g. CELLS["gru"] with hidden=...
+        given via `functools.partial`); called once per layer and direction, each with its own
+        parameters named `layer{l}_fwd` / `layer{l}_bwd`.
+      return_sequences: output y_t at every step [B, T, F] (many-to-many) instead of one output per
+        sequence [B, F] read from the last valid step (many-to-one; for the backward direction, the
+        state after reading the whole sequence backwards, i.e. at step 0).
+      out_features: size F of the output projection y = W_hy h + b_y; None = no projection.
+      num_layers, bidirectional, dropout, unroll, remat, remat_segment, input_projection, impl,
+        dtype: keyword-only, see `ScanOptions`.
+
+    """
+
+    cell: Callable[..., RecurrentCell]
+    return_sequences: bool = False
+    out_features: int | None = None
 
     @nn.compact
     def _run(self, inputs: Array, mask: Array | None, perturbations: Sequence[Array] | None,
@@ -666,10 +686,10 @@ class RNN(nn.Module):
                  for w in weights]
         return cudnn.lstm_layer(x, lengths, fused, kernel=cudnn.require_cudnn())
 
-    def hidden_states(self, inputs: Array, mask: Array | None = None,
-                      perturbations: Sequence[Array] | None = None,
-                      train: bool = False) -> list[Array]:
-        """Return every layer's states h_t, a list of [B, T, H*dirs] (zero on padded steps).
+    def outputs_and_states(self, inputs: Array, mask: Array | None = None,
+                           perturbations: Sequence[Array] | None = None,
+                           train: bool = False) -> tuple[Array, list[Array]]:
+        """Return what `__call__` and `hidden_states` return, from one run of the stack.
 
         Args:
           inputs: [B, T, D].
@@ -680,63 +700,55 @@ class RNN(nn.Module):
           train: enables dropout between layers.
 
         """
-        states, _, _ = self._run(inputs, mask, perturbations, train)
-        return [jnp.swapaxes(s, 0, 1) for s in states]
+        states, final, project = self._run(inputs, mask, perturbations, train)
+        states = [jnp.swapaxes(s, 0, 1) for s in states]
+        return project(states[-1] if self.return_sequences else final), states
+
+    def hidden_states(self, inputs: Array, mask: Array | None = None,
+                      perturbations: Sequence[Array] | None = None,
+                      train: bool = False) -> list[Array]:
+        """Return every layer's states h_t, a list of [B, T, H*dirs] (zero on padded steps).
+
+        Arguments as in `outputs_and_states`.
+        """
+        return self.outputs_and_states(inputs, mask, perturbations, train)[1]
 
     def __call__(self, inputs: Array, mask: Array | None = None,
                  perturbations: Sequence[Array] | None = None, train: bool = False) -> Array:
         """Return y [B, T, F] if return_sequences else [B, F] (F = out_features, or H*dirs).
 
-        Arguments as in `hidden_states`.
+        Arguments as in `outputs_and_states`.
         """
-        states, final, project = self._run(inputs, mask, perturbations, train)
-        return project(jnp.swapaxes(states[-1], 0, 1) if self.return_sequences else final)
+        return self.outputs_and_states(inputs, mask, perturbations, train)[0]
 
 
-class RecurrentModel(nn.Module):
+class RecurrentModel(ScanOptions):
     """Base of the registered recurrent models: an RNN layer whose projection gives the outputs.
 
     Attributes:
       num_outputs: classes or regression targets (set from the task).
       return_sequences: one output per step (set for many-to-many tasks).
       hidden: size of each layer's hidden state.
-      num_layers: stacked layers.
-      bidirectional: run each layer in both directions.
-      dropout: dropout between stacked layers.
-      unroll: steps per scan iteration.
-      remat: "auto", "none", "step" or "segments" (or a bool); see the module docstring.
-      remat_segment: steps per segment for remat="segments" (None = ceil(sqrt(T))).
-      input_projection: "auto", "hoisted" or "per_step" (see the module docstring).
-      impl: "scan", or "cudnn" for the LSTM on a CUDA GPU (same parameters).
-      dtype: computation dtype, None (float32) or e.g. "bfloat16" (GPU/TPU).
+      recurrent_init: init of W_h, one of RECURRENT_INITS ("orthogonal" by default, as in flax).
+      num_layers, bidirectional, dropout, unroll, remat, remat_segment, input_projection, impl,
+        dtype: the RNN layer's options, see `ScanOptions`; impl="cudnn" exists for the LSTM only.
 
     """
 
     num_outputs: int
     return_sequences: bool = False
     hidden: int = 128
-    num_layers: int = 1
-    bidirectional: bool = False
-    dropout: float = 0.0
-    unroll: int = 1
-    remat: bool | str = "auto"
-    remat_segment: int | None = None
-    input_projection: str = "auto"
-    impl: str = "scan"
-    dtype: str | None = None
+    recurrent_init: str = "orthogonal"
 
     cudnn_capable: ClassVar[bool] = False  # impl="cudnn" exists for the LSTM only
 
     def __post_init__(self) -> None:
         check_positive("hidden", self.hidden)
-        check_positive("num_layers", self.num_layers)
-        check_positive("unroll", self.unroll)
-        check_rate("dropout", self.dropout)
-        check_choice("input_projection", self.input_projection, INPUT_PROJECTIONS)
+        check_choice("recurrent_init", self.recurrent_init, RECURRENT_INITS)
+        # Before ScanOptions' checks, which would first ask for cuDNN on this machine.
         if self.impl == "cudnn" and not self.cudnn_capable:
             raise ValueError(f"impl='cudnn' exists for the lstm model only, not "
                              f"{type(self).__name__}; use impl='scan'")
-        check_layer_options(self.remat, self.remat_segment, self.impl, self.dtype)
         super().__post_init__()
 
     @nn.nowrap
@@ -746,11 +758,14 @@ class RecurrentModel(nn.Module):
 
     def setup(self) -> None:
         """Build the recurrent layer with an output projection to `num_outputs`."""
-        self.rnn = RNN(cell=self.make_cell(), num_layers=self.num_layers,
-                       bidirectional=self.bidirectional, return_sequences=self.return_sequences,
-                       out_features=self.num_outputs, dropout=self.dropout, unroll=self.unroll,
-                       remat=self.remat, remat_segment=self.remat_segment,
-                       input_projection=self.input_projection, impl=self.impl, dtype=self.dtype)
+        self.rnn = RNN(self.make_cell(), return_sequences=self.return_sequences,
+                       out_features=self.num_outputs, **self.scan_options())
+
+    def outputs_and_states(self, inputs: Array, train: bool = False, mask: Array | None = None,
+                           perturbations: Sequence[Array] | None = None
+                           ) -> tuple[Array, list[Array]]:
+        """Return the outputs and the per-layer hidden states from one run of the RNN."""
+        return self.rnn.outputs_and_states(inputs, mask, perturbations, train)
 
     def __call__(self, inputs: Array, train: bool = False, mask: Array | None = None,
                  perturbations: Sequence[Array] | None = None) -> Array:
@@ -759,7 +774,7 @@ class RecurrentModel(nn.Module):
 
     def hidden_states(self, inputs: Array, train: bool = False, mask: Array | None = None,
                       perturbations: Sequence[Array] | None = None) -> list[Array]:
-        """Return per-layer hidden states [B, T, H*dirs]; see `RNN.hidden_states`."""
+        """Return per-layer hidden states [B, T, H*dirs]; see `RNN.outputs_and_states`."""
         return self.rnn.hidden_states(inputs, mask, perturbations, train)
 
 
@@ -774,13 +789,12 @@ class RNNModel(RecurrentModel):
 
     """
 
-    activation: str = "tanh"
     recurrent_init: str = "default"
+    activation: str = "tanh"
     identity_scale: float = 1.0
 
     def __post_init__(self) -> None:
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        check_choice("recurrent_init", self.recurrent_init, RECURRENT_INITS)
         super().__post_init__()
 
     @nn.nowrap
@@ -795,8 +809,8 @@ class RNNModel(RecurrentModel):
 class IRNNModel(RNNModel):
     """IRNN (Le et al. 2015): an Elman RNN with ReLU and W_h initialised to identity_scale * I."""
 
-    activation: str = "relu"
     recurrent_init: str = "identity"
+    activation: str = "relu"
 
 
 @register_model("lstm")
@@ -805,7 +819,6 @@ class LSTMModel(RecurrentModel):
 
     Attributes:
       forget_bias: initial forget-gate bias.
-      recurrent_init: init of W_h ("orthogonal" by default, as in flax).
       unroll: 2 steps per scan iteration by default: on CPU 0.9x the training-step time of
         unroll=1 at every shape measured (T=40..1000, B=16..128) on an idle machine, the same
         under load; no such consistent gain for the GRU or the Elman RNN.
@@ -813,14 +826,10 @@ class LSTMModel(RecurrentModel):
     """
 
     forget_bias: float = 1.0
-    recurrent_init: str = "orthogonal"
+    _: dataclasses.KW_ONLY  # unroll is one of the keyword-only ScanOptions
     unroll: int = 2
 
     cudnn_capable: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        check_choice("recurrent_init", self.recurrent_init, RECURRENT_INITS)
-        super().__post_init__()
 
     @nn.nowrap
     def make_cell(self) -> Callable[..., RecurrentCell]:
@@ -831,18 +840,7 @@ class LSTMModel(RecurrentModel):
 
 @register_model("gru")
 class GRUModel(RecurrentModel):
-    """GRU network; see GRUCell for the equations.
-
-    Attributes:
-      recurrent_init: init of W_h ("orthogonal" by default, as in flax).
-
-    """
-
-    recurrent_init: str = "orthogonal"
-
-    def __post_init__(self) -> None:
-        check_choice("recurrent_init", self.recurrent_init, RECURRENT_INITS)
-        super().__post_init__()
+    """GRU network; see GRUCell for the equations."""
 
     @nn.nowrap
     def make_cell(self) -> Callable[..., RecurrentCell]:

@@ -20,12 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_rnn.models.readout import pool_sequence
+from cnn_rnn.models.readout import POOLS, pool_sequence
 from cnn_rnn.models.registry import register_model
 from cnn_rnn.models.tcn import CausalConv
+from cnn_rnn.registry import check_choice
 
 POSITIONS = ("learned", "sinusoidal")
-POOLS = ("mean", "last")
 
 
 def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
@@ -102,7 +102,7 @@ class Transformer(nn.Module):
     pool: str = "mean"
     return_sequences: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # Validate at construction, so build_model reports a bad value as a ConfigError.
         for field in ("d_model", "embed_kernel", "num_heads", "num_layers", "mlp_dim", "max_len"):
             if getattr(self, field) < 1:
@@ -110,10 +110,8 @@ class Transformer(nn.Module):
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads "
                              f"({self.num_heads})")
-        if self.positions not in POSITIONS:
-            raise ValueError(f"positions must be one of {POSITIONS}, got {self.positions!r}")
-        if self.pool not in POOLS:
-            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
+        check_choice("positions", self.positions, POSITIONS)
+        check_choice("pool", self.pool, POOLS)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         super().__post_init__()
