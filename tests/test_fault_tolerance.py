@@ -12,13 +12,13 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from config_helpers import small_config
 
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.training.checkpoints import Checkpointer
 from cnn_rnn.training.loop import NonFiniteError, train_and_evaluate
 from cnn_rnn.training.metrics import read_metrics
 from cnn_rnn.training.workdir_lock import WorkdirLock
-from configs.common import base_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
@@ -80,16 +80,7 @@ def test_sigkill_ten_random_points(tmp_path, uninterrupted, trial):
 
 
 def _config(steps=20, **overrides):
-    c = base_config(model=dict(name="cnn1d", features=(8, 16), hidden=16),
-                    data=dict(name="mnist1d"), steps=steps, batch_size=32, learning_rate=1e-2,
-                    checkpoint_every=5, eval_every=10)
-    c.progress = False
-    for k, v in overrides.items():
-        if isinstance(v, dict):
-            c[k].update(v)
-        else:
-            c[k] = v
-    return c
+    return small_config(steps, batch_size=32, checkpoint_every=5, eval_every=10, **overrides)
 
 
 def _nonfinite_checkpoints(workdir):

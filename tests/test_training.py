@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from config_helpers import SMALL_CNN, small_config
 
 from cnn_rnn.data.registry import build_data
 from cnn_rnn.models.registry import build_model, model_names
@@ -19,10 +20,9 @@ from cnn_rnn.training.metrics import read_metrics
 from cnn_rnn.training.optim import build_optimizer, learning_rate_schedule
 from cnn_rnn.training.state import create_train_state
 from cnn_rnn.training.steps import train_step
-from configs.common import base_config
 
 SMALL_MODELS = {
-    "cnn1d": dict(name="cnn1d", features=(8, 16), hidden=16),
+    "cnn1d": SMALL_CNN,
     "gru": dict(name="gru", hidden=16),
 }
 
@@ -59,15 +59,7 @@ def test_one_and_eight_devices_give_the_same_update(name):
 
 
 def _tiny_config(steps=40, **overrides):
-    c = base_config(model=SMALL_MODELS["cnn1d"], data=dict(name="mnist1d"), steps=steps,
-                    batch_size=64, learning_rate=1e-2, checkpoint_every=10, eval_every=20)
-    c.progress = False
-    for k, v in overrides.items():
-        if isinstance(v, dict):
-            c[k].update(v)
-        else:
-            c[k] = v
-    return c
+    return small_config(steps, batch_size=64, checkpoint_every=10, eval_every=20, **overrides)
 
 
 def test_train_and_evaluate_learns_and_writes_records(tmp_path):
