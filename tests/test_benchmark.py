@@ -21,7 +21,13 @@ from cnn_rnn.benchmarking import suite, timing
 from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models import cudnn
-from cnn_rnn.models.recurrent import CELLS, RNN, resolve_remat, scan_in_segments
+from cnn_rnn.models.recurrent import (
+    CELLS,
+    RNN,
+    resolve_batch_groups,
+    resolve_remat,
+    scan_in_segments,
+)
 from cnn_rnn.models.registry import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -198,6 +204,41 @@ def test_segment_remat_gradient_equals_plain(kind, segment):
     loss1, g1 = _layer_grads(kind, x, mask, remat="segments", remat_segment=segment)
     np.testing.assert_allclose(loss1, loss0, rtol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g0)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("groups,remat", [(2, "none"), (3, "step"), (3, "segments"), (9, "none")])
+def test_batch_groups_give_the_plain_values_and_gradients(kind, groups, remat):
+    # B=7: uneven groups; 9 > B runs unsplit.
+    x = jax.random.normal(jax.random.key(0), (7, 6, 4))
+    mask = jnp.arange(6)[None, :] < jnp.array([6, 3, 1, 6, 5, 2, 4])[:, None]
+    loss0, g0 = _layer_grads(kind, x, mask, remat=remat, batch_groups=1)
+    loss1, g1 = _layer_grads(kind, x, mask, remat=remat, batch_groups=groups)
+    np.testing.assert_allclose(loss1, loss0, rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g0)
+
+
+def test_batch_groups_keep_the_perturbation_gradient():
+    x = jax.random.normal(jax.random.key(0), (5, 6, 4))
+    pert = [jnp.zeros((5, 6, 10))]
+
+    def dl_dh(groups):
+        layer = RNN(functools.partial(CELLS["gru"], hidden=5), bidirectional=True,
+                    out_features=2, batch_groups=groups)
+        variables = layer.init(jax.random.key(1), x)
+        return jax.grad(lambda p: jnp.sum(jnp.sin(layer.apply(variables, x, perturbations=p))))(
+            pert)[0]
+
+    np.testing.assert_allclose(dl_dh(2), dl_dh(1), rtol=1e-5, atol=1e-7)
+
+
+def test_batch_groups_auto():
+    gru, lstm = CELLS["gru"](hidden=4), CELLS["lstm"](hidden=4)
+    cpu = jax.default_backend() == "cpu"
+    assert resolve_batch_groups("auto", gru, 64) == (2 if cpu else 1)
+    assert resolve_batch_groups("auto", gru, 63) == 1
+    assert resolve_batch_groups("auto", lstm, 256) == 1
+    assert resolve_batch_groups(3, lstm, 8) == 3
 
 
 def test_scan_in_segments_matches_scan_and_stores_less():

@@ -324,6 +324,8 @@ def test_many_to_many_output_shape():
     ({"name": "gru", "remat_segment": 0}, "remat_segment"),
     ({"name": "gru", "impl": "cudnn"}, "impl"),
     ({"name": "lstm", "dtype": "int8"}, "dtype"),
+    ({"name": "gru", "batch_groups": 0}, "batch_groups"),
+    ({"name": "gru", "batch_groups": "many"}, "batch_groups"),
 ])
 def test_bad_config_gives_clear_error(config, field):
     with pytest.raises(ConfigError, match=field) as e:
