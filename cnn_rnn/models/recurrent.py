@@ -795,7 +795,8 @@ class RecurrentModel(ScanOptions):
       hidden: size of each layer's hidden state.
       recurrent_init: init of W_h, one of RECURRENT_INITS ("orthogonal" by default, as in flax).
       num_layers, bidirectional, dropout, unroll, remat, remat_segment, input_projection, impl,
-        dtype: the RNN layer's options, see `ScanOptions`; impl="cudnn" exists for the LSTM only.
+        dtype, batch_groups: the RNN layer's options, see `ScanOptions`; impl="cudnn" exists for
+        the LSTM only.
 
     """
 
