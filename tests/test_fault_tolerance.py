@@ -80,7 +80,8 @@ def test_sigkill_ten_random_points(tmp_path, uninterrupted, trial):
 
 
 def _config(steps=20, **overrides):
-    return small_config(steps, batch_size=32, checkpoint_every=5, eval_every=10, **overrides)
+    return small_config(steps, **{"batch_size": 32, "checkpoint_every": 5, "eval_every": 10,
+                                  **overrides})
 
 
 def _nonfinite_checkpoints(workdir):

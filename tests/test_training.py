@@ -59,7 +59,8 @@ def test_one_and_eight_devices_give_the_same_update(name):
 
 
 def _tiny_config(steps=40, **overrides):
-    return small_config(steps, batch_size=64, checkpoint_every=10, eval_every=20, **overrides)
+    return small_config(steps, **{"batch_size": 64, "checkpoint_every": 10, "eval_every": 20,
+                                  **overrides})
 
 
 def test_train_and_evaluate_learns_and_writes_records(tmp_path):
