@@ -23,20 +23,20 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from cnn_rnn.data.base import TaskSpec
-from cnn_rnn.data.registry import DATA, build_data, data_names
+from cnn_rnn.data.base import DataSource
+from cnn_rnn.data.registry import DATA, data_names
 from cnn_rnn.errors import ConfigError
-from cnn_rnn.models.registry import MODELS, build_model, model_names
-from cnn_rnn.training import parallel
+from cnn_rnn.models.registry import MODELS, model_names
 from cnn_rnn.training.loop import (  # a sweep applies the loop's rules
     NonFiniteError,
+    build_run,
     check_same_run,
+    init_errors_as_config,
     prepare_workdir,
     run_identity,
     to_dict,
     train_and_evaluate,
 )
-from cnn_rnn.training.optim import build_optimizer
 from cnn_rnn.training.validation import validate_config
 
 log = logging.getLogger(__name__)
@@ -81,11 +81,10 @@ def validate_points(points: Sequence[Point], *, build: bool = False) -> None:
                 registry.check_kwargs(cfg[section]["name"], kwargs)
     if not build:
         return
-    n_dev = parallel.device_count()
-    specs: dict[str, TaskSpec] = {}
+    sources: dict[str, DataSource] = {}
     for p in points:
         with _naming(p):
-            _check_builds(to_dict(p.config), n_dev, specs)
+            _check_builds(to_dict(p.config), sources)
 
 
 @contextlib.contextmanager
@@ -99,26 +98,17 @@ def _naming(point: Point) -> Iterator[None]:
         raise NonFiniteError(f"point {point.name}: {e}") from e
 
 
-def _check_builds(cfg: dict[str, Any], n_dev: int, specs: dict[str, TaskSpec]) -> None:
-    """Build what train_and_evaluate builds before its workdir, without training state."""
-    parallel.check_batch_size(cfg["batch_size"], n_dev)
+def _check_builds(cfg: dict[str, Any], sources: dict[str, DataSource]) -> None:
+    """Build what train_and_evaluate builds before its workdir, init traced, no state made."""
     key = json.dumps(cfg["data"], sort_keys=True)
-    if key not in specs:  # the spec does not depend on the seed; loading data can be slow
-        specs[key] = build_data(cfg["data"], seed=cfg["seed"]).spec
-    spec = specs[key]
-    model = build_model(cfg["model"], spec, axis_name=parallel.AXIS)
-    build_optimizer(cfg["optimizer"], cfg["steps"])
+    # Only the spec is read here, which does not depend on the seed; loading data can be slow.
+    data, model, _ = build_run(cfg, sources.get(key))
+    sources[key] = data
     rng = jax.random.PRNGKey(0)
-    try:
+    with init_errors_as_config(cfg, data.spec.input_shape):
         jax.eval_shape(functools.partial(model.init, train=False),
                        {"params": rng, "dropout": rng},
-                       jax.ShapeDtypeStruct((1, *spec.input_shape), jnp.float32))
-    except ValueError as e:
-        if isinstance(e, ConfigError):
-            raise
-        # Worded as train_and_evaluate words a failed initialisation.
-        raise ConfigError("model", f"{cfg['model']['name']!r} cannot take inputs of shape "
-                          f"{spec.input_shape}: {str(e).splitlines()[0]}") from e
+                       jax.ShapeDtypeStruct((1, *data.spec.input_shape), jnp.float32))
 
 
 def check_unchanged(point: Point, workdir: str) -> None:

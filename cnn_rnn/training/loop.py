@@ -7,15 +7,17 @@ then create the workdir, write the resolved config, and restore the newest check
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
 import numpy as np
+import optax
 from tqdm import tqdm
 
 from cnn_rnn.data.base import DataSource
@@ -156,6 +158,34 @@ def _warn_if_schedule_stretched(meta: Mapping[str, Any], cfg: Mapping[str, Any],
                 cfg["steps"], opt["schedule"], start, before, after)
 
 
+def build_run(cfg: Mapping[str, Any], data: DataSource | None = None
+              ) -> tuple[DataSource, Any, optax.GradientTransformation]:
+    """Check the batch split and build the data source (unless given), model and optimizer.
+
+    `cfg` is a validated config dict; ConfigError for a value that does not build.
+    """
+    parallel.check_batch_size(cfg["batch_size"], parallel.device_count())
+    data = build_data(cfg["data"], seed=cfg["seed"]) if data is None else data
+    model = build_model(cfg["model"], data.spec, axis_name=parallel.AXIS)
+    return data, model, build_optimizer(cfg["optimizer"], cfg["steps"])
+
+
+@contextlib.contextmanager
+def init_errors_as_config(cfg: Mapping[str, Any], input_shape: tuple[int, ...]) -> Iterator[None]:
+    """Turn a ValueError raised while initialising the model into a one-line ConfigError.
+
+    E.g. a sequence longer than a Transformer's max_len: a config problem, found before anything
+    is written.
+    """
+    try:
+        yield
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError("model", f"{cfg['model']['name']!r} cannot take inputs of shape "
+                          f"{input_shape}: {str(e).splitlines()[0]}") from e
+
+
 def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     """Train the configured model on the configured data, evaluating and checkpointing.
 
@@ -165,18 +195,10 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     cfg = to_dict(config)
     validate_config(cfg)
     n_dev = parallel.device_count()
-    parallel.check_batch_size(cfg["batch_size"], n_dev)
-    data = build_data(cfg["data"], seed=cfg["seed"])
-    model = build_model(cfg["model"], data.spec, axis_name=parallel.AXIS)
-    tx = build_optimizer(cfg["optimizer"], cfg["steps"])
-    try:
+    data, model, tx = build_run(cfg)
+    with init_errors_as_config(cfg, data.spec.input_shape):
         state = create_train_state(model, tx, data.spec.input_shape,
                                    jax.random.PRNGKey(cfg["seed"]))
-    except ValueError as e:
-        # e.g. a sequence longer than a Transformer's max_len: a config problem, found before
-        # anything is written.
-        raise ConfigError("model", f"{cfg['model']['name']!r} cannot take inputs of shape "
-                          f"{data.spec.input_shape}: {str(e).splitlines()[0]}") from e
     n_params = param_count(state.params)
 
     prepare_workdir(workdir)
