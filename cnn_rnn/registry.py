@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -31,6 +32,18 @@ def check_choice(field: str, value: Any, choices: Sequence[Any], section: str | 
     if section is None:
         raise ValueError(f"{field} {message}")
     raise ConfigError(f"{section}.{field}", message)
+
+
+def check_positive(field: str, value: int) -> None:
+    """Raise ValueError unless `value` is an int >= 1 (ValueError: see `check_choice`)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{field} must be an integer >= 1, got {value!r}")
+
+
+def check_rate(field: str, value: float) -> None:
+    """Raise ValueError unless `value` is a number with 0 <= value < 1 (dropout rates)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"{field} must be a number in [0, 1), got {value!r}")
 
 
 def accepted_kwargs(fn: Callable[..., Any]) -> list[str]:

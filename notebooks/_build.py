@@ -104,7 +104,7 @@ def quickstart() -> list[Cell]:
             * A **1-D CNN** (`cnn_rnn/models/cnn.py`): convolution → BatchNorm → ReLU → max-pool,
               three times, then a fully connected head. The same small kernel slides over every
               position (*weight sharing over space*), and all positions are computed at once.
-            * A **GRU** (`cnn_rnn/models/recurrent.py`): reads the sequence one position at a
+            * A **GRU** (`cnn_rnn/models/rnn/cells.py`): reads the sequence one position at a
               time, $h_t = \\mathrm{{GRU}}(h_{{t-1}}, x_t)$, with the same weights at every step
               (*weight sharing over time*), and classifies from the last state
               $y = W_{{hy}} h_T + b_y$.
@@ -338,7 +338,7 @@ def vanishing_gradients() -> list[Cell]:
             {badge("vanishing_gradients")}
 
             An Elman RNN applies the same step at every time $t$ (`ElmanCell` in
-            `cnn_rnn/models/recurrent.py`):
+            `cnn_rnn/models/rnn/cells.py`):
 
             $$h_t = \\tanh\\left(W_{{hh}} h_{{t-1}} + W_{{xh}} x_t + b_h\\right).$$
 
@@ -669,7 +669,7 @@ def cnn_vs_rnn() -> list[Cell]:
               so **every position is computed at once**. To see $T$ steps back, levels with
               dilations $d = 1, 2, 4, \\dots$ are stacked: $L$ levels of two convolutions see
               $R = 1 + 2(k-1)(2^L - 1)$ steps, so $L$ grows like $\\log_2 T$.
-            * **Nonlinear recurrence** (LSTM, `cnn_rnn/models/recurrent.py`):
+            * **Nonlinear recurrence** (LSTM, `cnn_rnn/models/rnn/cells.py`):
               $h_t = f(h_{{t-1}}, x_t)$ needs $h_{{t-1}}$ before it can start, so the model takes
               **$T$ sequential steps** (`jax.lax.scan`), however much hardware is available.
             * **Linear recurrence** (minGRU, LRU: `cnn_rnn/models/linear_recurrence.py`):

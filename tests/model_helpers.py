@@ -61,3 +61,30 @@ def assert_padding_changes_nothing(model, variables, x, lengths, extra, fill, at
         np.testing.assert_allclose(short[valid], long[:, :t][valid], atol=atol)
     else:
         np.testing.assert_allclose(short, long, atol=atol)
+
+
+def layer_reference(ref, params, x, lengths, num_layers, bidirectional):
+    """Per-layer states of a stacked (bi)directional layer, each sequence run on its own.
+
+    `ref(np, p, x)` is one direction's reference loop ([B, T, D] -> [B, T, H]) on its params p;
+    `params` is the RNN layer's parameter tree. Returns the states [B, T, H*dirs] of each layer
+    (zero on padded steps) and the final summary [B, H*dirs] the layer reads out.
+    """
+    x = np.asarray(x, np.float64)
+    h = params["layer0_fwd"]["W_h"].shape[0]
+    per_layer = [np.zeros((x.shape[0], x.shape[1], h * (2 if bidirectional else 1)))
+                 for _ in range(num_layers)]
+    finals = []
+    for b, n in enumerate(lengths):
+        seq = x[b:b + 1, :n]
+        final = []
+        for layer in range(num_layers):
+            fwd = ref(np, params[f"layer{layer}_fwd"], seq)
+            outs = [fwd]
+            if bidirectional:
+                outs.append(ref(np, params[f"layer{layer}_bwd"], seq[:, ::-1])[:, ::-1])
+            seq = np.concatenate(outs, axis=-1)
+            per_layer[layer][b, :n] = seq[0]
+            final = [fwd[0, -1]] + ([outs[1][0, 0]] if bidirectional else [])
+        finals.append(np.concatenate(final))
+    return per_layer, np.stack(finals)

@@ -3,7 +3,6 @@
 No timing assertions: speed targets live in the benchmark's output as ratios.
 """
 
-import functools
 import glob
 import importlib
 import json
@@ -20,15 +19,9 @@ from jax.experimental import rnn as jax_rnn
 from cnn_rnn.benchmarking import suite, timing
 from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
-from cnn_rnn.models import cudnn
-from cnn_rnn.models.recurrent import (
-    CELLS,
-    RNN,
-    resolve_batch_groups,
-    resolve_remat,
-    scan_in_segments,
-)
 from cnn_rnn.models.registry import build_model
+from cnn_rnn.models.rnn import CELLS, RNN, cudnn
+from cnn_rnn.models.rnn.scan import resolve_batch_groups, resolve_remat, scan_in_segments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQUIRED = {"model", "impl", "seq_len", "batch", "hidden", "step_ms", "compile_s", "peak_bytes"}
@@ -184,12 +177,12 @@ def test_timing_utilities():
 
 
 def _layer_grads(kind, x, mask, **kwargs):
-    layer = RNN(functools.partial(CELLS[kind], hidden=5), out_features=2, bidirectional=True,
+    layer = RNN(CELLS[kind](hidden=5), out_features=2, bidirectional=True,
                 **kwargs)
     params = layer.init(jax.random.key(1), x)["params"]
 
     def loss(p):
-        return jnp.sum(jnp.sin(layer.apply({"params": p}, x, mask)))
+        return jnp.sum(jnp.sin(layer.apply({"params": p}, x, mask=mask)))
 
     return jax.jit(jax.value_and_grad(loss))(params)
 
@@ -223,7 +216,7 @@ def test_batch_groups_keep_the_perturbation_gradient():
     pert = [jnp.zeros((5, 6, 10))]
 
     def dl_dh(groups):
-        layer = RNN(functools.partial(CELLS["gru"], hidden=5), bidirectional=True,
+        layer = RNN(CELLS["gru"](hidden=5), bidirectional=True,
                     out_features=2, batch_groups=groups)
         variables = layer.init(jax.random.key(1), x)
         return jax.grad(lambda p: jnp.sum(jnp.sin(layer.apply(variables, x, perturbations=p))))(
@@ -283,7 +276,7 @@ def test_bfloat16_compute_close_to_float32():
 
 
 def _lstm_params(num_layers, bidirectional, d=4, h=5, seed=0):
-    layer = RNN(functools.partial(CELLS["lstm"], hidden=h), num_layers=num_layers,
+    layer = RNN(CELLS["lstm"](hidden=h), num_layers=num_layers,
                 bidirectional=bidirectional, return_sequences=True, out_features=2)
     x = jax.random.normal(jax.random.key(seed), (3, 7, d))
     params = layer.init(jax.random.key(seed + 1), x)["params"]
@@ -319,7 +312,7 @@ def test_cudnn_packing_matches_lstm_ref(num_layers, bidirectional):
     layer, x, params = _lstm_params(num_layers, bidirectional)
     lengths = jnp.array([7, 3, 5], jnp.int32)
     mask = jnp.arange(7)[None, :] < lengths[:, None]
-    ours = layer.apply({"params": params}, x, mask, method=RNN.hidden_states)[-1]
+    ours = layer.apply({"params": params}, x, mask=mask, method=RNN.hidden_states)[-1]
     dirs = ("fwd", "bwd") if bidirectional else ("fwd",)
     flat = cudnn.to_cudnn([params[f"layer{i}_{d}"] for i in range(num_layers) for d in dirs])
     unpacked = jax_rnn.unpack_lstm_weights(flat, 4, 5, num_layers, bidirectional)
@@ -339,7 +332,7 @@ def test_cudnn_layer_path_with_reference_kernel(monkeypatch):
         ref = scan.clone(impl="cudnn")
 
         def loss(p, module):
-            return jnp.sum(jnp.sin(module.apply({"params": p}, x, mask)))
+            return jnp.sum(jnp.sin(module.apply({"params": p}, x, mask=mask)))
 
         (l0, g0), (l1, g1) = (jax.value_and_grad(loss)(params, m) for m in (scan, ref))
         np.testing.assert_allclose(l1, l0, rtol=1e-5)
@@ -360,7 +353,7 @@ def test_cudnn_off_gpu_is_a_clear_config_error():
 def test_elman_fast_path_matches_generic_scan(kind):
     """elman_scan's custom backward (no mask: the fast path) = the plain scan's autodiff."""
     x = jax.random.normal(jax.random.key(0), (3, 9, 4))
-    fast = RNN(functools.partial(CELLS[kind], hidden=5), out_features=2, num_layers=2,
+    fast = RNN(CELLS[kind](hidden=5), out_features=2, num_layers=2,
                bidirectional=True, return_sequences=True, input_projection="per_step")
     generic = fast.clone(unroll=2)  # any option off the fast path runs the generic scan
     params = fast.init(jax.random.key(1), x)["params"]

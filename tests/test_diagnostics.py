@@ -20,8 +20,8 @@ from cnn_rnn.diagnostics import (
     steps_in_the_past,
 )
 from cnn_rnn.diagnostics.gradient_flow import forward
-from cnn_rnn.models.recurrent import RNN
 from cnn_rnn.models.registry import build_model
+from cnn_rnn.models.rnn import RNN
 from cnn_rnn.models.tcn import TemporalBlock
 
 B, T, D = 3, 7, 2

@@ -7,19 +7,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from model_helpers import assert_padding_changes_nothing, train_losses
+from model_helpers import assert_padding_changes_nothing, layer_reference, train_losses
 
 from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
-from cnn_rnn.models.recurrent import (
-    RNN,
-    ElmanCell,
-    GRUCell,
-    LSTMCell,
-    recurrent_initializer,
-    reverse_valid,
-)
 from cnn_rnn.models.registry import build_model
+from cnn_rnn.models.rnn.cells import ElmanCell, GRUCell, LSTMCell
+from cnn_rnn.models.rnn.initializers import recurrent_initializer
+from cnn_rnn.models.rnn.layer import RNN
+from cnn_rnn.models.rnn.scan import reverse_valid
 
 B, T, D, H = 3, 5, 4, 6
 ATOL = 1e-5
@@ -78,37 +74,16 @@ def gru_ref(xnp, p, x, pert=None):
 
 
 CELLS = {
-    "rnn": (functools.partial(ElmanCell, hidden=H), elman_ref),
-    "irnn": (functools.partial(ElmanCell, hidden=H, activation="relu", recurrent_init="identity"),
+    "rnn": (ElmanCell(hidden=H), elman_ref),
+    "irnn": (ElmanCell(hidden=H, activation="relu", recurrent_init="identity"),
              functools.partial(elman_ref, activation="relu")),
-    "lstm": (functools.partial(LSTMCell, hidden=H), lstm_ref),
-    "gru": (functools.partial(GRUCell, hidden=H), gru_ref),
+    "lstm": (LSTMCell(hidden=H), lstm_ref),
+    "gru": (GRUCell(hidden=H), gru_ref),
 }
 
 
 def _np(tree):
     return jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
-
-
-def layer_reference(ref, params, x, lengths, num_layers, bidirectional):
-    """Per-layer states of a stacked (bi)directional layer, each sequence run on its own."""
-    x = np.asarray(x, np.float64)
-    per_layer = [np.zeros((x.shape[0], x.shape[1], H * (2 if bidirectional else 1)))
-                 for _ in range(num_layers)]
-    finals = []
-    for b, n in enumerate(lengths):
-        seq = x[b:b + 1, :n]
-        final = []
-        for layer in range(num_layers):
-            fwd = ref(np, params[f"layer{layer}_fwd"], seq)
-            outs = [fwd]
-            if bidirectional:
-                outs.append(ref(np, params[f"layer{layer}_bwd"], seq[:, ::-1])[:, ::-1])
-            seq = np.concatenate(outs, axis=-1)
-            per_layer[layer][b, :n] = seq[0]
-            final = [fwd[0, -1]] + ([outs[1][0, 0]] if bidirectional else [])
-        finals.append(np.concatenate(final))
-    return per_layer, np.stack(finals)
 
 
 def _data(seed=0, t=T):
@@ -171,7 +146,7 @@ def test_initialisers():
         blk = np.asarray(w[:, 4 * k:4 * k + 4])
         np.testing.assert_allclose(blk @ blk.T, np.eye(4), atol=1e-5)
     lstm = LSTMCell(hidden=3, forget_bias=2.0)
-    b = lstm.init(jax.random.key(0), 2)["params"]["b"]
+    b = lstm.init(jax.random.key(0), 2, method="weights")["params"]["b"]
     np.testing.assert_array_equal(b, [0, 0, 0, 2, 2, 2, 0, 0, 0, 0, 0, 0])
 
 
@@ -188,11 +163,11 @@ def test_stacked_bidirectional_masked_matches_reference(kind, num_layers, bidire
     layer = RNN(cell, num_layers=num_layers, bidirectional=bidirectional, out_features=3)
     variables = layer.init(kp, x)
     params = _np(variables["params"])
-    states = layer.apply(variables, x, mask, method=RNN.hidden_states)
+    states = layer.apply(variables, x, mask=mask, method=RNN.hidden_states)
     ref_states, ref_final = layer_reference(ref, params, x, lengths, num_layers, bidirectional)
     for got, want in zip(states, ref_states, strict=True):
         np.testing.assert_allclose(got, want, atol=ATOL, rtol=ATOL)
-    y = layer.apply(variables, x, mask)
+    y = layer.apply(variables, x, mask=mask)
     np.testing.assert_allclose(y, ref_final @ params["W_hy"] + params["b_y"], atol=ATOL, rtol=ATOL)
 
 
@@ -270,7 +245,7 @@ def test_perturbation_hook_bidirectional_masked():
 
     @jax.jit
     def loss(pert):
-        return jnp.sum(layer.apply(variables, x, mask, pert) ** 2)
+        return jnp.sum(layer.apply(variables, x, mask=mask, perturbations=pert) ** 2)
 
     grads = jax.jit(jax.grad(loss))(zeros)
     for g in grads:

@@ -6,7 +6,7 @@ times the activation's derivative (< 1 for tanh away from 0, 0/1 for ReLU). ρ <
 gradients vanish; ρ > 1 lets them explode (Pascanu et al. 2013).
 
 Read from the parameter tree, so it works for any model that names its weights like ours:
-  * a 2-D "W_h" [H, G*H] (fused gate blocks, cnn_rnn.models.recurrent): one radius per gate block,
+  * a 2-D "W_h" [H, G*H] (fused gate blocks, cnn_rnn.models.rnn.cells): one radius per gate block,
     named by the cell's gate order (Elman h; GRU r, z, n; LSTM i, f, g, o);
   * an LRU "nu_log" [N]: the largest |lambda| = exp(-exp(nu_log)) of the diagonal recurrence.
 minGRU has no recurrent matrix (its decay 1 - z_t depends on the input) and a TCN none at all, so

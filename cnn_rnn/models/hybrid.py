@@ -12,7 +12,6 @@ over time and carries information across the whole sequence. Three input layouts
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -20,9 +19,9 @@ import jax
 import jax.numpy as jnp
 
 from cnn_rnn.models.cnn import ConvBlock
-from cnn_rnn.models.recurrent import CELLS, RNN, ScanOptions, check_positive
 from cnn_rnn.models.registry import register_model
-from cnn_rnn.registry import check_choice
+from cnn_rnn.models.rnn import CELLS, RNN, RecurrentCell, ScanOptions, StatesHook
+from cnn_rnn.registry import check_choice, check_positive
 
 Array = jax.Array
 SPATIAL_POOLS = ("flatten", "mean")
@@ -43,7 +42,7 @@ def pool_mask(mask: Array, pool: int) -> Array:
 
 
 @register_model("cnn_rnn_hybrid")
-class CNNRNNHybrid(ScanOptions):
+class CNNRNNHybrid(ScanOptions, StatesHook):
     """Conv blocks (conv -> BatchNorm -> ReLU -> pool) whose per-position features feed an RNN.
 
     Attributes:
@@ -56,7 +55,8 @@ class CNNRNNHybrid(ScanOptions):
       batch_norm: BatchNorm after each convolution.
       spatial_pool: how a column (image) or a frame (video) of features becomes one step's input
         vector: "flatten" (keeps position) or "mean" (global average).
-      cell: recurrent cell, one of CELLS ("rnn", "irnn", "lstm", "gru").
+      cell: recurrent cell, one of CELLS ("rnn", "irnn", "lstm", "gru", or any other
+        `register_cell` name), with that model's cell defaults.
       hidden: RNN hidden size.
       axis_name: pmap axis for BatchNorm (set by the trainer).
       num_layers, bidirectional, dropout, unroll, remat, remat_segment, input_projection, impl,
@@ -65,6 +65,10 @@ class CNNRNNHybrid(ScanOptions):
         took the other values: "auto" was measured on the recurrent models' shapes only, not on
         the few wide steps a CNN leaves. impl="cudnn" needs cell="lstm"; dtype applies to the
         RNN only (the CNN runs in the inputs' dtype).
+
+    `__call__` returns outputs [B, num_outputs] (or per step); `perturbations` (one
+    [B, T', H*dirs] array per RNN layer, T' = steps after the CNN) are added to the RNN's hidden
+    states, and `hidden_states` returns them (see `StatesHook`).
 
     With a mask, padded steps of [B, T, C] inputs are zeroed after every convolution (before
     pooling), so for pool <= 2 and BatchNorm in eval mode extra padding does not change the outputs
@@ -89,11 +93,15 @@ class CNNRNNHybrid(ScanOptions):
         check_choice("spatial_pool", self.spatial_pool, SPATIAL_POOLS)
         check_positive("kernel_size", self.kernel_size)
         check_positive("pool", self.pool)
-        check_positive("hidden", self.hidden)
+        cell = self.make_cell()  # validates `hidden`
         # Here, not at the first call: the RNN layer would only reject it while running.
-        if self.impl == "cudnn" and self.cell != "lstm":
+        if self.impl == "cudnn" and not cell.supports_cudnn:
             raise ValueError(f"impl='cudnn' needs cell='lstm', got cell={self.cell!r}")
         super().__post_init__()
+
+    def make_cell(self) -> RecurrentCell:
+        """Return the RNN's cell (an unbound template; it validates `hidden` itself)."""
+        return CELLS[self.cell](hidden=self.hidden, parent=None)
 
     def _convs(self, x: Array, train: bool,
                mask: Array | None = None) -> tuple[Array, Array | None]:
@@ -124,7 +132,7 @@ class CNNRNNHybrid(ScanOptions):
         return x.reshape(*x.shape[: axes[0]], -1)
 
     @nn.compact
-    def outputs_and_states(self, inputs: Array, train: bool = False, mask: Array | None = None,
+    def outputs_and_states(self, inputs: Array, *, mask: Array | None = None, train: bool = False,
                            perturbations: Sequence[Array] | None = None
                            ) -> tuple[Array, list[Array]]:
         """CNN features as a sequence, then the RNN's outputs and hidden states (one run)."""
@@ -146,21 +154,6 @@ class CNNRNNHybrid(ScanOptions):
         else:
             raise ValueError(f"inputs must be [B,T,C], [B,H,W,C] or [B,T,H,W,C], "
                              f"got shape {inputs.shape}")
-        rnn = RNN(functools.partial(CELLS[self.cell], hidden=self.hidden),
-                  return_sequences=self.return_sequences, out_features=self.num_outputs,
-                  name="rnn", **self.scan_options())
-        return rnn.outputs_and_states(seq, mask, perturbations, train)
-
-    def __call__(self, inputs: Array, train: bool = False, mask: Array | None = None,
-                 perturbations: Sequence[Array] | None = None) -> Array:
-        """Return outputs [B, num_outputs] (or per step) for [B,T,C], [B,H,W,C] or [B,T,H,W,C].
-
-        `perturbations` (one [B, T', H*dirs] array per RNN layer, T' = steps after the CNN) are
-        added to the RNN's hidden states; see `RNN.hidden_states`.
-        """
-        return self.outputs_and_states(inputs, train, mask, perturbations)[0]
-
-    def hidden_states(self, inputs: Array, train: bool = False, mask: Array | None = None,
-                      perturbations: Sequence[Array] | None = None) -> list[Array]:
-        """Return the RNN's per-layer hidden states [B, T', H*dirs] over the CNN's steps."""
-        return self.outputs_and_states(inputs, train, mask, perturbations)[1]
+        rnn = RNN(self.make_cell(), return_sequences=self.return_sequences,
+                  out_features=self.num_outputs, name="rnn", **self.scan_options())
+        return rnn.outputs_and_states(seq, mask=mask, train=train, perturbations=perturbations)

@@ -39,9 +39,8 @@ import jax
 import jax.numpy as jnp
 
 from cnn_rnn.models.readout import POOLS, pool_sequence
-from cnn_rnn.models.recurrent import check_positive, check_rate
 from cnn_rnn.models.registry import register_model
-from cnn_rnn.registry import check_choice
+from cnn_rnn.registry import check_choice, check_positive, check_rate
 
 Array = jax.Array
 IMPLS = ("parallel", "sequential")

@@ -21,7 +21,7 @@ from cnn_rnn.registry import Registry, accepted_kwargs
 MODELS: Registry[nn.Module] = Registry("model")
 register_model = MODELS.register
 
-_FAMILY_MODULES = ("cnn", "recurrent", "tcn", "transformer", "linear_recurrence", "hybrid")
+_FAMILY_MODULES = ("cnn", "rnn.models", "tcn", "transformer", "linear_recurrence", "hybrid")
 
 
 def _import_families() -> None:
