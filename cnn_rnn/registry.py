@@ -2,12 +2,14 @@
 
 Models and data sources are both chosen by `config.<section>.name` plus keyword arguments; one
 registry type serves both so that an unknown name or a kwarg the constructor does not take gives
-the same one-line error everywhere.
+the same one-line error everywhere. A registry names the modules that define its built-in entries
+and imports them on its first lookup, so a lookup never depends on what the caller has imported.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
@@ -44,11 +46,31 @@ def accepted_kwargs(fn: Callable[..., Any]) -> list[str]:
 
 
 class Registry(Generic[T]):
-    """Maps names to constructors; `build` checks the name and every kwarg first."""
+    """Maps names to constructors; `build` checks the name and every kwarg first.
 
-    def __init__(self, section: str):
+    Args:
+      section: the config section it builds from ("model", "data"), used in error messages.
+      modules: the modules whose `@register` decorators define the built-in entries; every
+        lookup (`get`, `names`, `check_kwargs`, `build`) imports them first.
+    """
+
+    def __init__(self, section: str, modules: Sequence[str] = ()):
         self.section = section
+        self.modules = tuple(modules)
         self._table: dict[str, Callable[..., T]] = {}
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        # Set first: the modules being imported register into this table (never look it up).
+        self._loaded = True
+        try:
+            for module in self.modules:
+                importlib.import_module(module)
+        except BaseException:
+            self._loaded = False
+            raise
 
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator that registers a constructor under `name`."""
@@ -63,10 +85,12 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """All registered names, sorted."""
+        self._load()
         return sorted(self._table)
 
     def get(self, name: str) -> Callable[..., T]:
         """The constructor for `name`, or a ConfigError listing the accepted names."""
+        self._load()
         if name not in self._table:
             raise ConfigError(
                 f"{self.section}.name", f"unknown {name!r}; accepted: {', '.join(self.names())}"
