@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import types
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from cnn_rnn.errors import ConfigError
 
 T = TypeVar("T")
+SIMPLE_TYPES = (bool, int, float, str)
 
 
 def check_choice(field: str, value: Any, choices: Sequence[Any], section: str | None = None) -> Any:
@@ -43,6 +46,26 @@ def accepted_kwargs(fn: Callable[..., Any]) -> list[str]:
         return [f.name for f in fields if f.init and f.name not in ("parent", "name")]
     params = inspect.signature(fn).parameters.values()
     return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def kwarg_types(fn: Callable[..., Any]) -> dict[str, type]:
+    """The type of each keyword `fn` accepts whose annotation is one of SIMPLE_TYPES (or None).
+
+    Keywords annotated otherwise (tuples, unions of two types, none) are left out.
+    """
+    is_function = dataclasses.is_dataclass(fn) or not inspect.isclass(fn)
+    try:
+        hints = typing.get_type_hints(fn if is_function else fn.__init__)
+    except (NameError, TypeError):
+        hints = {}
+    out = {}
+    for name in accepted_kwargs(fn):
+        hint = hints.get(name)
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        options = [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]
+        if len(options) == 1 and options[0] in SIMPLE_TYPES:
+            out[name] = options[0]
+    return out
 
 
 class Registry(Generic[T]):

@@ -1,4 +1,8 @@
-"""Builds a data source from `config.data` (name + kwargs)."""
+"""Builds a data source from `config.data` (name + kwargs).
+
+A kwarg set to None takes the source's default, so that a config can list every field a source
+takes (typed, with None) and the command line can set any of them.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cnn_rnn.data.base import DataSource
-from cnn_rnn.registry import Registry
+from cnn_rnn.registry import Registry, kwarg_types
 
 # The modules that register the built-in sources (a new source module is added here).
 SOURCE_MODULES = ("mnist1d", "synthetic", "tfds")
@@ -15,11 +19,16 @@ register_data = DATA.register
 
 
 def build_data(data_config: Mapping[str, Any], seed: int) -> DataSource:
-    """The data source named `data_config['name']`, given the remaining keys as kwargs."""
-    kwargs = {k: v for k, v in dict(data_config).items() if k != "name"}
+    """The data source named `data_config['name']`, given the other keys (but None) as kwargs."""
+    kwargs = {k: v for k, v in dict(data_config).items() if k != "name" and v is not None}
     return DATA.build(data_config.get("name", ""), kwargs, seed=seed)
 
 
 def data_names() -> list[str]:
     """Every registered data source name."""
     return DATA.names()
+
+
+def data_fields(name: str) -> dict[str, type]:
+    """The keyword arguments of source `name` that a config can set (all but `seed`), typed."""
+    return {k: v for k, v in kwarg_types(DATA.get(name)).items() if k != "seed"}
