@@ -16,10 +16,7 @@ def image_data(dataset, data_dir):
         raise ValueError(f"config argument dataset={dataset!r}; accepted: {', '.join(DATASETS)}")
     if dataset == "digits":
         return dict(name="digits", size=28)
-    data = dict(name=dataset)
-    if data_dir:
-        data.update(data_dir=data_dir)
-    return data
+    return dict(name=dataset, data_dir=data_dir)
 
 
 def get_config(arg=None):

@@ -12,8 +12,6 @@ def get_config(arg=None):
     a = parse_arg(arg, dict(model="lstm", max_len=512, steps=5000, seed=0, data_dir=None))
     model = model_config(a["model"], budget=100_000, input_dim=256, outputs=2,
                          tcn=dict(levels=8, hidden=32, kernel_size=5, dropout=0.1))
-    data = dict(name="imdb_reviews", max_len=a["max_len"])
-    if a["data_dir"]:
-        data.update(data_dir=a["data_dir"])
+    data = dict(name="imdb_reviews", max_len=a["max_len"], data_dir=a["data_dir"])
     return base_config(model=model, data=data, steps=a["steps"], batch_size=32,
                        learning_rate=1e-3, grad_clip_norm=1.0, seed=a["seed"])

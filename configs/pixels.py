@@ -29,7 +29,7 @@ def get_config(arg=None):
     data = dict(name=a["dataset"], pixels=a["order"])
     if a["dataset"] == "digits":
         data.update(size=28 if paper else 14)
-    elif a["data_dir"]:
+    else:
         data.update(data_dir=a["data_dir"])
     steps = a["steps"] or (40_000 if paper else 1_000)
     return base_config(model=model, data=data, steps=steps, batch_size=64,

@@ -14,8 +14,6 @@ def get_config(arg=None):
     model = model_config(a["model"], budget=300_000, input_dim=256, outputs=256,
                          tcn=dict(levels=6, hidden=128, kernel_size=3, dropout=0.1),
                          many_to_many=True)
-    data = dict(name="tiny_shakespeare", seq_len=a["seq_len"])
-    if a["data_dir"]:
-        data.update(data_dir=a["data_dir"])
+    data = dict(name="tiny_shakespeare", seq_len=a["seq_len"], data_dir=a["data_dir"])
     return base_config(model=model, data=data, steps=a["steps"], batch_size=32,
                        learning_rate=2e-3, grad_clip_norm=1.0, seed=a["seed"])

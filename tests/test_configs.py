@@ -3,11 +3,17 @@ train end to end under `tfds.testing.mock_data` (no TensorFlow, no network)."""
 
 import glob
 import importlib
+import inspect
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 import tensorflow_datasets as tfds
 
+from cnn_rnn.data import synthetic
+from cnn_rnn.data.registry import build_data, data_fields
 from cnn_rnn.sweep import Point, validate_points
 from cnn_rnn.training.loop import train_and_evaluate
 
@@ -72,3 +78,75 @@ def test_tfds_configs_train_under_mock_data(tmp_path, module, arg):
         summary = train_and_evaluate(config, str(tmp_path))
     assert summary["step"] == 3
     assert summary["eval"]["loss"] > 0
+
+
+# --- cadence that follows `steps`, and data fields settable from the command line ---------------
+
+# The flag parsing of experiments/run.py (its config flag and cli's parser), printing the config.
+PARSE = """
+import sys
+from experiments import run
+from experiments.cli import _parse_flags
+_parse_flags(sys.argv)
+print(run._CONFIG.value.to_json())
+"""
+
+
+def _parsed(*args):
+    proc = subprocess.run([sys.executable, "-c", PARSE, *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _cadence(c):
+    return (c["eval_every"], c["checkpoint_every"], c["log_every"],
+            c["optimizer"]["warmup_steps"])
+
+
+def test_steps_on_the_command_line_moves_the_cadence():
+    default = json.loads(_load("configs.mnist1d_gru").to_json())
+    assert default["steps"] == 2000 and _cadence(default) == (400, 400, 100, 100)
+    moved = _parsed("--config=configs/mnist1d_gru.py", "--config.steps=600")
+    assert moved["steps"] == 600
+    # A fifth of the run; logs about 20 times (a divisor of checkpoint_every); same warmup share.
+    assert _cadence(moved) == (120, 120, 30, 100 * 600 // 2000)
+    assert moved["checkpoint_every"] % moved["log_every"] == 0
+
+
+def test_a_field_set_on_the_command_line_is_kept():
+    c = _parsed("--config=configs/mnist1d_gru.py", "--config.steps=600", "--config.eval_every=7",
+                "--config.checkpoint_every=50", "--config.optimizer.warmup_steps=5")
+    assert (c["eval_every"], c["checkpoint_every"], c["optimizer"]["warmup_steps"]) == (7, 50, 5)
+    # log_every still derives: the largest divisor of 50 within a twentieth of 600 steps.
+    assert c["log_every"] == max(d for d in range(1, 600 // 20 + 1) if 50 % d == 0) == 25
+
+
+def test_data_fields_are_settable_on_the_command_line(tmp_path):
+    c = _parsed("--config=configs/imdb.py", f"--config.data.data_dir={tmp_path}",
+                "--config.data.eval_split=train[:10%]")
+    assert c["data"]["data_dir"] == str(tmp_path) and c["data"]["eval_split"] == "train[:10%]"
+    assert c["data"]["train_split"] is None  # unset: the source's own default
+
+
+@pytest.mark.parametrize("module", EXPERIMENT_CONFIGS)
+def test_every_data_field_of_the_source_is_in_the_config(module):
+    data = _load(module).data
+    fields = data_fields(data.name)
+    assert set(fields) <= set(data), sorted(set(fields) - set(data))
+    for key, field_type in fields.items():
+        assert data[key] is None or isinstance(data[key], field_type), (key, data[key])
+
+
+def test_a_data_field_left_none_takes_the_source_default():
+    default = inspect.signature(synthetic.adding).parameters["length"].default
+    source = build_data({"name": "adding", "length": None, "num_eval": None}, seed=0)
+    assert source.spec.input_shape == (default, 2)
+
+
+def test_steps_given_as_a_config_argument_moves_the_cadence():
+    c = _load("configs.mnist1d", "model=gru,steps=600")
+    assert (c.steps, *_cadence(json.loads(c.to_json()))) == (600, 120, 120, 30, 30)
+    c.steps = 10  # in Python too: every derived field follows
+    assert (c.eval_every, c.checkpoint_every, c.log_every, c.optimizer.warmup_steps) == (
+        2, 2, 1, 10 * 100 // 2000)

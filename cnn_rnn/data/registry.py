@@ -1,4 +1,8 @@
-"""Builds a data source from `config.data` (name + kwargs)."""
+"""Builds a data source from `config.data` (name + kwargs).
+
+A kwarg set to None takes the source's default, so that a config can list every field a source
+takes (typed, with None) and the command line can set any of them.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +10,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from cnn_rnn.data.base import DataSource
-from cnn_rnn.registry import Registry
+from cnn_rnn.registry import Registry, kwarg_types
 
-DATA: Registry[DataSource] = Registry("data")
+# The modules that register the built-in sources (a new source module is added here).
+SOURCE_MODULES = ("mnist1d", "synthetic", "tfds")
+DATA: Registry[DataSource] = Registry("data", [f"cnn_rnn.data.{m}" for m in SOURCE_MODULES])
 register_data = DATA.register
 
 
-def _import_sources() -> None:
-    # Importing the modules runs their @register_data decorators.
-    import importlib
-
-    for module in ("mnist1d", "synthetic", "tfds"):
-        try:
-            importlib.import_module(f"cnn_rnn.data.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"cnn_rnn.data.{module}":
-                raise
-
-
 def build_data(data_config: Mapping[str, Any], seed: int) -> DataSource:
-    """The data source named `data_config['name']`, given the remaining keys as kwargs."""
-    _import_sources()
-    kwargs = {k: v for k, v in dict(data_config).items() if k != "name"}
+    """The data source named `data_config['name']`, given the other keys (but None) as kwargs."""
+    kwargs = {k: v for k, v in dict(data_config).items() if k != "name" and v is not None}
     return DATA.build(data_config.get("name", ""), kwargs, seed=seed)
 
 
 def data_names() -> list[str]:
     """Every registered data source name."""
-    _import_sources()
     return DATA.names()
+
+
+def data_fields(name: str) -> dict[str, type]:
+    """The keyword arguments of source `name` that a config can set (all but `seed`), typed."""
+    return {k: v for k, v in kwarg_types(DATA.get(name)).items() if k != "seed"}

@@ -8,7 +8,6 @@ that the trainer sets to the pmap axis so that batch statistics are averaged acr
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,19 +17,10 @@ from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.registry import Registry, accepted_kwargs
 
-MODELS: Registry[nn.Module] = Registry("model")
+# The modules that register the built-in models (a new family module is added here).
+FAMILY_MODULES = ("cnn", "rnn.models", "tcn", "transformer", "linear_recurrence", "hybrid")
+MODELS: Registry[nn.Module] = Registry("model", [f"cnn_rnn.models.{m}" for m in FAMILY_MODULES])
 register_model = MODELS.register
-
-_FAMILY_MODULES = ("cnn", "rnn.models", "tcn", "transformer", "linear_recurrence", "hybrid")
-
-
-def _import_families() -> None:
-    for module in _FAMILY_MODULES:
-        try:
-            importlib.import_module(f"cnn_rnn.models.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"cnn_rnn.models.{module}":
-                raise
 
 
 def build_model(model_config: Mapping[str, Any], spec: TaskSpec,
@@ -42,7 +32,6 @@ def build_model(model_config: Mapping[str, Any], spec: TaskSpec,
       spec: the task; sets `num_outputs` and, for many-to-many tasks, `return_sequences=True`.
       axis_name: pmap axis for cross-device BatchNorm, passed to models that have the field.
     """
-    _import_families()
     name = model_config.get("name", "")
     cls = MODELS.get(name)
     fields = accepted_kwargs(cls)
@@ -67,5 +56,4 @@ def _many_to_many(name: str) -> bool:
 
 def model_names() -> list[str]:
     """Every registered model name."""
-    _import_families()
     return MODELS.names()
