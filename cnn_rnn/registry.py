@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-import numbers
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -21,34 +20,6 @@ from cnn_rnn.errors import ConfigError
 
 T = TypeVar("T")
 SIMPLE_TYPES = (bool, int, float, str)
-
-
-def check_choice(field: str, value: Any, choices: Sequence[Any], section: str | None = None) -> Any:
-    """Return `value` if it is one of `choices`, else raise an error naming `field` and `choices`.
-
-    With `section` (data sources pass "data") the error is a ConfigError on `<section>.<field>`.
-    Without it, a ValueError "<field> must be one of ...": model constructors raise that, because
-    `Registry.build` prefixes it with the section and the model's name, which a ConfigError raised
-    inside the constructor would skip; called directly, a model still fails with one clear line.
-    """
-    if value in choices:
-        return value
-    message = f"must be one of {', '.join(map(str, choices))}, got {value!r}"
-    if section is None:
-        raise ValueError(f"{field} {message}")
-    raise ConfigError(f"{section}.{field}", message)
-
-
-def check_positive(field: str, value: int) -> None:
-    """Raise ValueError unless `value` is an int >= 1 (ValueError: see `check_choice`)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{field} must be an integer >= 1, got {value!r}")
-
-
-def check_rate(field: str, value: float) -> None:
-    """Raise ValueError unless `value` is a number with 0 <= value < 1 (dropout rates)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-        raise ValueError(f"{field} must be a number in [0, 1), got {value!r}")
 
 
 def accepted_kwargs(fn: Callable[..., Any]) -> list[str]:

@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from cnn_rnn.config_checks import validate_config
 from cnn_rnn.data.base import DataSource
 from cnn_rnn.data.registry import DATA, data_names
 from cnn_rnn.errors import ConfigError
@@ -37,7 +38,6 @@ from cnn_rnn.training.loop import (  # a sweep applies the loop's rules
     to_dict,
     train_and_evaluate,
 )
-from cnn_rnn.training.validation import validate_config
 
 log = logging.getLogger(__name__)
 

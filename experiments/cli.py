@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -10,8 +9,10 @@ from typing import Any
 
 from absl import app, flags
 from absl import logging as absl_logging
+from ml_collections.config_flags.config_flags import is_config_flag
 
-from cnn_rnn.errors import ConfigError
+from cnn_rnn.errors import ConfigError, NonFiniteError
+from experiments import config_file
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -22,46 +23,35 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _config_flag_names() -> list[str]:
+    return [name for name, fl in flags.FLAGS._flags().items() if is_config_flag(fl)]
+
+
 def _parse_flags(argv: Sequence[str]) -> list[str]:
     try:
+        # Config files and their overrides first, so that a broken file or a misspelt field
+        # is a ConfigError here rather than whatever form config_flags gives it.
+        config_file.precheck(argv, _config_flag_names())
         return flags.FLAGS(argv)
-    except flags.Error as e:
-        message = str(e)
-        if "Traceback" in message:
-            # config_flags embeds the config file's traceback; keep the flag and the final cause.
-            head = message.split(":", 1)[0]
-            tail = [ln.strip() for ln in message.splitlines() if ln.strip()][-1]
-            message = f"{head}: {tail}"
-        fail(message)
-    except (AttributeError, KeyError) as e:
-        # Raised by config_flags for an override of a field the (locked) config lacks.
-        key = str(e).strip("'\"")
-        overrides = [a.split("=", 1)[0] for a in argv if a.startswith("--config.")]
-        named = next((o for o in overrides if o.endswith("." + key) or o == f"--config.{key}"),
-                     f"--config.{key}")
-        fail(f"{named}: no such field in the config (a locked config accepts only the fields "
-             "its get_config() defines)")
-    except (ValueError, TypeError) as e:
-        fail(f"{type(e).__name__}: {e}")
+    except ConfigError as e:
+        fail(str(e))
+    except flags.Error as e:  # absl's own one-line messages (unknown flag, bad value)
+        fail(str(e))
     raise AssertionError("unreachable")
 
 
 def load_config(holder: Any) -> Any:
     """The config behind a `config_flags` holder, or exit with one line if it failed to load.
 
-    config_flags defers a failed load (missing file, error inside get_config) until first use;
-    this forces it and reports the innermost cause.
+    `_parse_flags` has already loaded the file once; this reports what would still go wrong
+    (config_flags defers a failed load until first use).
     """
     try:
         config = holder.value
         config.keys()
         return config
     except Exception as e:  # noqa: BLE001 - any failure inside the user's config file
-        cause: BaseException = e
-        while cause.__cause__ is not None or cause.__context__ is not None:
-            cause = cause.__cause__ or cause.__context__
-        lines = [ln.strip() for ln in str(cause).splitlines() if ln.strip()]
-        fail(f"--config: cannot load the config: {lines[-1] if lines else type(cause).__name__}")
+        fail(f"--config: cannot load the config: {type(e).__name__}: {e}")
 
 
 def config_and_workdir(argv: list[str], config: Any, workdir: Any,
@@ -88,11 +78,7 @@ def config_and_workdir(argv: list[str], config: Any, workdir: Any,
 
 def load_points_module(path: str, kind: str) -> Any:
     """Import a sweep/ablation config file (path without any `:arg`) to call its get_points."""
-    path = path.split(":", 1)[0]
-    spec = importlib.util.spec_from_file_location("points_config", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = config_file.load_module(path.split(":", 1)[0])
     if not hasattr(module, "get_points"):
         fail(f"--config: {path} defines no get_points(config); it is not {kind} config")
     return module
@@ -113,12 +99,7 @@ def run_main(main: Callable[[list[str]], Any]) -> None:
             return main(argv)
         except ConfigError as e:
             fail(str(e))
-        except RuntimeError as e:
-            # NonFiniteError is defined with the training loop, which imports JAX; if it was
-            # raised, that module is loaded, so look it up there rather than import it early.
-            loop = sys.modules.get("cnn_rnn.training.loop")
-            if loop is not None and isinstance(e, loop.NonFiniteError):
-                fail(str(e), code=3)
-            raise
+        except NonFiniteError as e:
+            fail(str(e), code=3)
 
     app.run(wrapped, flags_parser=_parse_flags)

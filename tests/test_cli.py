@@ -27,7 +27,7 @@ BAD_INPUTS = [
     ("unknown nonfinite policy", [CNN, "--config.on_nonfinite=ignore"], "on_nonfinite"),
     ("keep_checkpoints < 1", [CNN, "--config.keep_checkpoints=0"], "keep_checkpoints"),
     ("eval_every < 1", [CNN, "--config.eval_every=0"], "eval_every"),
-    ("checkpoint not a multiple of log", [CNN, "--config.log_every=7"], "checkpoint_every"),
+    ("log_every < 1", [CNN, "--config.log_every=0"], "log_every"),
     ("negative seed", [CNN, "--config.seed=-1"], "seed"),
     ("unknown config argument", ["--config=configs/mnist1d_cnn.py:foo=1"], "foo"),
     ("unknown nested key", [CNN, "--config.model.nope=1"], "model.nope"),

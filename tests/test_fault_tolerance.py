@@ -25,7 +25,7 @@ ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
            PYTHONUNBUFFERED="1")
 RUN = [sys.executable, "-m", "experiments.run", "--config=configs/mnist1d_cnn.py",
        "--config.model.features=(8, 16)", "--config.model.hidden=16", "--config.progress=False",
-       "--config.steps=600", "--config.checkpoint_every=50", "--config.log_every=10",
+       "--config.steps=600", "--config.checkpoint_every=50", "--config.log_every=20",
        "--config.eval_every=100"]
 
 

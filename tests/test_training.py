@@ -176,3 +176,29 @@ def test_corrupt_metrics_line_before_the_last_is_named(tmp_path):
                                             '{"step": 3, "split": "train"}\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl: line 2 is not a JSON record"):
         read_metrics(str(tmp_path))
+
+
+def test_checkpoint_between_log_windows_resumes_to_the_same_records(tmp_path, monkeypatch):
+    # checkpoint_every=5 is no multiple of log_every=3: the checkpoint at 5 stores the open
+    # window (steps 4-5), so a crash at step 8 resumes from 5 and logs what a full run logs.
+    cfg = dict(checkpoint_every=5, log_every=3, eval_every=12)
+    full = tmp_path / "full"
+    train_and_evaluate(_tiny_config(steps=12, **cfg), str(full))
+    train_steps = [r["step"] for r in read_metrics(str(full), "train")]
+    assert train_steps == [3, 6, 9, 12]
+
+    real_add = loop.TrainWindow.add
+
+    def dying_add(self, step, metrics):
+        if step == 8:
+            raise KeyboardInterrupt
+        real_add(self, step, metrics)
+
+    crashed = tmp_path / "crashed"
+    monkeypatch.setattr(loop.TrainWindow, "add", dying_add)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(_tiny_config(steps=12, **cfg), str(crashed))
+    monkeypatch.setattr(loop.TrainWindow, "add", real_add)
+    assert [r["step"] for r in read_metrics(str(crashed), "train")] == [3, 6]
+    train_and_evaluate(_tiny_config(steps=12, **cfg), str(crashed))
+    assert (full / "metrics.jsonl").read_text() == (crashed / "metrics.jsonl").read_text()

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cnn_rnn.benchmarking import cases, timing
+from cnn_rnn.config_checks import check_int, check_int_tuple, check_number
 from cnn_rnn.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,6 @@ _MATCH = {"impl": ("model", "seq_len", "batch", "hidden"),
           "seq_len": ("label", "impl", "batch", "hidden"),
           "batch": ("label", "impl", "seq_len", "hidden"),
           "option": ("model", "impl", "seq_len", "batch", "hidden")}
-
-
-def _positive_ints(config: Mapping[str, Any], field: str) -> list[int]:
-    values = list(config[field])
-    if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values):
-        raise ConfigError(field, f"must be a non-empty list of integers >= 1, got {values!r}")
-    return values
 
 
 def parse_baseline(spec: str) -> tuple[str, str] | None:
@@ -69,13 +63,11 @@ def _is_baseline(row: Row, field: str, value: str) -> bool:
 def build_cases(config: Mapping[str, Any]) -> list[cases.Case]:
     """Validate the config and return every case of its grid (ConfigError on a bad value)."""
     for field in ("repeats", "min_repeats", "input_dim", "num_classes"):
-        _positive_ints({field: [config[field]]}, field)
-    if config["warmup"] < 0:
-        raise ConfigError("warmup", f"must be >= 0, got {config['warmup']!r}")
-    if not config["budget_s"] > 0:
-        raise ConfigError("budget_s", f"must be > 0 seconds, got {config['budget_s']!r}")
+        check_int(field, config[field], 1)
+    check_int("warmup", config["warmup"], 0)
+    check_number("budget_s", config["budget_s"], strict=True)
     parse_baseline(config["baseline"])
-    grid = [_positive_ints(config, f) for f in ("seq_lens", "batches", "hiddens")]
+    grid = [check_int_tuple(f, config[f]) for f in ("seq_lens", "batches", "hiddens")]
     models = list(config["models"])
     if not models:
         raise ConfigError("models", "is empty; list at least one {label, name, impls, options}")

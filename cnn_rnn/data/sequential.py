@@ -8,7 +8,8 @@ own `permutation_seed`, never from the training seed, so every run and both spli
 Views are batch transforms, applied lazily by `MappedSource` to whatever an inner source yields:
 the inner source stays deterministic by (seed, step), and so does the view. The same wrapper
 serves other per-batch transforms (uint8 -> normalised float, bytes -> one-hot). This module
-also holds the small helpers other sources share: value checks that raise `ConfigError`, one_hot.
+also holds the small helpers other sources share: `data.`-prefixed value checks (from
+cnn_rnn.config_checks), one_hot.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from cnn_rnn import registry
+from cnn_rnn import config_checks
 from cnn_rnn.data.base import Batch, DataSource, TaskSpec
 from cnn_rnn.errors import ConfigError
 
@@ -28,14 +29,12 @@ PIXEL_VIEWS = ("none", "sequential", "permuted")
 
 def check_choice(field: str, value: Any, choices: Sequence[str]) -> str:
     """Return `value` if it is one of `choices`, else raise ConfigError on `data.<field>`."""
-    return registry.check_choice(field, value, choices, section="data")
+    return config_checks.check_choice(f"data.{field}", value, choices)
 
 
 def check_int(field: str, value: Any, minimum: int) -> int:
-    """Return `value` as an int if it is an integer >= `minimum`, else raise ConfigError."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ConfigError(f"data.{field}", f"must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    """Return `value` as an int >= `minimum`, else raise ConfigError on `data.<field>`."""
+    return config_checks.check_int(f"data.{field}", value, minimum)
 
 
 def one_hot(tokens: np.ndarray, depth: int) -> np.ndarray:

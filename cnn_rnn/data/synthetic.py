@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from cnn_rnn.config_checks import check_number
 from cnn_rnn.data.base import Batch, DataSource, TaskSpec, batches_from_arrays, step_rng
 from cnn_rnn.data.registry import register_data
 from cnn_rnn.data.sequential import check_choice, check_int, one_hot, pixel_view
-from cnn_rnn.errors import ConfigError
 
 GenerateFn = Callable[[np.random.Generator, int], Batch]
 
@@ -216,8 +216,7 @@ def digits(seed: int, size: int = 16, noise: float = 0.2, pixels: str = "none",
     """
     size = check_int("size", size, digit_glyphs().shape[1])
     num_eval = check_int("num_eval", num_eval, 1)
-    if isinstance(noise, bool) or not isinstance(noise, int | float) or noise < 0:
-        raise ConfigError("data.noise", f"must be a number >= 0, got {noise!r}")
+    noise = check_number("data.noise", noise)
     spec = TaskSpec(kind="classification", num_outputs=10, input_shape=(size, size, 1),
                     baseline=0.1, baseline_metric="accuracy",
                     baseline_note="chance: 10 uniform classes")

@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cnn_rnn.config_checks import check_choice, check_int, check_int_tuple, check_rate
+from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import register_model
 
 
@@ -101,11 +103,12 @@ class ConvNet(nn.Module):
 
     def __post_init__(self):
         # Validate at construction, so build_model reports a bad value as a ConfigError.
-        if self.head not in ("flatten", "mean"):
-            raise ValueError(f"head must be 'flatten' or 'mean', got {self.head!r}")
-        if self.kernel_size < 1 or self.pool < 1:
-            raise ValueError(f"kernel_size and pool must be >= 1, got {self.kernel_size}, "
-                             f"{self.pool}")
+        check_choice("model.head", self.head, ("flatten", "mean"))
+        check_int_tuple("model.features", self.features)
+        for field in ("kernel_size", "pool"):
+            check_int(f"model.{field}", getattr(self, field), 1)
+        check_int("model.hidden", self.hidden, 0)
+        check_rate("model.dropout", self.dropout)
         super().__post_init__()
 
     @nn.compact
@@ -212,11 +215,11 @@ class ResNet(nn.Module):
     axis_name: str | None = None
 
     def __post_init__(self):
-        if self.depth < 8 or (self.depth - 2) % 6:
-            raise ValueError(f"depth must be 6n+2 with n >= 1 (8, 14, 20 ...), got {self.depth}")
-        if self.shortcut not in ("projection", "identity"):
-            raise ValueError(f"shortcut must be 'projection' or 'identity', got "
-                             f"{self.shortcut!r}")
+        if check_int("model.depth", self.depth, 8) % 6 != 2:
+            raise ConfigError("model.depth", f"must be 6n+2 with n >= 1 (8, 14, 20 ...), got "
+                              f"{self.depth}")
+        check_int("model.width", self.width, 1)
+        check_choice("model.shortcut", self.shortcut, ("projection", "identity"))
         super().__post_init__()
 
     @property

@@ -18,10 +18,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cnn_rnn.config_checks import check_choice, check_int, check_int_tuple
+from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.cnn import ConvBlock
 from cnn_rnn.models.registry import register_model
 from cnn_rnn.models.rnn import CELLS, RNN, RecurrentCell, ScanOptions, StatesHook
-from cnn_rnn.registry import check_choice, check_positive
 
 Array = jax.Array
 SPATIAL_POOLS = ("flatten", "mean")
@@ -89,14 +90,15 @@ class CNNRNNHybrid(ScanOptions, StatesHook):
     remat: bool | str = "none"
 
     def __post_init__(self) -> None:
-        check_choice("cell", self.cell, tuple(CELLS))
-        check_choice("spatial_pool", self.spatial_pool, SPATIAL_POOLS)
-        check_positive("kernel_size", self.kernel_size)
-        check_positive("pool", self.pool)
+        check_choice("model.cell", self.cell, tuple(CELLS))
+        check_choice("model.spatial_pool", self.spatial_pool, SPATIAL_POOLS)
+        check_int_tuple("model.features", self.features, allow_empty=True)
+        check_int("model.kernel_size", self.kernel_size, 1)
+        check_int("model.pool", self.pool, 1)
         cell = self.make_cell()  # validates `hidden`
         # Here, not at the first call: the RNN layer would only reject it while running.
         if self.impl == "cudnn" and not cell.supports_cudnn:
-            raise ValueError(f"impl='cudnn' needs cell='lstm', got cell={self.cell!r}")
+            raise ConfigError("model.impl", f"'cudnn' needs cell='lstm', got cell={self.cell!r}")
         super().__post_init__()
 
     def make_cell(self) -> RecurrentCell:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,9 +37,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cnn_rnn.config_checks import check_choice, check_int, check_number, check_rate
+from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.readout import POOLS, pool_sequence
 from cnn_rnn.models.registry import register_model
-from cnn_rnn.registry import check_choice, check_positive, check_rate
 
 Array = jax.Array
 IMPLS = ("parallel", "sequential")
@@ -114,10 +114,6 @@ def _ring_nu_log(r_min: float, r_max: float) -> Callable[..., Array]:
     return init
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
 class EigenvalueInit(nn.Module):
     """The LRU's eigenvalue init options, declared and checked once for `LRU` and `LRUModel`.
 
@@ -137,12 +133,10 @@ class EigenvalueInit(nn.Module):
     max_phase: float = 2 * math.pi
 
     def __post_init__(self) -> None:
-        if not (_is_number(self.r_min) and _is_number(self.r_max)
-                and 0.0 <= self.r_min < self.r_max <= 1.0):
-            raise ValueError(f"r_min, r_max must be numbers with 0 <= r_min < r_max <= 1, "
-                             f"got {self.r_min!r}, {self.r_max!r}")
-        if not (_is_number(self.max_phase) and self.max_phase > 0):
-            raise ValueError(f"max_phase must be a number > 0, got {self.max_phase!r}")
+        if check_number("model.r_max", self.r_max, strict=True) > 1.0:
+            raise ConfigError("model.r_max", f"must be in (0, 1], got {self.r_max!r}")
+        check_number("model.r_min", self.r_min, below=self.r_max)
+        check_number("model.max_phase", self.max_phase, strict=True)
         super().__post_init__()
 
 
@@ -161,8 +155,8 @@ class LinearRecurrence(nn.Module):
     impl: str = "parallel"
 
     def __post_init__(self) -> None:
-        check_positive("hidden", self.hidden)
-        check_choice("impl", self.impl, IMPLS)
+        check_int("model.hidden", self.hidden, 1)
+        check_choice("model.impl", self.impl, IMPLS)
         super().__post_init__()
 
 
@@ -287,13 +281,13 @@ class LinearRecurrentModel(nn.Module):
     impl: str = "parallel"
 
     def __post_init__(self) -> None:
-        check_positive("hidden", self.hidden)
+        check_int("model.hidden", self.hidden, 1)
         if self.d_model is not None:
-            check_positive("d_model", self.d_model)
-        check_positive("num_layers", self.num_layers)
-        check_rate("dropout", self.dropout)
-        check_choice("pool", self.pool, POOLS)
-        check_choice("impl", self.impl, IMPLS)
+            check_int("model.d_model", self.d_model, 1)
+        check_int("model.num_layers", self.num_layers, 1)
+        check_rate("model.dropout", self.dropout)
+        check_choice("model.pool", self.pool, POOLS)
+        check_choice("model.impl", self.impl, IMPLS)
         super().__post_init__()
 
     @nn.nowrap

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
+from cnn_rnn.config_checks import check_int, check_int_tuple, check_rate
 from cnn_rnn.models.readout import last_valid_step
 from cnn_rnn.models.registry import register_model
 
@@ -114,14 +115,11 @@ class TCN(nn.Module):
 
     def __post_init__(self):
         # Validate at construction, so build_model reports a bad value as a ConfigError.
-        if self.channels is not None and (len(self.channels) == 0
-                                          or min(self.channels) < 1):
-            raise ValueError(f"channels must be positive ints, got {self.channels!r}")
-        if self.levels < 1 or self.hidden < 1 or self.kernel_size < 1:
-            raise ValueError(f"levels, hidden and kernel_size must be >= 1, got {self.levels}, "
-                             f"{self.hidden}, {self.kernel_size}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.channels is not None:
+            check_int_tuple("model.channels", self.channels)
+        for field in ("levels", "hidden", "kernel_size"):
+            check_int(f"model.{field}", getattr(self, field), 1)
+        check_rate("model.dropout", self.dropout)
         super().__post_init__()
 
     @property

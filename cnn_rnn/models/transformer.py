@@ -20,10 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnn_rnn.config_checks import check_choice, check_int, check_rate
+from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.readout import POOLS, pool_sequence
 from cnn_rnn.models.registry import register_model
 from cnn_rnn.models.tcn import CausalConv
-from cnn_rnn.registry import check_choice
 
 POSITIONS = ("learned", "sinusoidal")
 
@@ -105,15 +106,13 @@ class Transformer(nn.Module):
     def __post_init__(self) -> None:
         # Validate at construction, so build_model reports a bad value as a ConfigError.
         for field in ("d_model", "embed_kernel", "num_heads", "num_layers", "mlp_dim", "max_len"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+            check_int(f"model.{field}", getattr(self, field), 1)
         if self.d_model % self.num_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads "
-                             f"({self.num_heads})")
-        check_choice("positions", self.positions, POSITIONS)
-        check_choice("pool", self.pool, POOLS)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError("model.d_model", f"({self.d_model}) must be divisible by num_heads "
+                              f"({self.num_heads})")
+        check_choice("model.positions", self.positions, POSITIONS)
+        check_choice("model.pool", self.pool, POOLS)
+        check_rate("model.dropout", self.dropout)
         super().__post_init__()
 
     def attention_mask(self, mask: jax.Array | None, length: int) -> jax.Array | None:

@@ -28,13 +28,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cnn_rnn.config_checks import check_choice, check_int
 from cnn_rnn.models.rnn.initializers import (
     RECURRENT_INITS,
     Initializer,
     gate_blocks,
     recurrent_initializer,
 )
-from cnn_rnn.registry import check_choice, check_positive
 
 Array = jax.Array
 Carry = Any  # h [B, H] for Elman and GRU; (c, h) for LSTM.
@@ -66,8 +66,8 @@ class RecurrentCell(nn.Module):
     supports_cudnn: ClassVar[bool] = False  # impl="cudnn" runs it (see cudnn.py)
 
     def __post_init__(self) -> None:
-        check_positive("hidden", self.hidden)
-        check_choice("recurrent_init", self.recurrent_init, RECURRENT_INITS)
+        check_int("model.hidden", self.hidden, 1)
+        check_choice("model.recurrent_init", self.recurrent_init, RECURRENT_INITS)
         super().__post_init__()
 
     # --- flax's protocol ---------------------------------------------------------------------
@@ -195,7 +195,7 @@ class ElmanCell(RecurrentCell):
     recurrent_init: str = "default"
 
     def __post_init__(self) -> None:
-        check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        check_choice("model.activation", self.activation, tuple(ACTIVATIONS))
         super().__post_init__()
 
     @nn.nowrap

@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_rnn.registry import check_choice
+from cnn_rnn.config_checks import check_choice
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -29,7 +29,7 @@ def recurrent_initializer(kind: str, num_gates: int, scale: float = 1.0) -> Init
     h through the linear part of a step) or "identity" (scale * I, the IRNN of Le et al. 2015: with
     ReLU the state is copied forward and gradients neither vanish nor explode at initialisation).
     """
-    check_choice("recurrent_init", kind, RECURRENT_INITS)
+    check_choice("model.recurrent_init", kind, RECURRENT_INITS)
     if kind == "identity":
         block = lambda key, shape, dtype: scale * jnp.eye(shape[0], shape[1], dtype=dtype)  # noqa: E731
     elif kind == "orthogonal":

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cnn_rnn.config_checks import check_choice, check_int, check_rate
 from cnn_rnn.models.rnn import cudnn
 from cnn_rnn.models.rnn.cells import RecurrentCell, Weights
 from cnn_rnn.models.rnn.scan import (
@@ -35,7 +36,6 @@ from cnn_rnn.models.rnn.scan import (
     reverse_valid,
     run_cell,
 )
-from cnn_rnn.registry import check_choice, check_positive, check_rate
 
 Array = jax.Array
 IMPLS = ("scan", "cudnn")
@@ -89,16 +89,16 @@ class ScanOptions(nn.Module):
                                                 and self.batch_groups >= 1):
             raise ValueError(f"batch_groups must be 'auto' or an integer >= 1, "
                              f"got {self.batch_groups!r}")
-        check_positive("num_layers", self.num_layers)
-        check_positive("unroll", self.unroll)
-        check_rate("dropout", self.dropout)
-        check_choice("input_projection", self.input_projection, INPUT_PROJECTIONS)
+        check_int("model.num_layers", self.num_layers, 1)
+        check_int("model.unroll", self.unroll, 1)
+        check_rate("model.dropout", self.dropout)
+        check_choice("model.input_projection", self.input_projection, INPUT_PROJECTIONS)
         if not isinstance(self.remat, bool):
-            check_choice("remat", self.remat, REMATS)
+            check_choice("model.remat", self.remat, REMATS)
         if self.remat_segment is not None:
-            check_positive("remat_segment", self.remat_segment)
-        check_choice("impl", self.impl, IMPLS)
-        check_choice("dtype", self.dtype, DTYPES)
+            check_int("model.remat_segment", self.remat_segment, 1)
+        check_choice("model.impl", self.impl, IMPLS)
+        check_choice("model.dtype", self.dtype, DTYPES)
         if self.impl == "cudnn":
             # At construction, so that a config asking for cuDNN without it fails at once.
             if self.dtype not in (None, "float32"):

@@ -20,8 +20,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from cnn_rnn.config_checks import check_choice, check_int
 from cnn_rnn.models.rnn.cells import ACTIVATIONS, Carry, ElmanCell, Gates, RecurrentCell, Weights
-from cnn_rnn.registry import check_choice, check_positive
 
 Array = jax.Array
 Body = Callable[[Carry, Any], tuple[Carry, Array]]
@@ -71,7 +71,7 @@ def run_cell(cell: RecurrentCell, weights: Weights, xs: Gates | Array,
 
     """
     remat = {True: "step", False: "none"}.get(remat, remat)
-    check_choice("remat", remat, REMATS[1:])
+    check_choice("model.remat", remat, REMATS[1:])
 
     def body(carry: Carry, inp: tuple[Any, Array | None, Array | None]) -> tuple[Carry, Array]:
         x_t, m_t, p_t = inp
@@ -185,7 +185,7 @@ def scan_in_segments(body: Body, carry0: Carry, inputs: Any, segment: int | None
     """
     t = jax.tree.leaves(inputs)[0].shape[0]
     if segment is not None:
-        check_positive("remat_segment", segment)
+        check_int("model.remat_segment", segment, 1)
     k = min(segment or math.isqrt(max(t, 1) - 1) + 1, max(t, 1))  # default ceil(sqrt(T))
     n, head = t // k, (t // k) * k
 
@@ -209,7 +209,7 @@ def resolve_remat(remat: bool | str, num_gates: int) -> str:
     cheaper than streaming its stored activations back, and "none" elsewhere.
     """
     remat = {True: "step", False: "none"}.get(remat, remat)
-    check_choice("remat", remat, REMATS)
+    check_choice("model.remat", remat, REMATS)
     if remat == "auto":
         return "step" if num_gates > 1 and jax.default_backend() == "cpu" else "none"
     return remat
@@ -230,7 +230,7 @@ def resolve_batch_groups(groups: int | str, cell: RecurrentCell, batch: int) -> 
 
 def resolve_input_projection(mode: str) -> str:
     """Return "hoisted" or "per_step" for mode (one of INPUT_PROJECTIONS) on the default backend."""
-    check_choice("input_projection", mode, INPUT_PROJECTIONS)
+    check_choice("model.input_projection", mode, INPUT_PROJECTIONS)
     if mode == "auto":
         return "per_step" if jax.default_backend() == "cpu" else "hoisted"
     return mode

@@ -1,0 +1,164 @@
+"""Run bookkeeping around the training loop: the workdir, the run's identity, time, the summary.
+
+What the loop needs to resume a run as if it had never stopped, and to report it: which config
+fields define the run (and must match its checkpoints), how many training seconds earlier
+sessions spent, and the summary.json a finished run leaves behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from cnn_rnn.data.base import DataSource
+from cnn_rnn.errors import ConfigError
+from cnn_rnn.training.metrics import read_metrics
+from cnn_rnn.training.optim import learning_rate_schedule
+
+log = logging.getLogger(__name__)
+
+# Fields that may differ between the sessions of one run: the length (steps) and how the run
+# reports and checkpoints itself. Everything else (model, data, seed, batch size, optimizer,
+# anything a config adds) defines the experiment and must match the checkpoints.
+MAY_CHANGE = ("steps", "progress", "eval_every", "log_every", "checkpoint_every",
+              "keep_checkpoints", "on_nonfinite")
+# The only fields that checkpoint records written before the whole config was stored hold.
+_LEGACY_FIELDS = ("model", "data", "seed", "batch_size")
+_ABSENT = "(absent)"
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain-dict copy of a ConfigDict (or mapping)."""
+    return json.loads(config.to_json()) if hasattr(config, "to_json") else json.loads(
+        json.dumps(dict(config)))
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    """Write `obj` as JSON to `path` through a temporary file, so a crash leaves old or new."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def prepare_workdir(workdir: str) -> None:
+    """Create `workdir` if needed; raise ConfigError (field "workdir") if it cannot be written."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+        raise ConfigError("workdir", f"cannot create {workdir!r}: {e.strerror or e}") from e
+    if not os.access(workdir, os.W_OK):
+        raise ConfigError("workdir", f"{workdir!r} is not writable")
+
+
+def run_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a config that must not change between sessions of one run."""
+    return {k: v for k, v in cfg.items() if k not in MAY_CHANGE}
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_same_run(meta: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """Raise ConfigError naming every field (old -> new) in which `config` leaves the run."""
+    if "config" in meta:
+        old, new = _flatten(meta["config"]), _flatten(run_identity(config))
+    else:  # an older record: compare what it holds
+        held = {k: meta[k] for k in _LEGACY_FIELDS if k in meta}
+        old, new = _flatten(held), _flatten({k: config.get(k) for k in held})
+    diffs = [f"{k}: {old.get(k, _ABSENT)!r} -> {new.get(k, _ABSENT)!r}"
+             for k in sorted(old.keys() | new.keys()) if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
+    if diffs:
+        raise ConfigError("workdir", f"holds checkpoints of a different run ({'; '.join(diffs)}); "
+                          "use a new --workdir or the original config (only "
+                          f"{', '.join(MAY_CHANGE)} may change)")
+
+
+def checkpoint_meta(cfg: Mapping[str, Any], train_seconds: float,
+                    window: list[Any]) -> dict[str, Any]:
+    """The record saved beside each checkpoint.
+
+    The run's identity, its length, its training time so far and the open train-metrics window
+    (TrainWindow.pending()), so that a resumed run logs what an uninterrupted one logs.
+    """
+    return {"config": run_identity(cfg), "steps": cfg["steps"], "train_seconds": train_seconds,
+            "window": window}
+
+
+def _summary_seconds(workdir: str, step: int) -> float | None:
+    """train_seconds of the summary.json written at `step`, if there is one."""
+    try:
+        with open(os.path.join(workdir, "summary.json")) as f:
+            summary = json.load(f)
+        return float(summary["train_seconds"]) if summary.get("step") == step else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def previous_seconds(workdir: str, meta: Mapping[str, Any], step: int, finished: bool) -> float:
+    """Training seconds of the earlier sessions that produced the checkpoint at `step`."""
+    summary = _summary_seconds(workdir, step)
+    if finished and summary is not None:
+        return summary  # a rerun of a finished run reports what it reported before
+    if "train_seconds" in meta:
+        return float(meta["train_seconds"])
+    # A record from before train_seconds was stored: a finished run's summary still has it.
+    return summary if summary is not None else 0.0
+
+
+def warn_if_schedule_stretched(meta: Mapping[str, Any], cfg: Mapping[str, Any],
+                               start: int) -> None:
+    """Warn when a changed `steps` re-stretches a decaying learning-rate schedule from `start`."""
+    old_steps, opt = meta.get("steps"), cfg["optimizer"]
+    if old_steps in (None, cfg["steps"]) or opt.get("schedule", "constant") == "constant":
+        return
+    before = float(learning_rate_schedule(opt, int(old_steps))(start))
+    after = float(learning_rate_schedule(opt, cfg["steps"])(start))
+    log.warning("steps changed from %d to %d: the %s learning-rate schedule now decays over the "
+                "new total, so at step %d the rate goes from %.3g to %.3g", old_steps,
+                cfg["steps"], opt["schedule"], start, before, after)
+
+
+def baseline_text(data: DataSource) -> str:
+    """` (trivial baseline metric=value: note)` for eval lines, or "" without a baseline."""
+    spec = data.spec
+    if spec.baseline is None:
+        return ""
+    return f" (trivial baseline {spec.baseline_metric}={spec.baseline:.4g}: {spec.baseline_note})"
+
+
+def write_summary(workdir: str, cfg: Mapping[str, Any], data: DataSource, n_params: int,
+                  step: int, seconds: float, n_dev: int) -> dict[str, Any]:
+    """Write and return summary.json: what ran, for how long, and its last eval metrics."""
+    evals = read_metrics(workdir, "eval")
+    spec = data.spec
+    summary = {"model": cfg["model"]["name"], "data": cfg["data"]["name"], "params": n_params,
+               "step": step, "train_seconds": round(seconds, 2), "devices": n_dev,
+               "per_device_batch": cfg["batch_size"] // n_dev,
+               "baseline": {"metric": spec.baseline_metric, "value": spec.baseline,
+                            "note": spec.baseline_note},
+               "eval": {k: v for k, v in (evals[-1] if evals else {}).items()
+                        if k not in ("step", "split")}}
+    write_json_atomic(os.path.join(workdir, "summary.json"), summary)
+    return summary
+
+
+def summary_line(summary: Mapping[str, Any]) -> str:
+    """One human line of a summary (model, data, step, params, eval metrics, time)."""
+    ev = ", ".join(f"{k}={v:.4g}" for k, v in summary["eval"].items()
+                   if isinstance(v, int | float))
+    base = summary["baseline"]
+    base_text = "" if base["value"] is None else f" (baseline {base['metric']}={base['value']:.4g})"
+    return (f"{summary['model']} on {summary['data']}: step {summary['step']}, "
+            f"{summary['params']:,} params, eval {ev}{base_text}, "
+            f"{summary['train_seconds']:.1f}s training")
