@@ -12,11 +12,20 @@ import pytest
 import tensorflow_datasets as tfds
 
 from cnn_rnn.data import tfds as tfds_sources
+from cnn_rnn.data import tfds_cache, tfds_prepare
 from cnn_rnn.data.registry import build_data
 from cnn_rnn.data.sequential import pixel_permutation
 from cnn_rnn.errors import ConfigError
 
 NUM_EXAMPLES = 12
+
+
+@pytest.fixture(autouse=True)
+def cache_in_tmp(tmp_path, monkeypatch):
+    """Decoded-split caches go to this test's folder, never beside the mocked dataset."""
+    root = tmp_path / "cache"
+    monkeypatch.setattr(tfds_cache, "default_cache_root", lambda ds: str(root))
+    return root
 
 
 @pytest.fixture
@@ -132,15 +141,18 @@ def test_tiny_shakespeare(mock_tfds):
 # --- unprepared datasets ----------------------------------------------------------------------
 
 def test_unprepared_without_tensorflow_says_how_to_prepare(tmp_path, monkeypatch):
-    monkeypatch.setattr(tfds_sources, "tensorflow_available", lambda: False)
+    monkeypatch.setattr(tfds_prepare, "preparation_modules_missing", lambda: ["tensorflow"])
+    data_dir = tmp_path / "data"
     with pytest.raises(ConfigError) as e:
-        build("mnist", data_dir=str(tmp_path))
+        build("mnist", data_dir=str(data_dir))
     message = str(e.value)
     assert e.value.field == "data.data_dir" and "\n" not in message
-    assert "pip install tensorflow" in message and str(tmp_path) in message
+    # tfds 4.9.10 needs importlib_resources to prepare on Python >= 3.11 (undeclared there).
+    assert "pip install tensorflow importlib_resources &&" in message
+    assert str(data_dir) in message
     assert "tfds.builder('mnist'" in message
     assert "download_and_prepare(file_format='array_record')" in message
-    assert not any(tmp_path.iterdir())  # nothing was written
+    assert not data_dir.exists()  # nothing was written
 
 
 def test_unprepared_with_tensorflow_prepares_as_array_record(tmp_path, monkeypatch):
@@ -150,7 +162,9 @@ def test_unprepared_with_tensorflow_prepares_as_array_record(tmp_path, monkeypat
         calls.append((self.name, kwargs))
         raise RuntimeError("stop: no network in tests")
 
-    monkeypatch.setattr(tfds_sources, "tensorflow_available", lambda: True)
+    monkeypatch.setattr(tfds_prepare, "preparation_modules_missing", lambda: [])
+    monkeypatch.setattr(tfds_prepare, "download_hosts", lambda builder: ["example.org"])
+    monkeypatch.setattr(tfds_prepare, "unreachable_host", lambda hosts: None)
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fake_prepare)
     with pytest.raises(RuntimeError, match="stop"):
         build("cifar10", data_dir=str(tmp_path))

@@ -12,18 +12,18 @@ Sources:
 Why bytes, one-hot: a byte vocabulary needs no tokenizer download, and models take float inputs
 [B, T, C]. The one-hot expansion (1 KiB per byte) is done per batch; what is kept in memory is
 compact: uint8 images, uint8 byte tokens truncated to `max_len`, one uint8 text stream. All five
-sets are small in that form (CIFAR-10 train is 150 MB as uint8), so each split is read once when
-the source is built, and batches index it by `base.sample_indices` (deterministic by seed, step).
+sets are small in that form (CIFAR-10 train is 150 MB as uint8), so each split is decoded once, in
+batched reads, into a memory-mapped cache beside the dataset (`tfds_cache`), and batches index it
+by `base.sample_indices` (deterministic by seed, step).
 
 Splits accept tfds slicing, e.g. eval_split="test[:1000]" or train_split="train[:90%]".
-Preparing a dataset (download + ArrayRecord conversion) needs TensorFlow once; without it the
-source raises a one-line ConfigError with the command to run.
+Preparing a dataset (download + ArrayRecord conversion) needs TensorFlow once; without it, or
+offline, the source raises a one-line ConfigError with what to do (`tfds_prepare`).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import logging
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -37,70 +37,27 @@ from cnn_rnn.data.base import (
     batches_from_arrays,
     step_rng,
 )
+from cnn_rnn.data.images import majority_fraction, normalized_source
 from cnn_rnn.data.registry import register_data
-from cnn_rnn.data.sequential import (
-    PIXEL_VIEWS,
-    MappedSource,
-    check_choice,
-    check_int,
-    one_hot,
-    pixel_view,
-)
+from cnn_rnn.data.sequential import PIXEL_VIEWS, MappedSource, check_choice, check_int, one_hot
+from cnn_rnn.data.tfds_cache import Convert, cached_split
+from cnn_rnn.data.tfds_prepare import open_split
 from cnn_rnn.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 NUM_BYTES = 256
 
 
-# --- opening a split, or saying how to prepare it ---------------------------------------------
+# --- shared checks and reading ----------------------------------------------------------------
 
-def tensorflow_available() -> bool:
-    """Return whether TensorFlow is importable (tfds needs it to prepare, not to read)."""
-    return importlib.util.find_spec("tensorflow") is not None
-
-
-def prepare_command(name: str, data_dir: str | None) -> str:
-    """Return the shell command that prepares `name` as ArrayRecord in `data_dir`."""
-    return (f"pip install tensorflow && python -c \"import tensorflow_datasets as tfds; "
-            f"tfds.builder('{name}', data_dir={data_dir!r})"
-            f".download_and_prepare(file_format='array_record')\"")
-
-
-def open_split(name: str, split: str, data_dir: str | None, field: str) -> Sequence[Any]:
-    """Return the random-access tfds data source of `name`/`split`, preparing it if possible.
-
-    `field` names the config key that chose `split`, for the error a bad split gives.
-    """
-    import tensorflow_datasets as tfds
-
-    try:
-        return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    # An unprepared dataset reads as TFRecord-only, which has no random access: NotImplementedError.
-    except (NotImplementedError, ValueError, KeyError) as e:
-        error = e
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
-        if not tensorflow_available():
-            raise ConfigError("data.data_dir", f"tfds dataset {name!r} is not prepared in "
-                              f"{builder.data_dir}; preparing it needs TensorFlow once: "
-                              f"{prepare_command(name, data_dir)}")
-        log.info("Preparing tfds %s in %s as ArrayRecord (downloads once)", name, builder.data_dir)
-        builder.download_and_prepare(file_format="array_record")
-        return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    if isinstance(error, NotImplementedError):
-        raise ConfigError("data.data_dir", f"tfds dataset {name!r} in {builder.data_dir} is "
-                          f"prepared as TFRecord only (no random access); prepare it as "
-                          f"ArrayRecord in another data_dir: {prepare_command(name, data_dir)}")
-    first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-    raise ConfigError(f"data.{field}", f"cannot read split {split!r} of {name}: {first_line}")
-
-
-def check_common(data_dir: Any, train_split: Any, eval_split: Any) -> None:
-    """Raise ConfigError unless data_dir is a path or None and both splits are strings."""
-    if data_dir is not None and not isinstance(data_dir, str):
-        raise ConfigError("data.data_dir", f"must be a path string or None, got {data_dir!r}")
+def check_common(data_dir: Any, train_split: Any, eval_split: Any, cache: Any = True,
+                 cache_dir: Any = None) -> None:
+    """Raise ConfigError unless the paths are strings or None, the splits strings, cache a bool."""
+    for field, path in (("data_dir", data_dir), ("cache_dir", cache_dir)):
+        if path is not None and not isinstance(path, str):
+            raise ConfigError(f"data.{field}", f"must be a path string or None, got {path!r}")
+    if not isinstance(cache, bool):
+        raise ConfigError("data.cache", f"must be true or false, got {cache!r}")
     for field, split in (("train_split", train_split), ("eval_split", eval_split)):
         if not isinstance(split, str) or not split:
             raise ConfigError(f"data.{field}", f"must be a tfds split like 'train' or "
@@ -114,77 +71,54 @@ def to_bytes(text: Any) -> bytes:
     return text.encode("utf-8") if isinstance(text, str) else bytes(text)
 
 
-def majority_fraction(labels: np.ndarray) -> float:
-    """Return the accuracy of always predicting the most frequent label."""
-    return float(np.bincount(labels).max() / len(labels))
+def read_split(name: str, split: str, data_dir: str | None, field: str, convert: Convert,
+               key: str, cache: bool, cache_dir: str | None) -> tuple[dict[str, np.ndarray], Any]:
+    """Return a split's decoded arrays (cached or decoded once) and the dataset's tfds info."""
+    ds = open_split(name, split, data_dir, field)
+    if len(ds) == 0:
+        raise ConfigError(f"data.{field}", f"split {split!r} of {name} is empty")
+    arrays = cached_split(ds, split, convert, key=key, cache_dir=cache_dir, use_cache=cache)
+    return arrays, ds.dataset_info
 
 
 # --- images -----------------------------------------------------------------------------------
 
-def load_images(name: str, split: str, data_dir: str | None,
-                field: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Return (uint8 images [N, H, W, C], int32 labels [N], number of classes) of a split."""
-    ds = open_split(name, split, data_dir, field)
-    if len(ds) == 0:
-        raise ConfigError(f"data.{field}", f"split {split!r} of {name} is empty")
-    first = np.asarray(ds[0]["image"])
-    images = np.empty((len(ds), *first.shape), np.uint8)  # filled in place: no second copy
-    labels = np.empty(len(ds), np.int32)
-    for i in range(len(ds)):
-        example = ds[i]
-        images[i] = example["image"]
-        labels[i] = example["label"]
-    return images, labels, int(ds.dataset_info.features["label"].num_classes)
-
-
-def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return per-channel mean and std of uint8 `images` scaled to [0, 1], as float32 [C].
-
-    Counted with a 256-bin histogram per channel, so no float copy of the whole set is made.
-    """
-    levels = np.arange(256) / 255.0
-    means, stds = [], []
-    for c in range(images.shape[-1]):
-        counts = np.bincount(images[..., c].ravel(), minlength=256)
-        mean = counts @ levels / counts.sum()
-        means.append(mean)
-        stds.append(np.sqrt(max(counts @ levels**2 / counts.sum() - mean**2, 1e-12)))
-    return np.array(means, np.float32), np.array(stds, np.float32)
+def image_arrays(examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Return uint8 `image` [n, H, W, C] and int32 `label` [n] of decoded examples."""
+    return {"image": np.stack([np.asarray(e["image"], np.uint8) for e in examples]),
+            "label": np.array([e["label"] for e in examples], np.int32)}
 
 
 def image_source(name: str, seed: int, data_dir: str | None, train_split: str,
                  eval_split: str, pixels: str, permutation_seed: int,
-                 normalize: bool) -> DataSource:
+                 normalize: bool, cache: bool = True, cache_dir: str | None = None) -> DataSource:
     """Build the image classification source `name` (see the module docstring)."""
-    check_common(data_dir, train_split, eval_split)
+    check_common(data_dir, train_split, eval_split, cache, cache_dir)
     check_choice("pixels", pixels, PIXEL_VIEWS)  # fail before the slow read
     check_int("permutation_seed", permutation_seed, 0)
     if not isinstance(normalize, bool):
         raise ConfigError("data.normalize", f"must be true or false, got {normalize!r}")
-    train_x, train_y, num_classes = load_images(name, train_split, data_dir, "train_split")
-    test_x, test_y, _ = load_images(name, eval_split, data_dir, "eval_split")
-    mean, std = channel_stats(train_x) if normalize else (np.float32(0.0), np.float32(1.0))
-    scale, shift = 1.0 / (255.0 * std), -mean / std
-
-    def to_float(batch: Batch) -> Batch:
-        return {**batch, "inputs": batch["inputs"].astype(np.float32) * scale + shift}
-
-    spec = TaskSpec(kind="classification", num_outputs=num_classes,
-                    input_shape=tuple(train_x.shape[1:]),
-                    baseline=majority_fraction(train_y), baseline_metric="accuracy",
+    train, info = read_split(name, train_split, data_dir, "train_split", image_arrays, "", cache,
+                             cache_dir)
+    test, _ = read_split(name, eval_split, data_dir, "eval_split", image_arrays, "", cache,
+                         cache_dir)
+    spec = TaskSpec(kind="classification", num_outputs=int(info.features["label"].num_classes),
+                    input_shape=tuple(train["image"].shape[1:]),
+                    baseline=majority_fraction(train["label"]), baseline_metric="accuracy",
                     baseline_note="majority class of the train split")
-    inner = ArraySource(spec, {"inputs": train_x, "targets": train_y},
-                        {"inputs": test_x, "targets": test_y}, seed)
-    return pixel_view(MappedSource(inner, spec, to_float), pixels, permutation_seed)
+    return normalized_source(spec, {"inputs": train["image"], "targets": train["label"]},
+                             {"inputs": test["image"], "targets": test["label"]}, seed,
+                             normalize, pixels, permutation_seed)
 
 
 def _register_image_source(name: str) -> None:
     @register_data(name)
     def build(seed: int, data_dir: str | None = None, train_split: str = "train",
               eval_split: str = "test", pixels: str = "none", permutation_seed: int = 0,
-              normalize: bool = True) -> DataSource:
+              normalize: bool = True, cache: bool = True,
+              cache_dir: str | None = None) -> DataSource:
         return image_source(name, seed, data_dir, train_split, eval_split, pixels,
-                            permutation_seed, normalize)
+                            permutation_seed, normalize, cache, cache_dir)
 
     build.__doc__ = f"""Build tfds {name!r}: images [H, W, C], or pixel sequences [H*W, C].
 
@@ -196,6 +130,8 @@ def _register_image_source(name: str) -> None:
       pixels: "none", "sequential" (raster order) or "permuted" (fixed random order).
       permutation_seed: seed of the "permuted" order, independent of `seed`.
       normalize: normalise by the train split's per-channel mean/std (else only scale to [0, 1]).
+      cache: keep the decoded splits in a cache beside the dataset (see tfds_cache).
+      cache_dir: root of that cache (None: <data_dir>/<name>/<version>/cnn_rnn_cache).
     """
 
 
@@ -205,21 +141,24 @@ for _name in IMAGE_DATASETS:
 
 # --- IMDB reviews -----------------------------------------------------------------------------
 
-def load_reviews(split: str, data_dir: str | None, field: str,
-                 max_len: int) -> dict[str, np.ndarray]:
-    """Return a split's first `max_len` bytes per review as uint8 `inputs`, `mask`, `targets`."""
-    ds = open_split("imdb_reviews", split, data_dir, field)
-    tokens = np.zeros((len(ds), max_len), np.uint8)
-    lengths = np.empty(len(ds), np.int64)
-    targets = np.empty(len(ds), np.int32)
-    for i in range(len(ds)):
-        example = ds[i]
-        text = to_bytes(example["text"])[:max_len]
+def review_arrays(examples: Sequence[dict[str, Any]], max_len: int) -> dict[str, np.ndarray]:
+    """Return the first `max_len` bytes of each review as uint8 `tokens`, `lengths`, `label`."""
+    texts = [to_bytes(e["text"])[:max_len] for e in examples]
+    tokens = np.zeros((len(texts), max_len), np.uint8)
+    for i, text in enumerate(texts):
         tokens[i, :len(text)] = np.frombuffer(text, np.uint8)
-        lengths[i] = len(text)
-        targets[i] = example["label"]
-    mask = np.arange(max_len)[None, :] < lengths[:, None]
-    return {"inputs": tokens, "mask": mask, "targets": targets}
+    return {"tokens": tokens, "lengths": np.array([len(t) for t in texts], np.int32),
+            "label": np.array([e["label"] for e in examples], np.int32)}
+
+
+def load_reviews(split: str, data_dir: str | None, field: str, max_len: int, cache: bool = True,
+                 cache_dir: str | None = None) -> dict[str, np.ndarray]:
+    """Return a split's first `max_len` bytes per review as uint8 `inputs`, `mask`, `targets`."""
+    arrays, _ = read_split("imdb_reviews", split, data_dir, field,
+                           functools.partial(review_arrays, max_len=max_len),
+                           f"max_len={max_len}", cache, cache_dir)
+    mask = np.arange(max_len)[None, :] < arrays["lengths"][:, None]
+    return {"inputs": arrays["tokens"], "mask": mask, "targets": arrays["label"]}
 
 
 def bytes_to_inputs(batch: Batch) -> Batch:
@@ -229,7 +168,8 @@ def bytes_to_inputs(batch: Batch) -> Batch:
 
 @register_data("imdb_reviews")
 def imdb_reviews(seed: int, data_dir: str | None = None, train_split: str = "train",
-                 eval_split: str = "test", max_len: int = 512) -> DataSource:
+                 eval_split: str = "test", max_len: int = 512, cache: bool = True,
+                 cache_dir: str | None = None) -> DataSource:
     """Build IMDB sentiment (2 classes) over UTF-8 bytes: inputs [max_len, 256] plus `mask`.
 
     Reviews longer than `max_len` bytes are truncated (the first bytes are kept); shorter ones are
@@ -241,12 +181,13 @@ def imdb_reviews(seed: int, data_dir: str | None = None, train_split: str = "tra
       train_split: tfds split to train on.
       eval_split: tfds split to evaluate on.
       max_len: bytes kept per review, the sequence length.
-
+      cache: keep the decoded splits in a cache beside the dataset (see tfds_cache).
+      cache_dir: root of that cache (None: <data_dir>/<name>/<version>/cnn_rnn_cache).
     """
-    check_common(data_dir, train_split, eval_split)
+    check_common(data_dir, train_split, eval_split, cache, cache_dir)
     max_len = check_int("max_len", max_len, 1)
-    train = load_reviews(train_split, data_dir, "train_split", max_len)
-    test = load_reviews(eval_split, data_dir, "eval_split", max_len)
+    train = load_reviews(train_split, data_dir, "train_split", max_len, cache, cache_dir)
+    test = load_reviews(eval_split, data_dir, "eval_split", max_len, cache, cache_dir)
     spec = TaskSpec(kind="classification", num_outputs=2, input_shape=(max_len, NUM_BYTES),
                     baseline=majority_fraction(train["targets"]), baseline_metric="accuracy",
                     baseline_note="majority class of the train split")
@@ -255,10 +196,17 @@ def imdb_reviews(seed: int, data_dir: str | None = None, train_split: str = "tra
 
 # --- tiny Shakespeare -------------------------------------------------------------------------
 
-def load_text(split: str, data_dir: str | None, field: str) -> np.ndarray:
+def text_arrays(examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Return the bytes of the examples' texts, concatenated, as uint8 `text`."""
+    return {"text": np.frombuffer(b"".join(to_bytes(e["text"]) for e in examples), np.uint8)}
+
+
+def load_text(split: str, data_dir: str | None, field: str, cache: bool = True,
+              cache_dir: str | None = None) -> np.ndarray:
     """Return the bytes of all examples of a tiny_shakespeare split, concatenated, as uint8."""
-    ds = open_split("tiny_shakespeare", split, data_dir, field)
-    return np.frombuffer(b"".join(to_bytes(ds[i]["text"]) for i in range(len(ds))), np.uint8)
+    arrays, _ = read_split("tiny_shakespeare", split, data_dir, field, text_arrays, "", cache,
+                           cache_dir)
+    return arrays["text"]
 
 
 def unigram_cross_entropy(train: np.ndarray, test: np.ndarray) -> float:
@@ -307,7 +255,8 @@ class CharWindows(DataSource):
 
 @register_data("tiny_shakespeare")
 def tiny_shakespeare(seed: int, data_dir: str | None = None, train_split: str = "train",
-                     eval_split: str = "test", seq_len: int = 256) -> DataSource:
+                     eval_split: str = "test", seq_len: int = 256, cache: bool = True,
+                     cache_dir: str | None = None) -> DataSource:
     """Build character-level language modelling on tiny Shakespeare (bytes, 256 classes).
 
     The loss is nats per character and `bits_per_step` bits per character.
@@ -318,12 +267,13 @@ def tiny_shakespeare(seed: int, data_dir: str | None = None, train_split: str = 
       train_split: tfds split to train on ("train", "validation" or "test").
       eval_split: tfds split to evaluate on.
       seq_len: window length: steps per example.
-
+      cache: keep the decoded splits in a cache beside the dataset (see tfds_cache).
+      cache_dir: root of that cache (None: <data_dir>/<name>/<version>/cnn_rnn_cache).
     """
-    check_common(data_dir, train_split, eval_split)
+    check_common(data_dir, train_split, eval_split, cache, cache_dir)
     seq_len = check_int("seq_len", seq_len, 1)
-    train = load_text(train_split, data_dir, "train_split")
-    test = load_text(eval_split, data_dir, "eval_split")
+    train = load_text(train_split, data_dir, "train_split", cache, cache_dir)
+    test = load_text(eval_split, data_dir, "eval_split", cache, cache_dir)
     shortest = min(len(train), len(test))
     if shortest <= seq_len:
         raise ConfigError("data.seq_len", f"must be below the shortest split's length "
