@@ -105,6 +105,8 @@ def validate_config(config: Mapping[str, Any]) -> None:
         check_number(f"optimizer.{key}", opt.get(key, 0.0))
     if "warmup_steps" in opt:
         check_int("optimizer.warmup_steps", opt["warmup_steps"], 0)
+    if "eval_batch_size" in config:  # 0 (or absent): a default larger than batch_size
+        check_int("eval_batch_size", config["eval_batch_size"], 0)
     policy = config.get("on_nonfinite", "stop")
     if policy not in NONFINITE_POLICIES:
         raise ConfigError("on_nonfinite",

@@ -1,6 +1,7 @@
 """Shared pieces of experiment configs: the standard fields and `key=value` argument parsing.
 
-Every experiment config has: seed, steps, batch_size (global), eval_every, checkpoint_every,
+Every experiment config has: seed, steps, batch_size (global), eval_batch_size (0: a default
+larger than batch_size), eval_every, checkpoint_every,
 keep_checkpoints, log_every, model (name + kwargs), data (name + kwargs) and optimizer (name,
 learning_rate, schedule, warmup_steps, weight_decay, grad_clip_norm).
 
@@ -76,6 +77,7 @@ def base_config(*, model: dict[str, Any], data: dict[str, Any], steps: int, batc
     c.seed = seed
     c.steps = steps
     c.batch_size = batch_size
+    c.eval_batch_size = 0  # 0: large batches that fit (see cnn_rnn/data/pipeline.py)
     total = c.get_ref("steps")
     c.eval_every = derived(total, a_fifth) if eval_every is None else eval_every
     c.checkpoint_every = (derived(total, a_fifth) if checkpoint_every is None

@@ -67,6 +67,14 @@ class DataSource(abc.ABC):
     def train_batch(self, step: int, batch_size: int) -> Batch:
         """The training batch for optimizer step `step`."""
 
+    def train_rows(self, step: int, batch_size: int, start: int, stop: int) -> Batch:
+        """Rows [start, stop) of the global training batch `step` (one process's share).
+
+        Equal to `train_batch(step, batch_size)[start:stop]` for every key; sources that can
+        build only those rows (ArraySource) override this to skip the rest.
+        """
+        return {k: v[start:stop] for k, v in self.train_batch(step, batch_size).items()}
+
     @abc.abstractmethod
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
         """The fixed evaluation set, in full batches whose `weights` mark padding with 0."""
@@ -131,9 +139,13 @@ class ArraySource(DataSource):
 
     def train_batch(self, step: int, batch_size: int) -> Batch:
         """Batch `step` of the seeded per-epoch shuffle."""
-        idx = sample_indices(self.seed, step, self._n, batch_size)
+        return self.train_rows(step, batch_size, 0, batch_size)
+
+    def train_rows(self, step: int, batch_size: int, start: int, stop: int) -> Batch:
+        """Rows [start, stop) of batch `step`, gathered without building the others."""
+        idx = sample_indices(self.seed, step, self._n, batch_size)[start:stop]
         batch = {k: v[idx] for k, v in self.train.items()}
-        batch["weights"] = np.ones(batch_size, np.float32)
+        batch["weights"] = np.ones(len(idx), np.float32)
         return batch
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:

@@ -46,7 +46,8 @@ class MappedSource(DataSource):
     """A source whose batches are an inner source's batches passed through `fn`.
 
     `fn` must be a pure function of the batch (it must not mutate it), so the mapped source is as
-    deterministic as the inner one. `spec` describes the mapped batches.
+    deterministic as the inner one, and act on each example alone, so that mapping some rows of a
+    batch gives those rows of the mapped batch. `spec` describes the mapped batches.
     """
 
     def __init__(self, inner: DataSource, spec: TaskSpec, fn: Callable[[Batch], Batch]):
@@ -57,6 +58,10 @@ class MappedSource(DataSource):
     def train_batch(self, step: int, batch_size: int) -> Batch:
         """Return the inner source's batch `step`, mapped."""
         return self.fn(self.inner.train_batch(step, batch_size))
+
+    def train_rows(self, step: int, batch_size: int, start: int, stop: int) -> Batch:
+        """Return rows [start, stop) of the inner batch `step`, mapped (`fn` works per row)."""
+        return self.fn(self.inner.train_rows(step, batch_size, start, stop))
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
         """Yield the inner source's evaluation batches, mapped one at a time."""

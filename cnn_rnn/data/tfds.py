@@ -240,10 +240,14 @@ class CharWindows(DataSource):
 
     def train_batch(self, step: int, batch_size: int) -> Batch:
         """Return windows at random offsets drawn from (seed, step)."""
+        return self.train_rows(step, batch_size, 0, batch_size)
+
+    def train_rows(self, step: int, batch_size: int, start: int, stop: int) -> Batch:
+        """Return windows [start, stop) of batch `step`, building only those."""
         starts = step_rng(self.seed, step).integers(0, len(self.train) - self.seq_len, batch_size)
-        windows = self.train[starts[:, None] + np.arange(self.seq_len + 1)]
+        windows = self.train[starts[start:stop, None] + np.arange(self.seq_len + 1)]
         return self.window_batch({"windows": windows,
-                                  "weights": np.ones(batch_size, np.float32)})
+                                  "weights": np.ones(len(windows), np.float32)})
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
         """Yield the eval text as consecutive non-overlapping windows, last batch padded."""

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from cnn_rnn.config_checks import validate_config
 from cnn_rnn.data.base import DataSource
+from cnn_rnn.data.pipeline import Prefetcher, default_eval_batch_size, prefetch_batches
 from cnn_rnn.data.registry import build_data
 from cnn_rnn.errors import ConfigError, NonFiniteError
 from cnn_rnn.models.registry import build_model
@@ -51,13 +52,27 @@ _clock = time.monotonic
 
 def evaluate(p_eval: Any, state: TrainState, data: DataSource, batch_size: int,
              n_dev: int) -> dict[str, float]:
-    """Metrics of the replicated `state` over the whole fixed eval set."""
+    """Metrics of the replicated `state` over the whole fixed eval set.
+
+    `batch_size` is the evaluation batch (see `eval_batch_size`); the next batch is prepared on
+    a background thread while the device evaluates the current one.
+    """
     total: dict[str, float] = {}
-    for batch in data.eval_batches(batch_size):
-        out = jax.device_get(p_eval(state, parallel.shard(batch, n_dev)))
-        for k, v in out.items():
-            total[k] = total.get(k, 0.0) + float(v[0])
+    with Prefetcher(lambda b: parallel.shard(b, n_dev), data.eval_batches(batch_size)) as batches:
+        for batch in batches:
+            out = jax.device_get(p_eval(state, batch))
+            for k, v in out.items():
+                total[k] = total.get(k, 0.0) + float(v[0])
     return sums_to_metrics(total)
+
+
+def eval_batch_size(cfg: Mapping[str, Any], data: DataSource, n_dev: int) -> int:
+    """The config's `eval_batch_size`, or (0 or absent) a default larger than the training batch."""
+    size = cfg.get("eval_batch_size") or 0
+    if size == 0:
+        return default_eval_batch_size(cfg["batch_size"], data.spec.input_shape, n_dev)
+    parallel.check_batch_size(size, n_dev, field="eval_batch_size")
+    return size
 
 
 def build_run(cfg: Mapping[str, Any], data: DataSource | None = None
@@ -68,6 +83,7 @@ def build_run(cfg: Mapping[str, Any], data: DataSource | None = None
     """
     parallel.check_batch_size(cfg["batch_size"], parallel.device_count())
     data = build_data(cfg["data"], seed=cfg["seed"]) if data is None else data
+    eval_batch_size(cfg, data, parallel.device_count())  # a bad value fails before any write
     model = build_model(cfg["model"], data.spec, axis_name=parallel.AXIS)
     return data, model, build_optimizer(cfg["optimizer"], cfg["steps"])
 
@@ -148,9 +164,12 @@ def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, stat
     state = parallel.replicate(state)
     bar = tqdm(total=steps, initial=start, disable=not progress, unit="step",
                dynamic_ncols=True, mininterval=1.0)
-    with contextlib.closing(MetricWriter(workdir, resume_step=start)) as writer, bar:
-        for step in range(start, steps):
-            batch = parallel.shard(data.train_batch(step, cfg["batch_size"]), n_dev)
+    eval_size = eval_batch_size(cfg, data, n_dev)
+    # Batch s is a pure function of (seed, s): preparing it ahead changes nothing but the wait.
+    batches = prefetch_batches(data, cfg["batch_size"], range(start, steps),
+                               lambda b: parallel.shard(b, n_dev))
+    with contextlib.closing(MetricWriter(workdir, resume_step=start)) as writer, bar, batches:
+        for step, batch in zip(range(start, steps), batches, strict=True):
             state, metrics = p_train(state, batch)
             done = step + 1
             window.add(done, metrics)
@@ -161,7 +180,7 @@ def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, stat
                 writer.write(done, "train", train)
                 bar.set_postfix(loss=f"{train['loss']:.4g}", refresh=False)
             if done % cfg["eval_every"] == 0 or last:
-                ev = evaluate(p_eval, state, data, cfg["batch_size"], n_dev)
+                ev = evaluate(p_eval, state, data, eval_size, n_dev)
                 writer.write(done, "eval", ev)
                 line = (f"step {done}: eval " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items())
                         + record.baseline_text(data))
@@ -173,3 +192,4 @@ def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, stat
                 # The seconds so far and an open metrics window travel with the checkpoint.
                 ckpt.save(done, jax.device_get(parallel.unreplicate(state)),
                           record.checkpoint_meta(cfg, seconds(), window.pending()))
+    log.info("input wait %.2fs over steps %d..%d", batches.wait_seconds, start, steps)

@@ -25,11 +25,11 @@ def device_count() -> int:
     return jax.local_device_count()
 
 
-def check_batch_size(batch_size: int, n_devices: int) -> None:
-    """Raise ConfigError unless the global batch splits evenly over the devices."""
+def check_batch_size(batch_size: int, n_devices: int, field: str = "batch_size") -> None:
+    """Raise ConfigError unless the global batch (config `field`) splits evenly over devices."""
     if batch_size % n_devices:
         raise ConfigError(
-            "batch_size",
+            field,
             f"{batch_size} does not divide over {n_devices} devices; accepted: a multiple of "
             f"{n_devices}")
 

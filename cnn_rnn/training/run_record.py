@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # reports and checkpoints itself. Everything else (model, data, seed, batch size, optimizer,
 # anything a config adds) defines the experiment and must match the checkpoints.
 MAY_CHANGE = ("steps", "progress", "eval_every", "log_every", "checkpoint_every",
-              "keep_checkpoints", "on_nonfinite")
+              "keep_checkpoints", "on_nonfinite", "eval_batch_size")
 # The only fields that checkpoint records written before the whole config was stored hold.
 _LEGACY_FIELDS = ("model", "data", "seed", "batch_size")
 _ABSENT = "(absent)"
