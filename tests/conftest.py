@@ -30,3 +30,13 @@ def run_cli(module: str, *args: str, devices: int = 8, timeout: int = 300,
 def cli():
     """The run_cli helper as a fixture."""
     return run_cli
+
+
+@pytest.fixture(autouse=True)
+def tfds_cache_root(tmp_path, monkeypatch):
+    """Decoded tfds splits are cached in the test's folder, never beside a (mocked) dataset."""
+    from cnn_rnn.data import tfds_cache
+
+    root = tmp_path / "tfds_cache"
+    monkeypatch.setattr(tfds_cache, "default_cache_root", lambda ds: str(root))
+    return root

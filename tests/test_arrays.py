@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from cnn_rnn.data import tfds_cache
 from cnn_rnn.data.mnist1d import load_mnist1d
 from cnn_rnn.data.registry import build_data
 from cnn_rnn.errors import ConfigError
+from cnn_rnn.sweep import Point, validate_points
 from cnn_rnn.training.loop import train_and_evaluate
+from configs import arrays as arrays_config
 from tests.config_helpers import small_config
 
 
@@ -46,8 +47,7 @@ def test_mnist1d_round_trip_gives_the_builtin_batches(mnist1d_npz):
     assert_same_batches(arrays, build_data({"name": "mnist1d"}, seed=0))
 
 
-def test_mnist_npz_matches_tfds_normalisation_and_pixel_views(tmp_path, monkeypatch):
-    monkeypatch.setattr(tfds_cache, "default_cache_root", lambda ds: str(tmp_path / "cache"))
+def test_mnist_npz_matches_tfds_normalisation_and_pixel_views(tmp_path):
     with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
         split = {s: tfds.data_source("mnist", split=s) for s in ("train", "test")}
         images = {s: np.stack([np.asarray(ds[i]["image"]) for i in range(len(ds))])
@@ -132,3 +132,10 @@ def test_training_on_the_npz_equals_training_on_the_builtin_source(tmp_path, mni
         config.data = data
         summaries.append(train_and_evaluate(config, str(tmp_path / name))["eval"])
     assert summaries[0] == summaries[1] and summaries[0]["accuracy"] > 0
+
+
+def test_the_arrays_config_validates_for_images_and_sequences(mnist1d_npz):
+    for arg in (f"path={mnist1d_npz},model=gru", f"path={mnist1d_npz},model=cnn1d,pixels=permuted"):
+        validate_points([Point(arg, arrays_config.get_config(arg))])
+    with pytest.raises(ValueError, match="path is required"):
+        arrays_config.get_config("model=gru")

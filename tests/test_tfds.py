@@ -12,20 +12,12 @@ import pytest
 import tensorflow_datasets as tfds
 
 from cnn_rnn.data import tfds as tfds_sources
-from cnn_rnn.data import tfds_cache, tfds_prepare
+from cnn_rnn.data import tfds_prepare
 from cnn_rnn.data.registry import build_data
 from cnn_rnn.data.sequential import pixel_permutation
 from cnn_rnn.errors import ConfigError
 
 NUM_EXAMPLES = 12
-
-
-@pytest.fixture(autouse=True)
-def cache_in_tmp(tmp_path, monkeypatch):
-    """Decoded-split caches go to this test's folder, never beside the mocked dataset."""
-    root = tmp_path / "cache"
-    monkeypatch.setattr(tfds_cache, "default_cache_root", lambda ds: str(root))
-    return root
 
 
 @pytest.fixture

@@ -18,11 +18,9 @@ from cnn_rnn.errors import ConfigError
 
 
 @pytest.fixture
-def mock_mnist(tmp_path, monkeypatch):
-    root = tmp_path / "cache"
-    monkeypatch.setattr(tfds_cache, "default_cache_root", lambda ds: str(root))
+def mock_mnist(tfds_cache_root):
     with tfds.testing.mock_data(num_examples=30, policy=tfds.testing.MockPolicy.USE_CODE):
-        yield root
+        yield tfds_cache_root
 
 
 def count_decodes(monkeypatch) -> list[int]:
