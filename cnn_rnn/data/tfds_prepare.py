@@ -16,7 +16,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -122,11 +122,33 @@ def prepare(builder: Any, name: str, data_dir: str | None) -> None:
         raise
 
 
+@contextlib.contextmanager
+def absl_errors_only() -> Iterator[None]:
+    """Silence tfds' absl warnings (e.g. "Variant folder ... has no dataset_info.json").
+
+    Looking for a dataset that is not there is a normal step here; what the user needs to know
+    is in the ConfigError raised afterwards, on one line.
+    """
+    from absl import logging as absl_logging
+
+    level = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(level)
+
+
 def open_split(name: str, split: str, data_dir: str | None, field: str) -> Sequence[Any]:
     """Return the random-access tfds data source of `name`/`split`, preparing it if possible.
 
     `field` names the config key that chose `split`, for the error a bad split gives.
     """
+    with absl_errors_only():
+        return _open_split(name, split, data_dir, field)
+
+
+def _open_split(name: str, split: str, data_dir: str | None, field: str) -> Sequence[Any]:
     import tensorflow_datasets as tfds
 
     try:
