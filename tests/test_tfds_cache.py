@@ -88,6 +88,14 @@ def test_a_read_only_cache_root_only_costs_speed(mock_mnist, monkeypatch):
     assert source.train_batch(0, 4)["inputs"].shape == (4, 28, 28, 1)
 
 
+def test_a_remote_data_dir_is_decoded_without_a_cache(mock_mnist, monkeypatch, tmp_path):
+    monkeypatch.setattr(tfds_cache, "default_cache_root", lambda ds: "gs://bucket/mnist/3.0.1")
+    monkeypatch.chdir(tmp_path)
+    calls = count_decodes(monkeypatch)
+    build_data({"name": "mnist"}, seed=0)
+    assert calls == [30, 30] and not (tmp_path / "gs:").exists()
+
+
 # --- offline preparation ----------------------------------------------------------------------
 
 class FakeBuilder:

@@ -10,7 +10,8 @@ arrays from disk in well under a second. A cache is used only if its meta matche
 (name and version), the split, the source's `key` (e.g. a truncation length) and the number of
 examples; anything else, including a folder left by an interrupted write, is rebuilt. Writes go
 to a temporary folder renamed into place, so a reader never sees a half-written cache. A
-read-only data_dir only costs the speed-up: the decoded arrays are then kept in memory.
+read-only or remote (gs://...) data_dir only costs the speed-up: the decoded arrays are then
+kept in memory.
 """
 
 from __future__ import annotations
@@ -116,9 +117,10 @@ def cached_split(ds: Any, split: str, convert: Convert, key: str = "",
       cache_dir: cache root (None: `default_cache_root(ds)`).
       use_cache: False reads and decodes without touching any cache.
     """
-    if not use_cache:
+    root = cache_dir or default_cache_root(ds)
+    if not use_cache or "://" in root:  # gs:// etc.: numpy cannot map it (and os would mkdir it)
         return decode_split(ds, convert)
-    folder = split_folder(cache_dir or default_cache_root(ds), split, key)
+    folder = split_folder(root, split, key)
     expected = expected_meta(ds, split, key)
     arrays = load_cache(folder, expected)
     if arrays is not None:
