@@ -38,6 +38,10 @@ def test_prefetched_batches_are_the_direct_ones_in_order():
     for step, batch in zip(range(3, 9), got, strict=True):
         for key, value in source.train_batch(step, 8).items():
             np.testing.assert_array_equal(batch[key], value)
+    with prefetch_batches(source, 8, range(3, 5), rows=(2, 6)) as batches:
+        for step, batch in zip(range(3, 5), batches, strict=True):
+            np.testing.assert_array_equal(batch["inputs"],
+                                          source.train_batch(step, 8)["inputs"][2:6])
 
 
 def test_prefetch_runs_ahead_and_reports_errors_and_waits():

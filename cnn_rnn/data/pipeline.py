@@ -113,11 +113,23 @@ class Prefetcher(Generic[S, T]):
 
 
 def prefetch_batches(source: DataSource, batch_size: int, steps: Iterable[int],
-                     transform: Callable[[Batch], Any] = lambda b: b,
-                     depth: int = 2) -> Prefetcher[int, Any]:
-    """Return `transform(source.train_batch(s, batch_size))` for each step s, prefetched."""
+                     transform: Callable[[Batch], Any] = lambda b: b, depth: int = 2,
+                     rows: tuple[int, int] | None = None) -> Prefetcher[int, Any]:
+    """Return `transform(batch)` for each step of `steps`, prefetched on a background thread.
+
+    Args:
+      source: the data source.
+      batch_size: the global batch size.
+      steps: the steps to produce, in order (e.g. range(resumed_step, total_steps)).
+      transform: applied on the background thread too (e.g. splitting over local devices).
+      depth: how many results to keep ready.
+      rows: (start, stop) to produce only those rows of each global batch (one process's
+        share in a multi-process run); None for the whole batch.
+    """
     batches = GlobalBatches(source, batch_size)
-    return Prefetcher(lambda step: transform(batches.batch(step)), steps, depth)
+    if rows is None:
+        return Prefetcher(lambda step: transform(batches.batch(step)), steps, depth)
+    return Prefetcher(lambda step: transform(batches.rows(step, *rows)), steps, depth)
 
 
 def default_eval_batch_size(batch_size: int, input_shape: tuple[int, ...], n_devices: int,
