@@ -161,6 +161,13 @@ def test_download_hosts_and_reachability(monkeypatch):
     builder.url_infos = {"https://a.org/x": None, "https://a.org/y": None, "http://b.net/z": None}
     assert tfds_prepare.download_hosts(builder) == ["storage.googleapis.com", "a.org", "b.net"]
 
+    class NoResources:
+        @property
+        def url_infos(self):
+            raise ModuleNotFoundError("No module named 'importlib_resources'")
+
+    assert tfds_prepare.download_hosts(NoResources()) == ["storage.googleapis.com"]
+
     class Connection:
         def __enter__(self):
             return self

@@ -47,7 +47,11 @@ def prepare_command(name: str, data_dir: str | None) -> str:
 def download_hosts(builder: Any) -> list[str]:
     """Return the hosts `builder` downloads from: tfds' mirror, then its checksummed URLs."""
     hosts = [TFDS_MIRROR]
-    for url in (builder.url_infos or {}):
+    try:
+        url_infos = builder.url_infos or {}
+    except ModuleNotFoundError:  # tfds reads checksums with importlib_resources: the mirror only
+        url_infos = {}
+    for url in url_infos:
         host = urlparse(url).hostname
         if host and host not in hosts:
             hosts.append(host)
