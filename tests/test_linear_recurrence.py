@@ -1,4 +1,4 @@
-"""LRU and minGRU: parallel (associative) scan == sequential scan == the equations; masks; hook."""
+"""LRU and minGRU: chunked == associative == sequential scan == the equations; masks; hook."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,8 @@ from model_helpers import assert_padding_changes_nothing, train_losses
 
 from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
-from cnn_rnn.models.linear_recurrence import LRU, MinGRU, linear_scan
+from cnn_rnn.models.linear_recurrence import LRU, MinGRU
+from cnn_rnn.models.linear_scan import linear_scan, resolve_impl
 from cnn_rnn.models.registry import build_model
 
 B, T, D, N = 2, 9, 3, 5
@@ -19,17 +20,57 @@ def _x(seed=0, t=T, d=D):
     return jax.random.normal(jax.random.key(seed), (B, t, d))
 
 
-def test_linear_scan_parallel_equals_sequential_and_loop():
-    ka, kb = jax.random.split(jax.random.key(0))
-    a = jax.random.uniform(ka, (B, T, N), minval=-1, maxval=1)
-    b = jax.random.normal(kb, (B, T, N))
-    h, ref = np.zeros((B, N)), []
-    for t in range(T):
-        h = np.asarray(a[:, t]) * h + np.asarray(b[:, t])
-        ref.append(h)
-    ref = np.stack(ref, axis=1)
-    for impl in ("parallel", "sequential"):
-        np.testing.assert_allclose(linear_scan(a, b, impl), ref, atol=TOL, rtol=TOL)
+ENGINES = [("chunked", 4, False), ("chunked", 4, True), ("chunked", 32, True),
+           ("associative", 32, False), ("parallel", 32, True), ("sequential", 32, True)]
+
+
+def _loop_scan(a, b):
+    """h_t = a_t h_{t-1} + b_t as an explicit jax.numpy loop (differentiated by plain autodiff)."""
+    h, out = jnp.zeros_like(b[:, 0]), []
+    for t in range(b.shape[1]):
+        h = a[:, t] * h + b[:, t]
+        out.append(h)
+    return jnp.stack(out, axis=1)
+
+
+@pytest.mark.parametrize("impl,chunk,complex_coeffs", ENGINES)
+def test_linear_scan_engines_equal_the_loop_in_values_and_gradients(impl, chunk, complex_coeffs):
+    t = 11  # not a multiple of the chunk lengths: the padding is exercised
+    ka, kb, kc, kd = jax.random.split(jax.random.key(0), 4)
+    if complex_coeffs:  # complex a as in the LRU: modulus < 1, any phase
+        a = jnp.exp(jax.random.uniform(ka, (B, t, N), minval=-1, maxval=0)
+                    + 1j * jax.random.uniform(kc, (B, t, N), maxval=6.28))
+        b = jax.random.normal(kb, (B, t, N)) + 1j * jax.random.normal(kd, (B, t, N))
+    else:  # negative decays too
+        a = jax.random.uniform(ka, (B, t, N), minval=-1, maxval=1)
+        b = jax.random.normal(kb, (B, t, N))
+    w = jax.random.normal(kc, (B, t, N))
+
+    def ours(a, b):
+        if not complex_coeffs:
+            return linear_scan(a, b, impl, chunk)
+        pair = lambda z: (jnp.real(z), jnp.imag(z))  # noqa: E731
+        h = linear_scan(pair(a), pair(b), impl, chunk)
+        return h[0] + 1j * h[1]
+
+    def loss(scan, a, b):
+        return jnp.sum(w * jnp.abs(jnp.sin(scan(a, b))) ** 2)
+
+    np.testing.assert_allclose(ours(a, b), _loop_scan(a, b), atol=TOL, rtol=TOL)
+    g_ours = jax.grad(lambda a, b: loss(ours, a, b), argnums=(0, 1))(a, b)
+    g_loop = jax.grad(lambda a, b: loss(_loop_scan, a, b), argnums=(0, 1))(a, b)
+    for u, v in zip(g_ours, g_loop, strict=True):
+        np.testing.assert_allclose(u, v, atol=1e-4, rtol=1e-4)
+
+
+def test_linear_scan_broadcasts_a_constant_decay_and_auto_picks_by_backend():
+    b = jax.random.normal(jax.random.key(1), (B, T, N))
+    lam = jnp.linspace(0.1, 0.9, N)
+    np.testing.assert_allclose(linear_scan(lam, b, "chunked", 4),
+                               _loop_scan(jnp.broadcast_to(lam, b.shape), b), atol=TOL)
+    expected = "chunked" if jax.default_backend() == "cpu" else "associative"
+    assert resolve_impl("auto") == expected
+    assert resolve_impl("parallel") == "associative"
 
 
 def _mingru_loop(p, x, pert=None):
@@ -88,17 +129,18 @@ def test_parallel_and_sequential_agree_in_outputs_and_gradients(name):
     mask = jnp.arange(T)[None, :] < jnp.array([[T], [4]])
     models = [build_model({"name": name, "hidden": N, "d_model": 6, "num_layers": 1,
                            "impl": impl}, spec)
-              for impl in ("parallel", "sequential")]
+              for impl in ("chunked", "associative", "sequential")]
     params = models[0].init(jax.random.key(6), x)["params"]
 
     def loss(p, model):
         return jnp.sum(jnp.sin(model.apply({"params": p}, x, mask=mask)))
 
     outs = [m.apply({"params": params}, x, mask=mask) for m in models]
-    np.testing.assert_allclose(outs[0], outs[1], atol=TOL, rtol=TOL)
-    g_par, g_seq = (jax.grad(loss)(params, m) for m in models)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=TOL, rtol=1e-4),
-                 g_par, g_seq)
+    grads = [jax.grad(loss)(params, m) for m in models]
+    for out, grad in zip(outs[:-1], grads[:-1], strict=True):
+        np.testing.assert_allclose(out, outs[-1], atol=TOL, rtol=TOL)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=TOL, rtol=1e-4),
+                     grad, grads[-1])
 
 
 @pytest.mark.parametrize("name,pool,many", [("lru", "mean", False), ("mingru", "last", False),
@@ -111,7 +153,7 @@ def test_padding_changes_nothing(name, pool, many):
                                    fill=5.0, atol=TOL)
 
 
-@pytest.mark.parametrize("impl", ["parallel", "sequential"])
+@pytest.mark.parametrize("impl", ["chunked", "associative", "sequential"])
 def test_perturbation_gradient_is_dL_dh_mingru(impl):
     x = _x(9)
     layer = MinGRU(N, impl=impl)

@@ -7,8 +7,10 @@ two consecutive steps compose into one step of the same form:
     (a1, b1) then (a2, b2)  =  (a2 * a1,  a2 * b1 + b2)
 
 This operator is associative, so `jax.lax.associative_scan` computes all T states in O(log T)
-parallel depth, like a convolution computes all positions at once. The same recurrence run with a
-sequential `jax.lax.scan` (impl="sequential") gives the same numbers; the tests check both.
+parallel depth, like a convolution computes all positions at once; on a CPU a chunked scan (dense
+products inside chunks, a short sequential scan across them) is faster. The engines, and the
+sequential `jax.lax.scan` reference that gives the same numbers, are in
+`cnn_rnn.models.linear_scan` (`impl`, default "auto": chunked on CPU, associative elsewhere).
 
 Models here stack residual blocks  x + Dropout(GLU(GELU(recurrence(LayerNorm(x))))); the
 nonlinearity lives between recurrences, not inside them.
@@ -39,63 +41,18 @@ import jax.numpy as jnp
 
 from cnn_rnn.config_checks import check_choice, check_int, check_number, check_rate
 from cnn_rnn.errors import ConfigError
+from cnn_rnn.models.linear_scan import IMPLS, Coeffs, add, linear_scan
 from cnn_rnn.models.readout import POOLS, pool_sequence
 from cnn_rnn.models.registry import register_model
 
 Array = jax.Array
-IMPLS = ("parallel", "sequential")
-
-
-Coeffs = Array | tuple[Array, Array]  # a real array, or a complex one as (real, imag) arrays
-
-
-def _mul(x: Coeffs, y: Coeffs) -> Coeffs:
-    """Elementwise product; (real, imag) pairs multiply as complex numbers."""
-    if isinstance(x, tuple):
-        return x[0] * y[0] - x[1] * y[1], x[0] * y[1] + x[1] * y[0]
-    return x * y
-
-
-def _add(x: Coeffs, y: Coeffs) -> Coeffs:
-    """Elementwise sum of arrays or of (real, imag) pairs."""
-    return jax.tree.map(jnp.add, x, y)
-
-
-def _combine(left: tuple[Coeffs, Coeffs], right: tuple[Coeffs, Coeffs]) -> tuple[Coeffs, Coeffs]:
-    """Compose two linear steps: apply `left` first, then `right`."""
-    a1, b1 = left
-    a2, b2 = right
-    return _mul(a2, a1), _add(_mul(a2, b1), b2)
-
-
-def linear_scan(a: Coeffs, b: Coeffs, impl: str = "parallel") -> Coeffs:
-    """All states of h_t = a_t * h_{t-1} + b_t with h_{-1} = 0, for a, b [B, T, N].
-
-    a and b are real arrays, or complex ones given as (real, imag) pairs of real arrays (XLA:CPU
-    differentiates real arithmetic much faster than complex64). impl="parallel" uses
-    `jax.lax.associative_scan` (O(log T) depth); impl="sequential" a `jax.lax.scan` over time.
-    `a` is broadcast to b's shape (e.g. a constant LRU lambda).
-    """
-    check_choice("impl", impl, IMPLS)
-    a = jax.tree.map(lambda u, v: jnp.broadcast_to(u, v.shape), a, b)
-    if impl == "parallel":
-        return jax.lax.associative_scan(_combine, (a, b), axis=1)[1]
-
-    def step(h: Coeffs, ab: tuple[Coeffs, Coeffs]) -> tuple[Coeffs, Coeffs]:
-        h = _add(_mul(ab[0], h), ab[1])
-        return h, h
-
-    time_major = lambda tree: jax.tree.map(lambda u: jnp.swapaxes(u, 0, 1), tree)  # noqa: E731
-    h0 = jax.tree.map(lambda u: jnp.zeros_like(u[:, 0]), b)
-    _, hs = jax.lax.scan(step, h0, time_major((a, b)))
-    return time_major(hs)
 
 
 def masked_coefficients(a: Coeffs, b: Coeffs, mask: Array | None,
                         perturbation: Coeffs | None) -> tuple[Coeffs, Coeffs]:
     """Apply the perturbation hook (b += p) and the mask (a = 1, b = 0 on padded steps)."""
     if perturbation is not None:
-        b = _add(b, perturbation)
+        b = add(b, perturbation)
     if mask is None:
         return a, b
     keep = mask[..., None].astype(bool)
@@ -147,12 +104,13 @@ class LinearRecurrence(nn.Module):
 
     Attributes:
       hidden: state size.
-      impl: "parallel" (associative scan) or "sequential" (lax.scan).
+      impl: the scan engine, one of linear_scan.IMPLS ("auto", "associative", "chunked",
+        "sequential"); all give the same states.
 
     """
 
     hidden: int
-    impl: str = "parallel"
+    impl: str = "auto"
 
     def __post_init__(self) -> None:
         check_int("model.hidden", self.hidden, 1)
@@ -169,7 +127,8 @@ class LRU(LinearRecurrence, EigenvalueInit):
 
     Attributes:
       hidden: state size N.
-      impl: "parallel" (associative scan) or "sequential" (lax.scan).
+      impl: the scan engine, one of linear_scan.IMPLS ("auto", "associative", "chunked",
+        "sequential"); all give the same states.
       r_min, r_max, max_phase: keyword-only, see `EigenvalueInit`.
 
     """
@@ -216,7 +175,8 @@ class MinGRU(LinearRecurrence):
 
     Attributes:
       hidden: state size H.
-      impl: "parallel" (associative scan) or "sequential" (lax.scan).
+      impl: the scan engine, one of linear_scan.IMPLS ("auto", "associative", "chunked",
+        "sequential"); all give the same states.
 
     """
 
@@ -267,7 +227,7 @@ class LinearRecurrentModel(nn.Module):
       num_layers: stacked residual blocks.
       dropout: dropout on each block's output.
       pool: many-to-one readout, "mean" over valid steps or "last" valid step.
-      impl: "parallel" (associative scan) or "sequential" (lax.scan); same results.
+      impl: the scan engine, one of linear_scan.IMPLS; same results.
 
     """
 
@@ -278,7 +238,7 @@ class LinearRecurrentModel(nn.Module):
     num_layers: int = 2
     dropout: float = 0.0
     pool: str = "mean"
-    impl: str = "parallel"
+    impl: str = "auto"
 
     def __post_init__(self) -> None:
         check_int("model.hidden", self.hidden, 1)
