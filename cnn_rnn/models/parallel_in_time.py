@@ -1,0 +1,271 @@
+"""Nonlinear recurrences solved for all time steps at once by Newton's method (DEER, quasi-DEER).
+
+A recurrence h_t = f(h_{t-1}, x_t), t = 1..T, is a system of T equations in the unknown states.
+Newton's method linearises f around the current guess h^k,
+
+    h_t = f(h^k_{t-1}, x_t) + J_t (h_{t-1} - h^k_{t-1}),   J_t = df/dh (h^k_{t-1}, x_t),
+
+which is a LINEAR recurrence h_t = J_t h_{t-1} + b_t: an associative scan solves it for all t at
+once (`jax.lax.associative_scan` over affine maps (J_t, b_t), composed by matrix products), as a
+convolution computes all positions at once. Each iteration makes at least one more step exact (h_1
+is exact after the first), so T iterations always suffice; when the products of the J_t shrink
+(contracting dynamics: the regime where gradients vanish) a few iterations reach float precision,
+and when they grow (chaotic dynamics: exploding gradients) convergence is slow or breaks down.
+
+  "deer"        full Jacobians J_t [H, H] (Lim et al. 2024, "Parallelizing non-linear sequential
+                models over the sequence length"): quadratic convergence, O(T H^2) memory and
+                O(T H^3) work per iteration.
+  "quasi_deer"  only diag(J_t) (Gonzalez et al. 2024, "Towards scalable and stable
+                parallelization of nonlinear RNNs"): O(T H) memory, the diagonal scan runs on the
+                engines of `linear_scan` (chunked on CPU); more, cheaper iterations.
+
+Iterations run in a `lax.while_loop` until max |h^{k+1} - h^k| < tol or max_iters. The result
+carries the iteration count and a converged flag, and is never silently unconverged: with
+on_failure="fallback" an unconverged solve is replaced by the sequential scan (lax.cond), with
+"error" a run raises (a host callback, so also under jit).
+
+Gradients through the solution use the implicit function theorem (`jax.custom_vjp`): the adjoint
+lambda_t = dL/dh_t + J_{t+1}^T lambda_{t+1} is one more linear recurrence, backwards in time,
+solved by a reverse associative scan with the J_t^T (deer), or by quasi-Newton iterations whose
+every step is one batched vector-Jacobian product over all t and one diagonal scan (quasi_deer);
+then one batched VJP of f gives the gradients of the parameters, inputs and h_0.
+
+A step function here is `step(params, h [B, H], x) -> h' [B, H]`, rows independent (a batch), x any
+pytree of [B, ...] arrays. Masks and the probe's perturbations are folded into x by the caller.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from cnn_rnn.models.linear_scan import linear_scan
+from cnn_rnn.registry import check_choice
+
+Array = jax.Array
+Step = Callable[[Any, Array, Any], Array]
+METHODS = ("deer", "quasi_deer")
+ON_FAILURE = ("fallback", "error")
+
+
+class Solution(NamedTuple):
+    """States [T, B, H] of a solve, the Newton iterations used and whether they converged.
+
+    `converged` is False when the states came from the sequential fallback instead.
+    """
+
+    states: Array
+    iterations: Array
+    converged: Array
+
+
+class SolverOptions(NamedTuple):
+    """Static options of `solve`: method, tol (max |dh|), max_iters, on_failure."""
+
+    method: str = "quasi_deer"
+    tol: float = 1e-5
+    max_iters: int = 100
+    on_failure: str = "fallback"
+
+
+def check_options(options: SolverOptions) -> None:
+    """Raise ValueError on an unknown method or on_failure, or a bad tol or max_iters."""
+    check_choice("method", options.method, METHODS)
+    check_choice("on_failure", options.on_failure, ON_FAILURE)
+    if not (isinstance(options.tol, float | int) and options.tol > 0):
+        raise ValueError(f"tol must be a number > 0, got {options.tol!r}")
+    if not isinstance(options.max_iters, int) or options.max_iters < 1:
+        raise ValueError(f"max_iters must be an integer >= 1, got {options.max_iters!r}")
+
+
+def _over_time(step: Step, params: Any, h_prev: Array, xs: Any) -> Array:
+    """Apply the step at every t at once: h_prev [T, B, H] -> [T, B, H]."""
+    return jax.vmap(lambda h, x: step(params, h, x))(h_prev, xs)
+
+
+def _shifted(states: Array, h0: Array) -> Array:
+    """The previous state of every step: [h0, h_1, ..., h_{T-1}]."""
+    return jnp.concatenate([h0[None], states[:-1]], axis=0)
+
+
+def jacobians(step: Step, params: Any, h_prev: Array, xs: Any, diagonal: bool) -> Array:
+    """J_t = df/dh at (h_prev_t, x_t): [T, B, H, H], or only its diagonal [T, B, H].
+
+    The diagonal is built from H forward-mode products, one basis vector at a time over all t
+    and b at once, so it never holds more than O(T B H) numbers.
+    """
+    f = functools.partial(_over_time, step, params)
+    if not diagonal:
+        # One example at a time: rows are independent, so each Jacobian is [H, H].
+        def single(h: Array, x: Any) -> Array:
+            return step(params, h[None], jax.tree.map(lambda u: u[None], x))[0]
+
+        return jax.vmap(jax.vmap(jax.jacfwd(single)))(h_prev, xs)
+    hidden = h_prev.shape[-1]
+
+    def column(i: Array, diag: Array) -> Array:
+        e = jax.nn.one_hot(i, hidden, dtype=h_prev.dtype)
+        tangent = jax.jvp(lambda h: f(h, xs), (h_prev,), (jnp.broadcast_to(e, h_prev.shape),))[1]
+        return diag + tangent * e
+
+    return jax.lax.fori_loop(0, hidden, column, jnp.zeros_like(h_prev))
+
+
+def _affine_scan(a: Array, b: Array, diagonal: bool, reverse: bool = False) -> Array:
+    """All x_t = a_t x_{t-1} + b_t from x = 0 (x_{t+1} with reverse), time on axis 0.
+
+    a is [T, B, H, H] (matrices) or [T, B, H] (diagonals); b is [T, B, H].
+    """
+    flip = (lambda u: jnp.flip(u, axis=0)) if reverse else (lambda u: u)  # noqa: E731
+    a, b = flip(a), flip(b)
+    if diagonal:  # the linear-recurrence engines want [B, T, H]: chunked on CPU
+        return flip(jnp.swapaxes(linear_scan(jnp.swapaxes(a, 0, 1), jnp.swapaxes(b, 0, 1)), 0, 1))
+
+    def combine(left: tuple[Array, Array], right: tuple[Array, Array]) -> tuple[Array, Array]:
+        a1, b1 = left
+        a2, b2 = right
+        return a2 @ a1, jnp.einsum("...ij,...j->...i", a2, b1) + b2
+
+    return flip(jax.lax.associative_scan(combine, (a, b), axis=0)[1])
+
+
+def _apply(a: Array, x: Array, diagonal: bool) -> Array:
+    """Multiply x by a diagonal a [..., H] or a matrix a [..., H, H]."""
+    return a * x if diagonal else jnp.einsum("...ij,...j->...i", a, x)
+
+
+def sequential_states(step: Step, params: Any, xs: Any, h0: Array) -> Array:
+    """The reference: all states [T, B, H] by `lax.scan` through time."""
+    return jax.lax.scan(lambda h, x: (step(params, h, x),) * 2, h0, xs)[1]
+
+
+def newton(step: Step, params: Any, xs: Any, h0: Array,
+           options: SolverOptions) -> tuple[Array, Array, Array]:
+    """Newton iterations from h = 0; return (states [T, B, H], iterations, max |dh| of the last)."""
+    diagonal = options.method == "quasi_deer"
+    t = jax.tree.leaves(xs)[0].shape[0]
+
+    def body(carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
+        h, it, _ = carry
+        h_prev = _shifted(h, h0)
+        fh = _over_time(step, params, h_prev, xs)
+        jac = jacobians(step, params, h_prev, xs, diagonal)
+        # Step 1's previous state h0 is known: its map is the constant f(h0, x_1).
+        b = fh - _apply(jac, h_prev, diagonal)
+        b = b.at[0].set(fh[0])
+        jac = jac.at[0].set(0.0)
+        h_new = _affine_scan(jac, b, diagonal)
+        return h_new, it + 1, jnp.max(jnp.abs(h_new - h))
+
+    def cond(carry: tuple[Array, Array, Array]) -> Array:
+        _, it, delta = carry
+        return (it < options.max_iters) & ~(delta < options.tol)  # NaN keeps iterating
+
+    h_init = jnp.zeros((t, *h0.shape), h0.dtype)
+    return jax.lax.while_loop(cond, body, (h_init, jnp.int32(0), jnp.array(jnp.inf, h0.dtype)))
+
+
+def _raise_unconverged(converged: Any, iterations: Any, delta: Any, method: str) -> None:
+    if not bool(converged):
+        raise RuntimeError(f"{method}: Newton iterations did not converge ({int(iterations)} "
+                           f"iterations, last max |dh| = {float(delta):.3g}); raise max_iters, "
+                           f"or use on_failure='fallback' (the sequential scan)")
+
+
+def _forward(step: Step, options: SolverOptions, params: Any, xs: Any,
+             h0: Array) -> Solution:
+    h, iterations, delta = newton(step, params, xs, h0, options)
+    converged = delta < options.tol
+    if options.on_failure == "error":
+        jax.debug.callback(_raise_unconverged, converged, iterations, delta, options.method)
+        return Solution(h, iterations, converged)
+    h = jax.lax.cond(converged, lambda: h, lambda: sequential_states(step, params, xs, h0))
+    return Solution(h, iterations, converged)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def solve(step: Step, options: SolverOptions, params: Any, xs: Any, h0: Array) -> Solution:
+    """All states of h_t = step(params, h_{t-1}, x_t) by Newton iterations (see module doc).
+
+    Args:
+      step: the step function, rows independent (hashable: a function, not a fresh lambda per
+        call, so that jit caches).
+      options: `SolverOptions` (method, tol, max_iters, on_failure).
+      params: any pytree the step reads (differentiated).
+      xs: pytree of inputs [T, B, ...] (differentiated).
+      h0: initial state [B, H] (differentiated).
+
+    Returns:
+      A `Solution`: states [T, B, H], iterations (int32) and converged (bool).
+
+    """
+    return _forward(step, options, params, xs, h0)
+
+
+def _solve_fwd(step: Step, options: SolverOptions, params: Any, xs: Any,
+               h0: Array) -> tuple[Solution, tuple[Any, ...]]:
+    sol = _forward(step, options, params, xs, h0)
+    return sol, (params, xs, h0, sol.states)
+
+
+def _solve_bwd(step: Step, options: SolverOptions, res: tuple[Any, ...],
+               cotangents: Solution) -> tuple[Any, Any, Array]:
+    params, xs, h0, states = res
+    g = cotangents.states
+    h_prev = _shifted(states, h0)
+    _, vjp = jax.vjp(functools.partial(_over_time, step), params, h_prev, xs)
+
+    def later(u: Array) -> Array:  # u_{t+1} at t, zero after the last step
+        return jnp.concatenate([u[1:], jnp.zeros_like(u[:1])], axis=0)
+
+    if options.method == "deer":
+        jac_t = jnp.swapaxes(jacobians(step, params, h_prev, xs, diagonal=False), -1, -2)
+        lam = _affine_scan(later(jac_t), g, diagonal=False, reverse=True)
+    else:
+        lam = _quasi_adjoint(step, params, xs, h_prev, g, vjp, later, options)
+    d_params, d_h_prev, d_xs = vjp(lam)
+    return d_params, d_xs, d_h_prev[0]
+
+
+def _quasi_adjoint(step: Step, params: Any, xs: Any, h_prev: Array, g: Array,
+                   vjp: Callable[[Array], tuple[Any, ...]], later: Callable[[Array], Array],
+                   options: SolverOptions) -> Array:
+    """Solve lambda_t = g_t + J_{t+1}^T lambda_{t+1} with diagonal-preconditioned iterations.
+
+    lambda^{k+1}_t = g_t + D_{t+1} lambda^{k+1}_{t+1} + (J_{t+1}^T - D_{t+1}) lambda^k_{t+1},
+    D = diag(J): each iteration is one batched VJP and one diagonal reverse scan, and makes at
+    least one more step exact. Falls back to the sequential adjoint if it does not converge.
+    """
+    d_next = later(jacobians(step, params, h_prev, xs, diagonal=True))
+
+    def body(carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
+        lam, it, _ = carry
+        correction = later(vjp(lam)[1]) - d_next * later(lam)
+        new = _affine_scan(d_next, g + correction, diagonal=True, reverse=True)
+        return new, it + 1, jnp.max(jnp.abs(new - lam)) / (jnp.max(jnp.abs(new)) + 1e-30)
+
+    def cond(carry: tuple[Array, Array, Array]) -> Array:
+        return (carry[1] < options.max_iters) & ~(carry[2] < options.tol)
+
+    lam, _, delta = jax.lax.while_loop(
+        cond, body, (jnp.zeros_like(g), jnp.int32(0), jnp.array(jnp.inf, g.dtype)))
+
+    def sequential() -> Array:
+        def back(lam_next: Array, inp: tuple[Array, Any, Array]) -> tuple[Array, Array]:
+            h, x, g_t = inp  # h is the previous state of step t+1, i.e. h_t
+            lam_t = g_t + jax.vjp(lambda u: step(params, u, x), h)[1](lam_next)[0]
+            return lam_t, lam_t
+
+        # lambda_T = g_T; then lambda_t = g_t + J_{t+1}^T lambda_{t+1}, t = T-1 .. 1.
+        xs_next = jax.tree.map(lambda u: u[1:], xs)
+        _, lams = jax.lax.scan(back, g[-1], (h_prev[1:], xs_next, g[:-1]), reverse=True)
+        return jnp.concatenate([lams, g[-1:]], axis=0)
+
+    return jax.lax.cond(delta < options.tol, lambda: lam, sequential)
+
+
+solve.defvjp(_solve_fwd, _solve_bwd)

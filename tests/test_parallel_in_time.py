@@ -1,0 +1,133 @@
+"""DEER / quasi-DEER Newton solves == the sequential scan, in states and gradients; failure paths.
+
+The step functions here are written from the cells' equations (independent of cnn_rnn's cells).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnn_rnn.models import parallel_in_time as pit
+
+B, D, H = 2, 3, 6
+
+
+def tanh_rnn(p, h, x):
+    return jnp.tanh(x @ p["U"] + h @ p["W"] + p["b"])
+
+
+def gru(p, h, x):
+    xz, xr, xn = jnp.split(x @ p["U"] + p["b"], 3, axis=-1)
+    wz, wr, wn = jnp.split(p["W"], 3, axis=-1)
+    z, r = jax.nn.sigmoid(xz + h @ wz), jax.nn.sigmoid(xr + h @ wr)
+    n = jnp.tanh(xn + r * (h @ wn))
+    return (1 - z) * n + z * h
+
+
+def lstm(p, state, x):
+    """LSTM on the flat state [c, h] (2H)."""
+    c, h = jnp.split(state, 2, axis=-1)
+    i, f, g, o = jnp.split(x @ p["U"] + h @ p["W"] + p["b"], 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return jnp.concatenate([c, jax.nn.sigmoid(o) * jnp.tanh(c)], axis=-1)
+
+
+def masked(p, h, xm):
+    """A step that keeps the state on padded steps (mask 0), as the layer does."""
+    x, m = xm
+    return jnp.where(m[:, None], gru(p, h, x), h)
+
+
+CELLS = {"rnn": (tanh_rnn, 1, 1), "gru": (gru, 3, 1), "lstm": (lstm, 4, 2),
+         "masked": (masked, 3, 1)}
+
+
+def problem(cell, t, scale=1.0, seed=0):
+    """Step, params, xs [T, B, D] (a (x, mask) pair for "masked"), h0, a loss weight."""
+    step, gates, state = CELLS[cell]
+    k = jax.random.split(jax.random.key(seed), 5)
+    p = {"U": jax.random.normal(k[0], (D, gates * H)) / np.sqrt(D),
+         "W": scale * jax.random.normal(k[1], (H, gates * H)) / np.sqrt(H),
+         "b": 0.1 * jax.random.normal(k[2], (gates * H,))}
+    xs = jax.random.normal(k[3], (t, B, D))
+    if cell == "masked":
+        xs = (xs, jnp.arange(t)[:, None] < jnp.array([t, t // 2]))
+    h0 = 0.5 * jax.random.normal(k[4], (B, state * H))
+    return step, p, xs, h0, jax.random.normal(k[0], (t, B, state * H))
+
+
+def check_against_sequential(cell, method, t, scale=1.0, **options):
+    step, p, xs, h0, w = problem(cell, t, scale)
+    opts = pit.SolverOptions(method, **options)
+    sol = jax.jit(lambda p, xs, h0: pit.solve(step, opts, p, xs, h0))(p, xs, h0)
+    assert bool(sol.converged) and 1 <= int(sol.iterations) <= opts.max_iters
+    ref = pit.sequential_states(step, p, xs, h0)
+    np.testing.assert_allclose(sol.states, ref, atol=1e-4)
+
+    def loss(solver, p, xs, h0):
+        return jnp.sum(w * jnp.sin(solver(p, xs, h0)))
+
+    argnums = (0, 2) if cell == "masked" else (0, 1, 2)  # not the boolean mask
+    ours = jax.jit(jax.grad(lambda *a: loss(lambda *b: pit.solve(step, opts, *b).states, *a),
+                            argnums=argnums))(p, xs, h0)
+    seq = jax.grad(lambda *a: loss(lambda *b: pit.sequential_states(step, *b), *a),
+                   argnums=argnums)(p, xs, h0)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(seq), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-3 * float(jnp.max(jnp.abs(b))) + 1e-6)
+    return int(sol.iterations)
+
+
+FAST = [("rnn", "deer"), ("lstm", "deer"), ("gru", "quasi_deer"), ("masked", "quasi_deer")]
+SLOW = [pytest.param(c, m, marks=pytest.mark.slow) for c in CELLS for m in pit.METHODS
+        if (c, m) not in FAST]
+
+
+@pytest.mark.parametrize("cell,method", FAST + SLOW)
+def test_newton_equals_sequential_scan_in_states_and_gradients(cell, method):
+    iterations = check_against_sequential(cell, method, t=24)
+    assert iterations < 24  # contracting at this init: far fewer than the T-step worst case
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale", [1.0, 2.0])
+@pytest.mark.parametrize("method", pit.METHODS)
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_newton_at_t1024_random_and_large_weights(cell, method, scale):
+    """T = 1024; scale 2 mimics trained weights (recurrent spectral radius ~2)."""
+    check_against_sequential(cell, method, t=1024, scale=scale, max_iters=1024)
+
+
+def test_deer_needs_fewer_iterations_than_quasi_deer():
+    step, p, xs, h0, _ = problem("gru", 64, scale=1.5)
+    its = {m: int(pit.solve(step, pit.SolverOptions(m), p, xs, h0).iterations)
+           for m in pit.METHODS}
+    assert its["deer"] < its["quasi_deer"], its
+
+
+def test_unconverged_solve_falls_back_to_the_sequential_scan():
+    step, p, xs, h0, w = problem("rnn", 50, scale=4.0)  # chaotic: large recurrent weights
+    opts = pit.SolverOptions("deer", max_iters=2)
+    sol = jax.jit(lambda p: pit.solve(step, opts, p, xs, h0))(p)
+    assert not bool(sol.converged) and int(sol.iterations) == 2
+    ref = pit.sequential_states(step, p, xs, h0)
+    np.testing.assert_allclose(sol.states, ref, atol=1e-5)
+    # Its gradient is that of the sequential scan too (the IFT holds at the exact states).
+    g = jax.grad(lambda p: jnp.sum(w * pit.solve(step, opts, p, xs, h0).states))(p)
+    g_ref = jax.grad(lambda p: jnp.sum(w * pit.sequential_states(step, p, xs, h0)))(p)
+    np.testing.assert_allclose(g["W"], g_ref["W"], rtol=1e-3, atol=1e-4)
+
+
+def test_unconverged_solve_raises_with_on_failure_error():
+    step, p, xs, h0, _ = problem("rnn", 50, scale=4.0)
+    opts = pit.SolverOptions("quasi_deer", max_iters=2, on_failure="error")
+    with pytest.raises(Exception, match="did not converge"):
+        jax.block_until_ready(jax.jit(lambda p: pit.solve(step, opts, p, xs, h0).states)(p))
+
+
+@pytest.mark.parametrize("options,field", [
+    (pit.SolverOptions("newton"), "method"), (pit.SolverOptions(on_failure="ignore"), "on_failure"),
+    (pit.SolverOptions(tol=0.0), "tol"), (pit.SolverOptions(max_iters=0), "max_iters")])
+def test_bad_options_are_rejected(options, field):
+    with pytest.raises(ValueError, match=field):
+        pit.check_options(options)
