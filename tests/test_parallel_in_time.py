@@ -8,7 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_rnn.models import parallel_in_time as pit
+from cnn_rnn.data.base import TaskSpec
+from cnn_rnn.errors import ConfigError
+from cnn_rnn.models.registry import build_model
+from cnn_rnn.models.rnn import parallel_in_time as pit
 
 B, D, H = 2, 3, 6
 
@@ -131,3 +134,39 @@ def test_unconverged_solve_raises_with_on_failure_error():
 def test_bad_options_are_rejected(options, field):
     with pytest.raises(ValueError, match=field):
         pit.check_options(options)
+
+
+@pytest.mark.parametrize("name,impl,options", [
+    ("lstm", "deer", dict(num_layers=2)),
+    ("gru", "quasi_deer", dict(bidirectional=True)),
+    ("rnn", "quasi_deer", dict(num_layers=2, bidirectional=True)),
+])
+def test_models_with_newton_impl_equal_the_scan(name, impl, options):
+    """Same parameters, same outputs and gradients; masks, stacking, bidirectional, the hook."""
+    spec = TaskSpec("classification", 3, (12, D))
+    x = jax.random.normal(jax.random.key(1), (B, 12, D))
+    mask = jnp.arange(12)[None, :] < jnp.array([[12], [7]])
+    models = [build_model({"name": name, "hidden": H, "impl": i, **options}, spec)
+              for i in (impl, "scan")]
+    variables = models[1].init(jax.random.key(2), x)
+    states = models[1].apply(variables, x, mask=mask, method="hidden_states")
+    zeros = [jnp.zeros_like(s) for s in states]
+
+    def loss(v, pert, model):
+        return jnp.sum(jnp.sin(model.apply(v, x, mask=mask, perturbations=pert)))
+
+    out, inter = models[0].apply(variables, x, mask=mask, mutable="intermediates")
+    np.testing.assert_allclose(out, models[1].apply(variables, x, mask=mask), atol=1e-4)
+    sown = jax.tree.leaves_with_path(inter)
+    # T + 1 iterations at most: after T every step is exact, one more confirms it.
+    assert any("newton_iterations" in jax.tree_util.keystr(k) and 1 <= v <= 13 for k, v in sown)
+    assert all(bool(v) for k, v in sown if "newton_converged" in jax.tree_util.keystr(k))
+    g_newton, g_scan = (jax.grad(loss, argnums=(0, 1))(variables, zeros, m) for m in models)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-3),
+                 g_newton, g_scan)
+
+
+def test_bad_newton_option_is_a_config_error():
+    with pytest.raises(ConfigError, match="newton_on_failure"):
+        build_model({"name": "gru", "impl": "deer", "newton_on_failure": "ignore"},
+                    TaskSpec("classification", 3, (12, D)))

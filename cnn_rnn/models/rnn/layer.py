@@ -24,12 +24,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_rnn.config_checks import check_choice, check_int, check_rate
-from cnn_rnn.models.rnn import cudnn
+from cnn_rnn.config_checks import check_choice, check_int, check_number, check_rate
+from cnn_rnn.models.rnn import cudnn, parallel_in_time
 from cnn_rnn.models.rnn.cells import RecurrentCell, Weights
 from cnn_rnn.models.rnn.scan import (
     INPUT_PROJECTIONS,
     REMATS,
+    flat_step,
     resolve_batch_groups,
     resolve_input_projection,
     resolve_remat,
@@ -38,7 +39,7 @@ from cnn_rnn.models.rnn.scan import (
 )
 
 Array = jax.Array
-IMPLS = ("scan", "cudnn")
+IMPLS = ("scan", "cudnn", *parallel_in_time.METHODS)
 DTYPES = (None, "float32", "bfloat16", "float16")
 
 
@@ -63,7 +64,14 @@ class ScanOptions(nn.Module):
         scan) or "auto" (per_step on CPU, hoisted on GPU/TPU); the results are the same.
       impl: "scan" (the cells under `jax.lax.scan`) or "cudnn" (cells with `supports_cudnn`, i.e.
         the LSTM, on CUDA GPUs; same parameters; unroll/remat/input_projection do not apply;
-        calls with perturbations run the scan path, since cuDNN cannot inject them).
+        calls with perturbations run the scan path, since cuDNN cannot inject them), or a
+        Newton solver over all steps at once, "deer" or "quasi_deer" (`parallel_in_time`; same
+        parameters and, at convergence, the same states; unroll/remat/input_projection/dtype do
+        not apply). Each solve sows its iterations and converged flag into "intermediates".
+      newton_tol, newton_max_iters: stop the Newton iterations at max |dh| < newton_tol, or
+        after newton_max_iters (T always suffices in exact arithmetic).
+      newton_on_failure: "fallback" (the sequential scan replaces an unconverged solve) or
+        "error" (raise).
       dtype: computation dtype (None = the inputs'), e.g. "bfloat16" on GPU/TPU; parameters
         stay float32 and states/outputs are returned in the inputs' dtype.
       batch_groups: run each step on this many slices of the batch (`scan.split_batch`), or
@@ -82,6 +90,9 @@ class ScanOptions(nn.Module):
     impl: str = "scan"
     dtype: str | None = None
     batch_groups: int | str = "auto"
+    newton_tol: float = 1e-5
+    newton_max_iters: int = 100
+    newton_on_failure: str = "fallback"
 
     def __post_init__(self) -> None:
         if self.batch_groups != "auto" and not (isinstance(self.batch_groups, int)
@@ -99,12 +110,23 @@ class ScanOptions(nn.Module):
             check_int("model.remat_segment", self.remat_segment, 1)
         check_choice("model.impl", self.impl, IMPLS)
         check_choice("model.dtype", self.dtype, DTYPES)
+        check_number("model.newton_tol", self.newton_tol, strict=True)
+        check_int("model.newton_max_iters", self.newton_max_iters, 1)
+        check_choice("model.newton_on_failure", self.newton_on_failure,
+                     parallel_in_time.ON_FAILURE)
         if self.impl == "cudnn":
             # At construction, so that a config asking for cuDNN without it fails at once.
             if self.dtype not in (None, "float32"):
                 raise ValueError(f"impl='cudnn' computes in float32 only, got dtype={self.dtype!r}")
             cudnn.require_cudnn()
         super().__post_init__()
+
+    @nn.nowrap
+    def newton_options(self) -> parallel_in_time.SolverOptions:
+        """Return the Newton solver's options (the method is `impl` when it names one)."""
+        method = self.impl if self.impl in parallel_in_time.METHODS else "quasi_deer"
+        return parallel_in_time.SolverOptions(method, self.newton_tol, self.newton_max_iters,
+                                              self.newton_on_failure)
 
     @nn.nowrap
     def scan_options(self) -> dict[str, Any]:
@@ -204,7 +226,7 @@ class RNN(ScanOptions, StatesHook):
             else:
                 p = (None if perturbations is None else
                      jnp.swapaxes(perturbations[layer], 0, 1).astype(dtype))
-                x, finals = self._scan_layer(cells, weights, x, m, lengths, p, hoisted)
+                x, finals = self._scan_layer(cells, weights, x, m, lengths, p, hoisted, layer)
             states.append(cast(x))
         finals = [cast(f) for f in finals]
         project = lambda h: h  # noqa: E731
@@ -219,11 +241,15 @@ class RNN(ScanOptions, StatesHook):
     @nn.nowrap
     def _scan_layer(self, cells: Sequence[RecurrentCell], weights: Sequence[Weights], x: Array,
                     m: Array | None, lengths: Array | None, perturbation: Array | None,
-                    hoisted: bool) -> tuple[Array, list[Array]]:
+                    hoisted: bool, layer: int) -> tuple[Array, list[Array]]:
         """One layer, each direction (forward, then backward) scanned with `run_cell`.
 
-        Returns the time-major states [T, B, H*dirs] and each direction's final hidden state.
+        Or solved by Newton iterations (impl "deer"/"quasi_deer"), whose iterations and
+        converged flag are sown as intermediates `newton_iterations` / `newton_converged` of
+        the cell. Returns the time-major states [T, B, H*dirs] and each direction's final
+        hidden state.
         """
+        newton = self.impl in parallel_in_time.METHODS
         # Perturbations [T, B, H*dirs]: forward units first, in original time order.
         p_dirs = ([None] * len(cells) if perturbation is None else
                   jnp.split(perturbation, len(cells), -1))
@@ -231,6 +257,15 @@ class RNN(ScanOptions, StatesHook):
         for k, (cell, w, p) in enumerate(zip(cells, weights, p_dirs, strict=True)):
             # The second direction runs backwards: each sequence reversed within its length.
             flip = (lambda a: reverse_valid(a, lengths)) if k == 1 else (lambda a: a)
+            if newton:
+                hs, final, sol = parallel_in_time.run_cell_newton(
+                    flat_step(cell), cell, cell.variables["params"], flip(x), m,
+                    None if p is None else flip(p), self.newton_options())
+                cell.sow("intermediates", "newton_iterations", sol.iterations)
+                cell.sow("intermediates", "newton_converged", sol.converged)
+                outs.append(flip(hs))
+                finals.append(final)
+                continue
             xs = cell.project(w, flip(x)) if hoisted else flip(x)
             carry, hs = run_cell(cell, w, xs, m, None if p is None else flip(p),
                                  projected=hoisted, unroll=self.unroll,

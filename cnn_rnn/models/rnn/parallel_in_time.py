@@ -43,8 +43,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from cnn_rnn.config_checks import check_choice
 from cnn_rnn.models.linear_scan import linear_scan
-from cnn_rnn.registry import check_choice
 
 Array = jax.Array
 Step = Callable[[Any, Array, Any], Array]
@@ -269,3 +269,36 @@ def _quasi_adjoint(step: Step, params: Any, xs: Any, h_prev: Array, g: Array,
 
 
 solve.defvjp(_solve_fwd, _solve_bwd)
+
+
+def cell_step(flat: Step, cell: Any) -> Step:
+    """The layer's step on flat states: x = (x_t, mask_t, perturbation_t), as `run_cell` does.
+
+    On padded steps (mask False) the state is kept; the perturbation is added to the hidden part
+    of the state after each valid step (the gradient-flow probe's hook).
+    """
+    def step(params: Any, state: Array, inp: tuple[Array, Array, Array | None]) -> Array:
+        x, m, p = inp
+        new = flat(params, state, x)
+        if p is not None:
+            carry = cell.from_flat(new)
+            new = cell.to_flat(cell.with_hidden(carry, cell.hidden_of(carry) + p))
+        return jnp.where(m[:, None], new, state)
+
+    return step
+
+
+def run_cell_newton(flat: Step, cell: Any, params: Any, xs: Array, mask: Array | None,
+                    perturbation: Array | None, options: SolverOptions
+                    ) -> tuple[Array, Array, Solution]:
+    """Run a cell over time-major inputs xs [T, B, D] by a Newton solve (all steps at once).
+
+    Returns the hidden states [T, B, H] (zero on padded steps, as `run_cell`), the hidden state
+    after the last valid step [B, H] and the `Solution` (iterations, converged).
+    """
+    t, batch = xs.shape[:2]
+    m = jnp.ones((t, batch), bool) if mask is None else mask
+    h0 = cell.to_flat(cell.initialize_carry(None, (batch, 1), xs.dtype))
+    sol = solve(cell_step(flat, cell), options, params, (xs, m, perturbation), h0)
+    hidden = cell.hidden_of(cell.from_flat(sol.states))
+    return jnp.where(m[..., None], hidden, 0.0), hidden[-1], sol
