@@ -3,12 +3,15 @@
 The step functions here are written from the cells' equations (independent of cnn_rnn's cells).
 """
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from cnn_rnn.data.base import TaskSpec
+from cnn_rnn.diagnostics import newton
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.models.rnn import parallel_in_time as pit
@@ -170,3 +173,33 @@ def test_bad_newton_option_is_a_config_error():
     with pytest.raises(ConfigError, match="newton_on_failure"):
         build_model({"name": "gru", "impl": "deer", "newton_on_failure": "ignore"},
                     TaskSpec("classification", 3, (12, D)))
+
+
+def test_lyapunov_exponent_of_a_linear_map_is_log_of_its_largest_eigenvalue():
+    a = jnp.array([0.5, 0.2, -0.3])
+    xs = jnp.zeros((200, B, 1))
+    got = newton.lyapunov_exponent(lambda p, h, x: p * h, a, xs, jnp.ones((B, 3)),
+                                   jax.random.key(0))
+    assert abs(got - np.log(0.5)) < 0.02, got
+    rows = [{"x": float(i), "y": float(i) ** 3} for i in range(5)]
+    assert newton.correlation(rows, "x", "y") == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_parallel_in_time_experiment_writes_its_report(cli, tmp_path):
+    workdir = str(tmp_path / "pit")
+    out = cli("experiments.parallel_in_time",
+              "--config=configs/ablations/parallel_in_time.py:smoke", f"--workdir={workdir}",
+              devices=1)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.load(open(f"{workdir}/results.json"))
+    assert [(r["arch"], r["scale"]) for r in rows] == [("rnn", 0.5), ("rnn", 4.0)]
+    # Contracting (scale 0.5) needs fewer DEER iterations than chaotic (scale 4).
+    assert rows[0]["lyapunov"] < 0 < rows[1]["lyapunov"]
+    assert rows[0]["iterations_deer"] < rows[1]["iterations_deer"]
+    assert "| rnn | 0.5 | 16 |" in open(f"{workdir}/report.md").read()
+
+
+def test_experiment_rejects_a_missing_config(cli):
+    out = cli("experiments.parallel_in_time", "--workdir=/tmp/unused", devices=1)
+    assert out.returncode != 0 and out.stderr.strip().splitlines()[-1].startswith("error: --config")
