@@ -39,3 +39,15 @@ def benchmark_config(*, models: Sequence[dict[str, Any]], seq_lens: Sequence[int
     c.budget_s = budget_s
     c.baseline = baseline
     return c
+
+
+def pick_variant(arg: Any, variants: dict[str, dict[str, Any]],
+                 default: str = "cpu") -> dict[str, Any]:
+    """Return the grid of the `:variant=NAME` config argument (ValueError naming the accepted)."""
+    from configs.common import parse_arg
+
+    a = parse_arg(arg, dict(variant=default))
+    if a["variant"] not in variants:
+        raise ValueError(f"config argument variant={a['variant']!r}; accepted: "
+                         f"{', '.join(variants)}")
+    return variants[a["variant"]]

@@ -9,8 +9,7 @@ Variants (`:name`):
   full   T in (64, 128, ..., 4096), B=32, H=256: for a GPU
 """
 
-from configs.benchmarks.common import benchmark_config, model
-from configs.common import parse_arg
+from configs.benchmarks.common import benchmark_config, model, pick_variant
 
 VARIANTS = {
     "cpu": dict(seq_lens=(64, 256, 1024, 4096), batches=(16,), hiddens=(64,), repeats=5,
@@ -30,9 +29,5 @@ MODELS = [
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, dict(variant="cpu"))
-    if a["variant"] not in VARIANTS:
-        raise ValueError(f"config argument variant={a['variant']!r}; accepted: "
-                         f"{', '.join(VARIANTS)}")
     return benchmark_config(models=MODELS, baseline="label:lstm", input_dim=32,
-                            title="step time vs length", **VARIANTS[a["variant"]])
+                            title="step time vs length", **pick_variant(arg, VARIANTS))

@@ -9,8 +9,7 @@ Variants (`:name`): `cpu` (T in 1024, 4096; B=16, H=64: a few minutes on 2 cores
 `full` (T from 256 to 16384, B=32, H=256: for a GPU).
 """
 
-from configs.benchmarks.common import benchmark_config, model
-from configs.common import parse_arg
+from configs.benchmarks.common import benchmark_config, model, pick_variant
 
 VARIANTS = {
     "cpu": dict(seq_lens=(1024, 4096), batches=(16,), hiddens=(64,), repeats=5, budget_s=3.0),
@@ -24,10 +23,6 @@ MODELS = [model("lstm"),
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, dict(variant="cpu"))
-    if a["variant"] not in VARIANTS:
-        raise ValueError(f"config argument variant={a['variant']!r}; accepted: "
-                         f"{', '.join(VARIANTS)}")
     return benchmark_config(models=MODELS, baseline="label:lstm", input_dim=32,
                             title="linear recurrences: scan engines vs LSTM",
-                            **VARIANTS[a["variant"]])
+                            **pick_variant(arg, VARIANTS))

@@ -10,8 +10,7 @@ scan's at the same T, B, H. Variants (`:name`):
         than the scan at the small widths; not measured here: no GPU)
 """
 
-from configs.benchmarks.common import benchmark_config, model
-from configs.common import parse_arg
+from configs.benchmarks.common import benchmark_config, model, pick_variant
 
 VARIANTS = {
     "cpu": dict(seq_lens=(64, 256, 1024, 4096), batches=(8,), hiddens=(16, 64), repeats=3,
@@ -23,11 +22,7 @@ MODELS = [model(f"gru-{impl}", "gru", impl=impl) for impl in ("scan", "deer", "q
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, dict(variant="cpu"))
-    if a["variant"] not in VARIANTS:
-        raise ValueError(f"config argument variant={a['variant']!r}; accepted: "
-                         f"{', '.join(VARIANTS)}")
     c = benchmark_config(models=MODELS, baseline="option:impl=scan", input_dim=32,
-                         title="GRU: scan vs DEER vs quasi-DEER", **VARIANTS[a["variant"]])
+                         title="GRU: scan vs DEER vs quasi-DEER", **pick_variant(arg, VARIANTS))
     c.warmup = 1
     return c
