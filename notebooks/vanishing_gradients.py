@@ -301,7 +301,38 @@ for arch, label in ARCHS.items():
 # --config=configs/ablations/vanishing_gradients.py --workdir=DIR` runs this study over
 # more architectures (IRNN, TCN, LRU), tasks (copy memory), lengths and seeds, with
 # a report and figures.
+
+# %% [markdown]
+# ## 3b. The same products of Jacobians decide whether an RNN can be solved in parallel
 #
+# A recurrence $h_t = f(h_{t-1}, x_t)$ can also be solved for **all** $t$ at once by
+# Newton's method (DEER, Lim et al. 2024; `impl="deer"` or `"quasi_deer"` on these
+# models, `cnn_rnn/models/rnn/parallel_in_time.py`): linearise $f$ around a guess, solve
+# the linear recurrence $h_t = J_t h_{t-1} + b_t$ with an associative scan, repeat. Its
+# errors travel through the same products $\prod J_s$ as the gradients above: where they
+# shrink (vanishing gradients, a negative largest Lyapunov exponent) a few iterations
+# suffice; where they grow (exploding gradients, chaos) it needs up to $T$. Below, each
+# cell at initialisation, and the tanh-RNN with its recurrent weights scaled by 3.
+# `python -m experiments.parallel_in_time --config=configs/ablations/parallel_in_time.py
+# --workdir=DIR` runs the full grid (`docs/parallel_in_time/report.md`).
+
+# %%
+import ml_collections
+
+from cnn_rnn.diagnostics import newton
+
+NEWTON = ml_collections.ConfigDict(dict(task="adding", hidden=16, batch_size=4, tol=1e-5,
+                                        seed=0, methods=("deer", "quasi_deer")))
+points = [(arch, 1.0) for arch in ARCHS] + [("rnn", 3.0)]
+newton_rows = [newton.measure_point(arch, scale, max(PROBE_LENGTHS), NEWTON)
+               for arch, scale in points]
+display(Markdown(markdown_table(
+    [{**r, "cell": ARCHS[r["arch"]]} for r in newton_rows],
+    [("cell", "cell"), ("W_h scale", "scale"), ("T", "T"), ("Lyapunov exponent", "lyapunov"),
+     ("gradient decay (decades/step)", "decay_rate"), ("DEER iterations", "iterations_deer"),
+     ("quasi-DEER iterations", "iterations_quasi_deer")])))
+
+# %% [markdown]
 # ## 4. Checks
 
 # %%
@@ -334,6 +365,10 @@ assert rnn_loss > gated_loss, (rnn_loss, gated_loss)
 # After training, the tanh-RNN's gradient decays faster than the GRU's.
 rnn_decay, gru_decay = after["rnn"].decay_rate[0], after["gru"].decay_rate[0]
 assert rnn_decay < gru_decay, (rnn_decay, gru_decay)
+# Newton's iterations follow the Jacobian products: the chaotic tanh-RNN needs more.
+calm, chaotic = newton_rows[0], newton_rows[-1]
+assert calm["lyapunov"] < 0 < chaotic["lyapunov"], (calm["lyapunov"], chaotic["lyapunov"])
+assert calm["iterations_deer"] < chaotic["iterations_deer"], newton_rows
 print(f"OK: at T={LONG} the tanh-RNN stays at MSE {rnn_loss:.3f} (baseline {BASELINE:.3f}), "
       f"the best gated cell reaches {gated_loss:.4f}; trained decay per step: "
       f"tanh-RNN {rnn_decay:+.3f}, GRU {gru_decay:+.3f} decades")
