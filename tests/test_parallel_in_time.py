@@ -140,7 +140,7 @@ def test_bad_options_are_rejected(options, field):
 
 
 @pytest.mark.parametrize("name,impl,options", [
-    ("lstm", "deer", dict(num_layers=2)),
+    pytest.param("lstm", "deer", dict(num_layers=2), marks=pytest.mark.slow),
     ("gru", "quasi_deer", dict(bidirectional=True)),
     ("rnn", "quasi_deer", dict(num_layers=2, bidirectional=True)),
 ])
@@ -203,3 +203,9 @@ def test_parallel_in_time_experiment_writes_its_report(cli, tmp_path):
 def test_experiment_rejects_a_missing_config(cli):
     out = cli("experiments.parallel_in_time", "--workdir=/tmp/unused", devices=1)
     assert out.returncode != 0 and out.stderr.strip().splitlines()[-1].startswith("error: --config")
+
+
+def test_a_non_finite_iterate_never_reads_as_converged():
+    nan = jnp.full((4, 2, 3), jnp.nan)
+    assert float(pit._max_change(nan, jnp.zeros_like(nan))) == np.inf
+    assert float(pit._max_change(jnp.ones((2, 3)), jnp.zeros((2, 3)))) == 1.0

@@ -11,17 +11,18 @@ the same numbers (up to rounding):
   "associative"  `jax.lax.associative_scan`: O(log T) depth but O(T log T)-ish work, with
                  strided (odd/even) slices that a CPU streams slowly. Wins where there is
                  parallel hardware to fill.
-  "chunked"      split time into chunks of C steps; inside every chunk, all chunks at once, a
-                 doubling (Hillis-Steele) scan: log2(C) passes of dense elementwise products over
-                 the whole [B, T, N] array, shifting by 1, 2, 4 ... steps; then a short
-                 sequential `lax.scan` over the T/C chunk boundaries carries the state across
-                 chunks, and one more dense pass adds carry * (cumulative decay) to every step.
-                 About T/C + 2 log2(C) dependent operations, each one large and contiguous: what
-                 a CPU does well.
-  "auto"         "chunked" on CPU and "associative" on accelerators. Measured on 2 CPU cores
-                 (configs/benchmarks/linear_scan.py, docs/benchmarks/linear_scan.md): the
-                 chunked scan is the fastest of the three there at T >= 256; on a GPU/TPU the
-                 associative scan's O(log T) depth fills the device (not measured here: no GPU).
+  "chunked"      split time into chunks of C steps; a `lax.scan` over the C positions runs all
+                 chunks at once (each step one dense elementwise product over [B, T/C, N]),
+                 giving every chunk's cumulative decay and its state from a zero start; then a
+                 short sequential scan over the T/C chunk boundaries carries the state across
+                 chunks, and one dense pass adds carry * (cumulative decay) to every step.
+                 About C + T/C dependent steps instead of T, each larger: less loop overhead.
+  "auto"         "sequential" on CPU and "associative" on accelerators. On this project's 2-core
+                 CPU neither parallel engine beat the sequential scan (associative several times
+                 slower; chunked no faster in the measurements of docs/benchmarks/linear_scan.md,
+                 taken on a heavily shared machine): with two cores there is little parallel
+                 hardware to fill. On a GPU/TPU the associative scan's O(log T) depth fills the
+                 device (not measured here: no GPU).
   "parallel"     the former name of "associative" (kept so that older configs still run).
 
 Coefficients are real arrays or complex ones given as (real, imag) pairs of real arrays (XLA:CPU
@@ -68,7 +69,7 @@ def resolve_impl(impl: str) -> str:
     if impl == "parallel":
         return "associative"
     if impl == "auto":  # see the module docstring for the measurements behind this choice
-        return "chunked" if jax.default_backend() == "cpu" else "associative"
+        return "sequential" if jax.default_backend() == "cpu" else "associative"
     return impl
 
 
@@ -80,19 +81,23 @@ def _fill(a: Coeffs, one: float) -> Coeffs:
 def _within_chunks(a: Coeffs, b: Coeffs) -> tuple[Coeffs, Coeffs]:
     """Cumulative decays and zero-start states inside every chunk, for a, b [B, n, C, ...].
 
-    Step k of every chunk at once: one dense elementwise product over all n chunks (the Python
-    loop over the C steps unrolls into one fused XLA loop; C is small).
+    A `lax.scan` over the C positions of a chunk whose every step is one dense elementwise
+    product over all n chunks at once ([B, n, ...] arrays): C dependent steps instead of T.
     """
-    at = lambda tree, k: jax.tree.map(lambda u: u[:, :, k], tree)  # noqa: E731
-    a_cum, h = at(a, 0), at(b, 0)
-    a_cums, hs = [a_cum], [h]
-    for k in range(1, jax.tree.leaves(b)[0].shape[2]):
-        a_k = at(a, k)
-        a_cum, h = mul(a_k, a_cum), add(mul(a_k, h), at(b, k))
-        a_cums.append(a_cum)
-        hs.append(h)
-    stack = lambda *u: jnp.stack(u, axis=2)  # noqa: E731
-    return jax.tree.map(stack, *a_cums), jax.tree.map(stack, *hs)
+    inner = lambda tree: jax.tree.map(lambda u: jnp.moveaxis(u, 2, 0), tree)  # noqa: E731
+    outer = lambda tree: jax.tree.map(lambda u: jnp.moveaxis(u, 0, 2), tree)  # noqa: E731
+
+    def step(carry: tuple[Coeffs, Coeffs], ab: tuple[Coeffs, Coeffs]
+             ) -> tuple[tuple[Coeffs, Coeffs], tuple[Coeffs, Coeffs]]:
+        carry = combine(carry, ab)
+        return carry, carry
+
+    a, b = inner((a, b))
+    first = jax.tree.map(lambda u: u[0], (a, b))
+    rest = jax.tree.map(lambda u: u[1:], (a, b))
+    _, (a_cum, h) = jax.lax.scan(step, first, rest)
+    cat = lambda f, r: jnp.concatenate([f[None], r], axis=0)  # noqa: E731
+    return outer((jax.tree.map(cat, first[0], a_cum), jax.tree.map(cat, first[1], h)))
 
 
 def _sequential(a: Coeffs, b: Coeffs, h0: Coeffs) -> Coeffs:

@@ -159,14 +159,25 @@ def newton(step: Step, params: Any, xs: Any, h0: Array,
         b = b.at[0].set(fh[0])
         jac = jac.at[0].set(0.0)
         h_new = _affine_scan(jac, b, diagonal)
-        return h_new, it + 1, jnp.max(jnp.abs(h_new - h))
+        return h_new, it + 1, _max_change(h_new, h)
 
     def cond(carry: tuple[Array, Array, Array]) -> Array:
         _, it, delta = carry
-        return (it < options.max_iters) & ~(delta < options.tol)  # NaN keeps iterating
+        # A non-finite iterate (inf delta, see _max_change) never recovers: stop and fall back.
+        return (it < options.max_iters) & ~(delta < options.tol) & (
+            (it == 0) | jnp.isfinite(delta))
 
     h_init = jnp.zeros((t, *h0.shape), h0.dtype)
     return jax.lax.while_loop(cond, body, (h_init, jnp.int32(0), jnp.array(jnp.inf, h0.dtype)))
+
+
+def _max_change(new: Array, old: Array) -> Array:
+    """Return max |new - old|, or inf if `new` has a non-finite entry.
+
+    Explicit, because XLA:CPU's max-reduction can skip NaNs: an all-NaN iterate would otherwise
+    read as a change of -inf, i.e. converged.
+    """
+    return jnp.where(jnp.all(jnp.isfinite(new)), jnp.max(jnp.abs(new - old)), jnp.inf)
 
 
 def _raise_unconverged(converged: Any, iterations: Any, delta: Any, method: str) -> None:
@@ -246,10 +257,12 @@ def _quasi_adjoint(step: Step, params: Any, xs: Any, h_prev: Array, g: Array,
         lam, it, _ = carry
         correction = later(vjp(lam)[1]) - d_next * later(lam)
         new = _affine_scan(d_next, g + correction, diagonal=True, reverse=True)
-        return new, it + 1, jnp.max(jnp.abs(new - lam)) / (jnp.max(jnp.abs(new)) + 1e-30)
+        return new, it + 1, _max_change(new, lam) / (jnp.max(jnp.abs(new)) + 1e-30)
 
     def cond(carry: tuple[Array, Array, Array]) -> Array:
-        return (carry[1] < options.max_iters) & ~(carry[2] < options.tol)
+        it, delta = carry[1:]
+        return (it < options.max_iters) & ~(delta < options.tol) & (
+            (it == 0) | jnp.isfinite(delta))
 
     lam, _, delta = jax.lax.while_loop(
         cond, body, (jnp.zeros_like(g), jnp.int32(0), jnp.array(jnp.inf, g.dtype)))
