@@ -3,10 +3,13 @@
 A batch is a dict of numpy arrays:
   inputs          float32 [B, *spec.input_shape]
   targets         int32 [B] (classification), float32 [B, num_outputs] (regression),
-                  or int32 [B, T] (sequence_classification: one label per step)
+                  int32 [B, T] (sequence_classification: one label per step; seq2seq: the
+                  output sequence), or float32 [B, T, num_outputs] (sequence_regression)
   mask            optional bool [B, T]: which input steps are real (variable-length batches)
   target_weights  optional float32 [B, T]: which per-step targets count (sequence tasks)
   weights         float32 [B]: 1 for real examples, 0 for padding (only eval batches pad)
+  target_scale    optional float32 [B, num_outputs] (regression kinds): the standard deviation
+                  that maps normalised targets back to original units, for metrics in those units
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from typing import Literal
 import numpy as np
 
 Batch = dict[str, np.ndarray]
-TaskKind = Literal["classification", "regression", "sequence_classification"]
-TASK_KINDS = ("classification", "regression", "sequence_classification")
+TaskKind = Literal["classification", "regression", "sequence_classification",
+                   "sequence_regression", "seq2seq"]
+TASK_KINDS = ("classification", "regression", "sequence_classification", "sequence_regression",
+              "seq2seq")
+MANY_TO_MANY_KINDS = ("sequence_classification", "sequence_regression")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,12 +34,14 @@ class TaskSpec:
     """What a model must output and how it is scored.
 
     Attributes:
-      kind: one of TASK_KINDS; sequence_classification means many-to-many outputs.
-      num_outputs: classes (classification kinds) or regression targets.
+      kind: one of TASK_KINDS; the sequence_* kinds mean many-to-many outputs; seq2seq means an
+        output sequence of its own length `target_len`, produced by an encoder-decoder.
+      num_outputs: classes (classification kinds and seq2seq) or regression targets.
       input_shape: one example's input shape, without the batch axis, e.g. (40, 1).
       baseline: the trivial baseline of `baseline_metric` (e.g. 1/6 MSE on adding), or None.
       baseline_metric: the metric name the baseline is in ("loss", "accuracy", ...).
       baseline_note: how the baseline is obtained, for logs and reports.
+      target_len: seq2seq only: the length of the output sequence the decoder emits.
     """
 
     kind: TaskKind
@@ -42,11 +50,12 @@ class TaskSpec:
     baseline: float | None = None
     baseline_metric: str = "accuracy"
     baseline_note: str = ""
+    target_len: int | None = None
 
     @property
     def many_to_many(self) -> bool:
-        """Whether the model must emit an output at every step."""
-        return self.kind == "sequence_classification"
+        """Whether the model must emit an output at every input step."""
+        return self.kind in MANY_TO_MANY_KINDS
 
     @property
     def seq_len(self) -> int:

@@ -4,6 +4,7 @@ Every registered model is a linen Module with a field `num_outputs` and a call s
 `model.apply(variables, inputs, train=bool, mask=None | bool[B, T])`. Models that can emit an
 output per step have a field `return_sequences`; models with BatchNorm have a field `axis_name`
 that the trainer sets to the pmap axis so that batch statistics are averaged across devices.
+Encoder-decoders (seq2seq tasks) have a field `target_len`, the length of the sequence they emit.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from cnn_rnn.errors import ConfigError
 from cnn_rnn.registry import Registry, accepted_kwargs
 
 # The modules that register the built-in models (a new family module is added here).
-FAMILY_MODULES = ("cnn", "rnn.models", "tcn", "transformer", "linear_recurrence", "hybrid")
+FAMILY_MODULES = ("cnn", "rnn.models", "tcn", "transformer", "linear_recurrence", "hybrid",
+                  "seq2seq")
 MODELS: Registry[nn.Module] = Registry("model", [f"cnn_rnn.models.{m}" for m in FAMILY_MODULES])
 register_model = MODELS.register
 
@@ -37,6 +39,13 @@ def build_model(model_config: Mapping[str, Any], spec: TaskSpec,
     fields = accepted_kwargs(cls)
     kwargs = {k: v for k, v in dict(model_config).items() if k != "name"}
     fixed: dict[str, Any] = {"num_outputs": spec.num_outputs}
+    if (spec.kind == "seq2seq") != ("target_len" in fields):
+        needs = "an encoder-decoder" if spec.kind == "seq2seq" else "a sequence model"
+        raise ConfigError("model.name", f"{name!r} does not fit this {spec.kind} task, which "
+                          f"needs {needs}; accepted: "
+                          f"{', '.join(n for n in MODELS.names() if _fits(n, spec))}")
+    if spec.kind == "seq2seq":
+        fixed["target_len"] = spec.target_len
     if spec.many_to_many:
         if "return_sequences" not in fields:
             raise ConfigError(
@@ -52,6 +61,12 @@ def build_model(model_config: Mapping[str, Any], spec: TaskSpec,
 
 def _many_to_many(name: str) -> bool:
     return "return_sequences" in accepted_kwargs(MODELS.get(name))
+
+
+def _fits(name: str, spec: TaskSpec) -> bool:
+    encoder_decoder = "target_len" in accepted_kwargs(MODELS.get(name))
+    return encoder_decoder == (spec.kind == "seq2seq") and (
+        not spec.many_to_many or _many_to_many(name))
 
 
 def model_names() -> list[str]:

@@ -6,7 +6,8 @@ step can form the global mean loss whatever the split across devices.
 
 Batch keys used (see cnn_rnn.data.base): targets, weights, and for sequence tasks the optional
 target_weights [B, T] (which steps the loss counts) and accuracy_weights [B, T] (which steps
-accuracy counts, e.g. only the recalled symbols of the copy task).
+accuracy counts, e.g. only the recalled symbols of the copy task). Regression batches may carry
+target_scale [B, K], which adds MAE and both errors in the data's original units.
 """
 
 from __future__ import annotations
@@ -38,13 +39,45 @@ def classification(outputs: jax.Array, batch: dict[str, jax.Array]) -> tuple[jax
     return loss_sum, {"loss": (loss_sum, count), "accuracy": ((correct * w).sum(), count)}
 
 
+def _squared_errors(outputs: jax.Array, batch: dict[str, jax.Array]
+                    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Per-output squared errors [..., K]; with target_scale, also |error| and original units."""
+    diff = outputs.astype(jnp.float32) - batch["targets"]
+    extra = {}
+    scale = batch.get("target_scale")
+    if scale is not None:
+        scale = scale.astype(jnp.float32).reshape(
+            scale.shape[:1] + (1,) * (diff.ndim - 2) + scale.shape[-1:])
+        extra = {"mae": jnp.abs(diff), "mse_original": (diff * scale) ** 2,
+                 "mae_original": jnp.abs(diff * scale)}
+    return diff**2, extra
+
+
+def _regression_metrics(err: jax.Array, extra: dict[str, jax.Array], lw: jax.Array
+                        ) -> tuple[jax.Array, Metrics]:
+    """Weighted sums of per-position errors averaged over outputs; lw weighs positions."""
+    count = lw.sum()
+    loss_sum = (jnp.mean(err, axis=-1) * lw).sum()
+    metrics = {"loss": (loss_sum, count)}
+    metrics.update({k: ((jnp.mean(v, axis=-1) * lw).sum(), count) for k, v in extra.items()})
+    return loss_sum, metrics
+
+
 def regression(outputs: jax.Array, batch: dict[str, jax.Array]) -> tuple[jax.Array, Metrics]:
     """Mean squared error for predictions and targets [B, K] (averaged over K)."""
-    w = _weights(batch, outputs.shape[0])
-    err = jnp.mean((outputs.astype(jnp.float32) - batch["targets"]) ** 2, axis=-1)
-    count = w.sum()
-    loss_sum = (err * w).sum()
-    return loss_sum, {"loss": (loss_sum, count)}
+    err, extra = _squared_errors(outputs, batch)
+    return _regression_metrics(err, extra, _weights(batch, outputs.shape[0]))
+
+
+def sequence_regression(outputs: jax.Array,
+                        batch: dict[str, jax.Array]) -> tuple[jax.Array, Metrics]:
+    """Mean squared error per step for outputs and targets [B, T, K], over counted steps."""
+    b, t = outputs.shape[:2]
+    tw = batch.get("target_weights")
+    lw = _weights(batch, b)[:, None] * (jnp.ones((b, t), jnp.float32) if tw is None
+                                        else tw.astype(jnp.float32))
+    err, extra = _squared_errors(outputs, batch)
+    return _regression_metrics(err, extra, lw)
 
 
 def sequence_classification(outputs: jax.Array,
@@ -68,10 +101,27 @@ def sequence_classification(outputs: jax.Array,
     }
 
 
+def seq2seq(outputs: jax.Array, batch: dict[str, jax.Array]) -> tuple[jax.Array, Metrics]:
+    """Per-token cross-entropy and accuracy of decoder logits [B, T, C], plus exact match.
+
+    exact_match: the fraction of (real) examples whose every counted output token is right.
+    """
+    loss_sum, metrics = sequence_classification(outputs, batch)
+    b, t = batch["targets"].shape
+    tw = batch.get("target_weights")
+    counted = jnp.ones((b, t), bool) if tw is None else tw > 0
+    right = (jnp.argmax(outputs, -1) == batch["targets"]) | ~counted
+    w = _weights(batch, b)
+    metrics["exact_match"] = ((jnp.all(right, axis=1) * w).sum(), w.sum())
+    return loss_sum, metrics
+
+
 LOSSES = {
     "classification": classification,
     "regression": regression,
     "sequence_classification": sequence_classification,
+    "sequence_regression": sequence_regression,
+    "seq2seq": seq2seq,
 }
 
 

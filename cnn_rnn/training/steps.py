@@ -22,12 +22,21 @@ from cnn_rnn.training.state import TrainState
 Batch = dict[str, jax.Array]
 
 
+def model_inputs(spec: TaskSpec, batch: Batch, train: bool) -> dict[str, jax.Array]:
+    """Keyword inputs of the model beyond `inputs` and `mask`.
+
+    A seq2seq model is trained with teacher forcing (it reads the target sequence, shifted) and
+    evaluated by greedy decoding (it reads only its own predictions).
+    """
+    return {"targets": batch["targets"]} if (spec.kind == "seq2seq" and train) else {}
+
+
 def _apply(model: nn.Module, state: TrainState, params: Any, batch: Batch, train: bool,
-           rng: jax.Array | None) -> tuple[jax.Array, Any]:
+           rng: jax.Array | None, spec: TaskSpec) -> tuple[jax.Array, Any]:
     mutable = ["batch_stats"] if (train and state.batch_stats) else False
     out = model.apply(state.variables(params), batch["inputs"], train=train,
                       mask=batch.get("mask"), rngs={"dropout": rng} if rng is not None else None,
-                      mutable=mutable)
+                      mutable=mutable, **model_inputs(spec, batch, train))
     return out if mutable else (out, {})
 
 
@@ -46,7 +55,7 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module, spec: TaskS
     n_dev = jax.lax.psum(1, axis_name)
 
     def loss_fn(params):
-        outputs, updates = _apply(model, state, params, batch, True, rng)
+        outputs, updates = _apply(model, state, params, batch, True, rng, spec)
         loss_sum, metrics = loss_and_metrics(spec, outputs, batch)
         global_count = jax.lax.psum(jax.lax.stop_gradient(metrics["loss"][1]), axis_name)
         # pmean of (n_dev * local_sum / global_count) gradients = gradient of the global mean.
@@ -78,7 +87,7 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module, spec: TaskS
 def eval_step(state: TrainState, batch: Batch, *, model: nn.Module, spec: TaskSpec,
               axis_name: str) -> dict[str, jax.Array]:
     """Metric sums and counts for this shard, summed over devices."""
-    outputs, _ = _apply(model, state, state.params, batch, False, None)
+    outputs, _ = _apply(model, state, state.params, batch, False, None, spec)
     _, metrics = loss_and_metrics(spec, outputs, batch)
     sums = jax.lax.psum({k: s for k, (s, _) in metrics.items()}, axis_name)
     counts = jax.lax.psum({k: c for k, (_, c) in metrics.items()}, axis_name)
