@@ -54,7 +54,7 @@ data = build_data(dict(name="timeseries", path="co2", window=24, horizon=12), se
 co2 = read_series("co2")[:, 0]
 fig, ax = plt.subplots(figsize=(9, 3))
 ax.plot(co2, lw=1)
-for (start, _), name in zip(data.bounds, ("train", "validation", "test")):
+for (start, _), name in zip(data.bounds, ("train", "validation", "test"), strict=True):
     ax.axvline(start, color="gray", ls=":")
     ax.text(start + 5, co2.max() - 2, name)
 ax.set_xlabel("month since March 1958")
@@ -129,5 +129,5 @@ plt.show()
 
 # %%
 assert gru["mse_original"] < data.baselines["persistence"]["mse"], gru
-print("ok: the GRU beats persistence; linear AR ratio "
+print("OK: the GRU beats persistence; linear AR ratio "
       f"{gru['mse_original'] / data.baselines['linear_ar']['mse']:.2f}")

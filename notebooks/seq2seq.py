@@ -30,7 +30,6 @@ import os
 
 import jax
 import matplotlib.pyplot as plt
-import numpy as np
 
 from cnn_rnn.data.registry import build_data
 from cnn_rnn.diagnostics.encoder_flow import encoder_gradient_profile
@@ -112,4 +111,5 @@ ratio = {k: p[0] / p[-1] for k, p in profiles.items()}
 print("first/last encoder-step gradient ratio:", ratio)
 assert results["additive"]["eval"]["accuracy"] >= results["none"]["eval"]["accuracy"] - 0.02
 assert ratio["additive"] > ratio["none"], ratio
-print("ok")
+gain = ratio["additive"] / ratio["none"]
+print(f"OK: attention brings {gain:.1f}x more gradient to the first encoder step")

@@ -33,10 +33,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_rnn.models.recurrent import CELLS, RNN, check_positive
 from cnn_rnn.models.registry import register_model
+from cnn_rnn.models.rnn import CELLS, RNN
 from cnn_rnn.models.transformer import EncoderBlock, sinusoidal_positions
-from cnn_rnn.registry import check_choice
+from cnn_rnn.registry import check_choice, check_positive
 
 Array = jax.Array
 ATTENTIONS = ("none", "additive", "dot")
@@ -95,8 +95,8 @@ class RecurrentSeq2Seq(nn.Module):
         super().__post_init__()
 
     @nn.compact
-    def outputs_and_states(self, inputs: Array, train: bool = False, mask: Array | None = None,
-                           targets: Array | None = None,
+    def outputs_and_states(self, inputs: Array, *, mask: Array | None = None,
+                           train: bool = False, targets: Array | None = None,
                            perturbations: Sequence[Array] | None = None
                            ) -> tuple[Array, list[Array]]:
         """Return the logits [B, target_len, V] and the encoder states [[B, S, H]].
@@ -110,8 +110,9 @@ class RecurrentSeq2Seq(nn.Module):
 
         """
         check_lengths(inputs.shape[1], self.target_len, self.max_len)
-        make = functools.partial(CELLS[self.cell], hidden=self.hidden)
-        final, states = RNN(make, name="encoder").outputs_and_states(inputs, mask, perturbations)
+        template = CELLS[self.cell](hidden=self.hidden, parent=None)
+        final, states = RNN(template, name="encoder").outputs_and_states(
+            inputs, mask=mask, perturbations=perturbations)
         return self._decode(states[-1], final, mask, targets), states
 
     @nn.nowrap
@@ -120,7 +121,7 @@ class RecurrentSeq2Seq(nn.Module):
         h, v = self.hidden, self.num_outputs
         cell = CELLS[self.cell](hidden=h, name="decoder")
         context = self.attention != "none"
-        weights = cell(self.embed + (h if context else 0))
+        weights = cell.weights(self.embed + (h if context else 0))
         table = self.param("embedding", nn.initializers.normal(1.0), (v + 1, self.embed))
         w_o = self.param("W_o", nn.initializers.lecun_normal(), (h * (2 if context else 1), v))
         b_o = self.param("b_o", nn.initializers.zeros_init(), (v,))
@@ -138,7 +139,7 @@ class RecurrentSeq2Seq(nn.Module):
                 out = jnp.concatenate([out, c], axis=-1)
             return carry, out @ w_o + b_o
 
-        carry0 = cell.with_hidden(cell.initial_carry(final.shape[0], final.dtype), final)
+        carry0 = cell.with_hidden(cell.initialize_carry(None, final.shape, final.dtype), final)
         if targets is not None:
             tokens = jnp.swapaxes(shift_right(targets.astype(jnp.int32), v), 0, 1)
             _, logits = jax.lax.scan(step, carry0, tokens)
@@ -167,11 +168,12 @@ class RecurrentSeq2Seq(nn.Module):
             return lambda s: jnp.einsum("bh,bsh->bs", s @ w_q, memory) / jnp.sqrt(h)
         return None
 
-    def __call__(self, inputs: Array, train: bool = False, mask: Array | None = None,
+    def __call__(self, inputs: Array, *, mask: Array | None = None, train: bool = False,
                  targets: Array | None = None,
                  perturbations: Sequence[Array] | None = None) -> Array:
         """Return logits [B, target_len, num_outputs]; see `outputs_and_states`."""
-        return self.outputs_and_states(inputs, train, mask, targets, perturbations)[0]
+        return self.outputs_and_states(inputs, mask=mask, train=train, targets=targets,
+                                       perturbations=perturbations)[0]
 
 
 class DecoderBlock(nn.Module):
@@ -268,7 +270,7 @@ class TransformerSeq2Seq(nn.Module):
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, inputs: Array, train: bool = False, mask: Array | None = None,
+    def __call__(self, inputs: Array, *, mask: Array | None = None, train: bool = False,
                  targets: Array | None = None) -> Array:
         """Return logits [B, target_len, num_outputs]; teacher forcing with `targets`."""
         check_lengths(inputs.shape[1], self.target_len, self.max_len)

@@ -60,11 +60,13 @@ def run_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    # A None field means "the default", as an absent one does (configs list every source keyword
+    # as a typed None), so a run recorded before a field was listed is still the same run.
     out: dict[str, Any] = {}
     for k, v in tree.items():
         if isinstance(v, Mapping):
             out.update(_flatten(v, f"{prefix}{k}."))
-        else:
+        elif v is not None:
             out[f"{prefix}{k}"] = v
     return out
 
