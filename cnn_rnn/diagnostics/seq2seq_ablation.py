@@ -93,19 +93,21 @@ def ordering_verdict(models: list[str], lengths: list[int], cells: Mapping[tuple
                      ) -> list[str]:
     """Sentences stating whether no-attention decays with length while attention holds."""
     lines = []
-    if "none" in models and len(lengths) > 1:
-        first, last = cells[("none", lengths[0])], cells[("none", lengths[-1])]
+    base = [n for n in lengths if ("none", n) in cells]
+    if len(base) > 1:
+        first, last = cells[("none", base[0])], cells[("none", base[-1])]
         decays = last < first - 0.2
         lines.append(f"- Without attention, exact match goes from {fmt(first)} at length "
-                     f"{lengths[0]} to {fmt(last)} at length {lengths[-1]}: "
+                     f"{base[0]} to {fmt(last)} at length {base[-1]}: "
                      f"{'it decays with length, as expected' if decays else 'NO clear decay'}.")
     for m in ("additive", "dot", "transformer"):
-        if m in models and "none" in models:
-            last = cells[(m, lengths[-1])]
-            holds = last > cells[("none", lengths[-1])] + 0.2
-            lines.append(f"- {LABELS[m]}: {fmt(last)} at length {lengths[-1]}, "
+        common = [n for n in base if (m, n) in cells]
+        if m in models and common:
+            n = common[-1]
+            holds = cells[(m, n)] > cells[("none", n)] + 0.2
+            lines.append(f"- {LABELS[m]}: {fmt(cells[(m, n)])} at length {n}, "
                          f"{'well above' if holds else 'NOT clearly above'} the no-attention "
-                         f"model's {fmt(cells[('none', lengths[-1])])}.")
+                         f"model's {fmt(cells[('none', n)])}.")
     return lines
 
 
