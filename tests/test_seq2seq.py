@@ -125,6 +125,7 @@ def test_too_long_source_on_the_command_line_is_one_line(cli, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_attention_learns_to_reverse(tmp_path):
     from cnn_rnn.training.loop import train_and_evaluate
     from configs.common import base_config
