@@ -112,7 +112,7 @@ def test_model_and_task_mismatches_are_config_errors():
     adding = build_data(dict(name="adding", length=5), seed=0).spec
     with pytest.raises(ConfigError, match="needs a sequence model"):
         build_model(dict(name="seq2seq_transformer"), adding)
-    with pytest.raises(ConfigError, match="attention must be one of none, additive, dot"):
+    with pytest.raises(ConfigError, match="model.attention: must be one of none, additive, dot"):
         build_model(dict(name="seq2seq_rnn", attention="luong"), SPEC)
 
 

@@ -33,10 +33,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cnn_rnn.config_checks import check_choice, check_int
 from cnn_rnn.models.registry import register_model
 from cnn_rnn.models.rnn import CELLS, RNN
 from cnn_rnn.models.transformer import EncoderBlock, sinusoidal_positions
-from cnn_rnn.registry import check_choice, check_positive
 
 Array = jax.Array
 ATTENTIONS = ("none", "additive", "dot")
@@ -87,10 +87,10 @@ class RecurrentSeq2Seq(nn.Module):
     max_len: int = 512
 
     def __post_init__(self) -> None:
-        check_choice("cell", self.cell, SEQ2SEQ_CELLS)
-        check_choice("attention", self.attention, ATTENTIONS)
+        check_choice("model.cell", self.cell, SEQ2SEQ_CELLS)
+        check_choice("model.attention", self.attention, ATTENTIONS)
         for field in ("hidden", "embed", "max_len", "target_len"):
-            check_positive(field, getattr(self, field))
+            check_int(f"model.{field}", getattr(self, field), 1)
         check_lengths(0, self.target_len, self.max_len)
         super().__post_init__()
 
@@ -262,7 +262,7 @@ class TransformerSeq2Seq(nn.Module):
 
     def __post_init__(self) -> None:
         for field in ("d_model", "num_heads", "num_layers", "mlp_dim", "max_len", "target_len"):
-            check_positive(field, getattr(self, field))
+            check_int(f"model.{field}", getattr(self, field), 1)
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads "
                              f"({self.num_heads})")
