@@ -6,9 +6,11 @@ attention.
     python -m experiments.sweep --config=configs/ablations/seq2seq_lengths.py --workdir=runs/seq2seq
 
 writes docs/seq2seq/report.md and docs/seq2seq/figures/*.png (`--config.report_dir=...` to put
-them elsewhere). Variants (`seq2seq_lengths.py:smoke`): `smoke` (two short lengths, 30 steps:
-about a minute), `default` (lengths 5, 10, 20, 40; 500 steps; about 15 minutes on a 2-core CPU),
-`full` (more steps and seeds, dot-product attention too: for a GPU).
+them elsewhere). Variants (`seq2seq_lengths.py:smoke`): `smoke` (two short lengths, 30 steps),
+`default` (lengths 5, 10, 20, 40; 500 steps; 12 runs with about 30 minutes of training in all,
+measured on this project's 2-core CPU while other jobs kept its load near 20: an hour of wall
+time there, far less on an idle machine), `full` (more steps and seeds, dot-product attention
+too: for a GPU). Finished points are skipped, so an interrupted sweep resumes.
 """
 
 import ml_collections
