@@ -11,6 +11,7 @@ source directly can still catch ValueError.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,18 +23,29 @@ from cnn_rnn.errors import ConfigError
 POSITIVE_INTS = ("steps", "batch_size", "eval_every", "checkpoint_every", "keep_checkpoints",
                  "log_every")
 NONFINITE_POLICIES = ("stop", "skip")
+INT32_MAX = 2**31 - 1
+# jax.random.PRNGKey keeps the low 32 bits of a seed: 2**32 would silently alias seed 0.
+SEED_MAX = 2**32 - 1
+
+log = logging.getLogger(__name__)
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
-def check_int(field: str, value: Any, minimum: int) -> int:
-    """Return `value` as an int if it is an integer >= `minimum`, else raise ConfigError."""
+def check_int(field: str, value: Any, minimum: int, maximum: int = INT32_MAX) -> int:
+    """Return `value` as an int if `minimum <= value <= maximum`, else raise ConfigError.
+
+    The default maximum is the largest int32: JAX indexes arrays and counts steps with 32-bit
+    integers, so a larger size or count is a typo, not a request.
+    """
     if not _is_int(value):
         raise ConfigError(field, f"must be an integer >= {minimum}, got {value!r}")
     if value < minimum:
         raise ConfigError(field, f"must be >= {minimum}, got {value}")
+    if value > maximum:
+        raise ConfigError(field, f"must be <= {maximum:,}, got {value:,}")
     return int(value)
 
 
@@ -86,7 +98,7 @@ def validate_config(config: Mapping[str, Any]) -> None:
     for key in ("seed", "model", "data", "optimizer", *POSITIVE_INTS):
         if key not in config:
             raise ConfigError(key, "missing from the config")
-    check_int("seed", config["seed"], 0)
+    check_int("seed", config["seed"], 0, SEED_MAX)
     for key in POSITIVE_INTS:
         check_int(key, config[key], 1)
     for section in ("model", "data"):
@@ -103,8 +115,10 @@ def validate_config(config: Mapping[str, Any]) -> None:
     check_number("optimizer.learning_rate", opt.get("learning_rate"), strict=True)
     for key in ("grad_clip_norm", "weight_decay", "momentum"):
         check_number(f"optimizer.{key}", opt.get(key, 0.0))
-    if "warmup_steps" in opt:
-        check_int("optimizer.warmup_steps", opt["warmup_steps"], 0)
+    if "warmup_steps" in opt and check_int("optimizer.warmup_steps", opt["warmup_steps"],
+                                           0) > config["steps"]:
+        log.warning("optimizer.warmup_steps=%d is longer than the run (steps=%d): the learning "
+                    "rate never reaches its peak", opt["warmup_steps"], config["steps"])
     if "eval_batch_size" in config:  # 0 (or absent): a default larger than batch_size
         check_int("eval_batch_size", config["eval_batch_size"], 0)
     policy = config.get("on_nonfinite", "stop")

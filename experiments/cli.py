@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -12,14 +13,18 @@ from absl import logging as absl_logging
 from ml_collections.config_flags.config_flags import is_config_flag
 
 from cnn_rnn.errors import ConfigError, NonFiniteError
+from cnn_rnn.training.interrupts import Interrupted
 from experiments import config_file
+
+
+def _line(text: str) -> None:
+    sys.stderr.write(" ".join(str(text).split()) + "\n")
+    sys.stderr.flush()
 
 
 def fail(message: str, code: int = 2) -> None:
     """Print `error: message` as one line on stderr and exit with `code`."""
-    line = " ".join(str(message).split())
-    sys.stderr.write(f"error: {line}\n")
-    sys.stderr.flush()
+    _line(f"error: {message}")
     sys.exit(code)
 
 
@@ -84,22 +89,54 @@ def load_points_module(path: str, kind: str) -> Any:
     return module
 
 
+def _report_errors(main: Callable[[list[str]], Any], argv: list[str]) -> Any:
+    """Run `main(argv)`; a user error, divergence, interrupt or full disk becomes one line."""
+    # Our own INFO lines; libraries (Orbax logs every file it writes) only from WARNING.
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("cnn_rnn").setLevel(logging.INFO)
+    logging.getLogger("experiments").setLevel(logging.INFO)
+    try:
+        return main(argv)
+    except ConfigError as e:
+        fail(str(e))
+    except NonFiniteError as e:
+        fail(str(e), code=3)
+    except Interrupted as e:
+        _line(e.line())
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop: nothing to save
+        _line("interrupted (SIGINT); stopped")
+        sys.exit(128 + signal.SIGINT)
+    except OSError as e:  # the disk or the file system, e.g. full or read-only
+        where = f"{e.filename}: " if e.filename else ""
+        fail(f"{where}{e.strerror or e}", code=1)
+
+
+def execute(main: Callable[[list[str]], Any], argv: list[str]) -> Any:
+    """Parse `argv` (the program name first) and run `main`, as `run_main` does, in-process.
+
+    Every failure a user can cause exits through `fail` (SystemExit); tests call this to feed an
+    entry point many inputs without a process each.
+    """
+    saved = sys.argv
+    sys.argv = list(argv)  # config_flags reads its overrides from sys.argv, as app.run leaves it
+    try:
+        return _report_errors(main, _parse_flags(argv))
+    finally:
+        sys.argv = saved
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    del frame
+    raise Interrupted(signum, detail="stopped before training started or after it ended")
+
+
 def run_main(main: Callable[[list[str]], Any]) -> None:
     """`absl.app.run(main)` with one-line errors for bad flags, ConfigError and divergence.
 
-    Bad flags and ConfigError exit 2; a run that diverged (the loop's NonFiniteError) exits 3.
+    Bad flags and ConfigError exit 2; a run that diverged (NonFiniteError) exits 3; SIGINT and
+    SIGTERM exit 130 and 143 with one line (the training loop saves a checkpoint first).
     """
-
-    def wrapped(argv: list[str]) -> Any:
-        # Our own INFO lines; libraries (Orbax logs every file it writes) only from WARNING.
-        absl_logging.set_verbosity(absl_logging.WARNING)
-        logging.getLogger("cnn_rnn").setLevel(logging.INFO)
-        logging.getLogger("experiments").setLevel(logging.INFO)
-        try:
-            return main(argv)
-        except ConfigError as e:
-            fail(str(e))
-        except NonFiniteError as e:
-            fail(str(e), code=3)
-
-    app.run(wrapped, flags_parser=_parse_flags)
+    # SIGTERM's default is a silent exit; outside the training loop make it one line as well.
+    signal.signal(signal.SIGTERM, _terminate)
+    app.run(lambda argv: _report_errors(main, argv), flags_parser=_parse_flags)

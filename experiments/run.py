@@ -1,7 +1,9 @@
 """Run one experiment: `python -m experiments.run --config=configs/mnist1d_cnn.py --workdir=DIR`.
 
 Override any field with `--config.a.b=value`; pick a variant with `--config=configs/x.py:arg`.
-Running again on the same workdir resumes from its newest checkpoint.
+`--list` lists the config files with their arguments; `--show_config` prints the resolved config
+(after overrides) and exits. Running again on the same workdir resumes from its newest
+checkpoint; Ctrl-C or SIGTERM saves a checkpoint at the step reached first.
 """
 
 from __future__ import annotations
@@ -9,15 +11,32 @@ from __future__ import annotations
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.cli import config_and_workdir, run_main
+from experiments.cli import config_and_workdir, fail, load_config, run_main
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file, configs/<name>.py[:key=value,...] (see --list).",
+    lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and config.")
+_LIST = flags.DEFINE_bool("list", False, "List the config files, their arguments and a line "
+                          "about each, then exit.")
+_SHOW = flags.DEFINE_bool("show_config", False, "Print the resolved config (after overrides) "
+                          "and exit without training.")
 
 
 def main(argv: list[str]) -> None:
     """Validate flags, then train and evaluate (run_main exits 3 if training diverges)."""
+    if _LIST.value:
+        from experiments.config_catalog import describe
+
+        print(describe("configs"))
+        return
+    if _SHOW.value:
+        if len(argv) > 1:
+            fail(f"unexpected arguments {argv[1:]}")
+        if _CONFIG.value is None:
+            fail("--config: required with --show_config; e.g. --config=configs/mnist1d_cnn.py")
+        print(load_config(_CONFIG))
+        return
     config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR, "configs/mnist1d_cnn.py")
     from cnn_rnn.training.loop import train_and_evaluate
 

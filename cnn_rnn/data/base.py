@@ -68,9 +68,12 @@ class DataSource(abc.ABC):
 
     `train_batch(step, batch_size)` must be a pure function of the source's seed and `step`, so
     that a resumed run sees exactly the batches an uninterrupted one would have seen.
+    `num_train` is the size of a finite training set (None for generated data), so that a batch
+    larger than the whole set can be refused.
     """
 
     spec: TaskSpec
+    num_train: int | None = None
 
     @abc.abstractmethod
     def train_batch(self, step: int, batch_size: int) -> Batch:
@@ -144,7 +147,7 @@ class ArraySource(DataSource):
         self.train = train
         self.test = test
         self.seed = seed
-        self._n = len(train["inputs"])
+        self._n = self.num_train = len(train["inputs"])
 
     def train_batch(self, step: int, batch_size: int) -> Batch:
         """Batch `step` of the seeded per-epoch shuffle."""

@@ -54,6 +54,7 @@ class MappedSource(DataSource):
         self.inner = inner
         self.spec = spec
         self.fn = fn
+        self.num_train = inner.num_train
 
     def train_batch(self, step: int, batch_size: int) -> Batch:
         """Return the inner source's batch `step`, mapped."""

@@ -3,16 +3,20 @@
 Each checkpoint holds the state (StandardSave) and a small JSON record of what produced it (the
 config, training seconds so far), so that a resume with a different config is refused instead of
 silently restarting. Orbax writes each step to a temporary folder and renames it when complete,
-so a crash mid-save never replaces a good checkpoint; a checkpoint that fails to read (truncated,
-corrupted) is set aside with a warning in favour of the next newest. A checkpoint that reads
-fine but whose state does not fit the current train state (another optimizer or model) is a
-config problem: ConfigError, and the checkpoint stays where it is.
+so a crash mid-save never replaces a good checkpoint. Checksums (see integrity.py) catch what
+changed on disk afterwards. A checkpoint that fails to read or fails a checksum is set aside with
+a one-line warning in favour of the next newest. A checkpoint that reads fine but whose state
+does not fit the current train state (another optimizer or model) is a config problem:
+ConfigError, and the checkpoint stays where it is. A full disk while saving is a
+ConfigError on `workdir` (older checkpoints stay intact).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from cnn_rnn.errors import ConfigError
+from cnn_rnn.training import integrity
 from cnn_rnn.training.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -46,17 +51,38 @@ class Checkpointer:
         return sorted(self.manager.all_steps())
 
     def save(self, step: int, state: TrainState, meta: Mapping[str, Any]) -> None:
-        """Write the (unreplicated) state and its metadata at `step`, replacing none."""
+        """Write the (unreplicated) state and its metadata at `step`, replacing none.
+
+        The record gets the state's checksum and its own; the folder a manifest of checksums.
+        A full disk raises ConfigError("workdir", ...) after removing the partial save.
+        """
         if step in self.manager.all_steps():
             return
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta))))
-        self.manager.wait_until_finished()
+        record = integrity.seal({**meta, "state_sha256": integrity.state_digest(state)})
+        try:
+            self.manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(record)))
+            self.manager.wait_until_finished()
+            integrity.write_manifest(os.path.join(self.directory, str(step)))
+        except Exception as e:  # noqa: BLE001 - only a full disk is turned into a user error
+            if _os_error(e, errno.ENOSPC, errno.EDQUOT) is None:
+                raise
+            self._remove_partial(step)
+            raise ConfigError("workdir", f"no space left on the device while saving the "
+                              f"checkpoint at step {step} in {self.directory}; the older "
+                              "checkpoints are intact; free space and run again") from None
+
+    def _remove_partial(self, step: int) -> None:
+        # Orbax's temporary folder for `step` (and a committed folder without its manifest).
+        for name in os.listdir(self.directory):
+            if name == str(step) or name.startswith(f"{step}.orbax-checkpoint-tmp"):
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        self.manager.reload()
 
     def read_meta(self, step: int) -> dict[str, Any]:
-        """The JSON record saved beside the state at `step`."""
+        """The JSON record saved beside the state at `step` (ChecksumError if it was altered)."""
         out = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        return dict(out["meta"])
+        return integrity.check_seal(dict(out["meta"]))
 
     def check_fits(self, step: int, target: TrainState) -> None:
         """Raise ConfigError if the state saved at `step` has other leaves or shapes than `target`.
@@ -85,36 +111,44 @@ class Checkpointer:
                               "written with another optimizer or model? Use a new --workdir or "
                               "the config that wrote it")
 
-    def restore(self, step: int, target: TrainState) -> TrainState:
-        """The state saved at `step`, with `target`'s structure, shapes and dtypes."""
+    def restore(self, step: int, target: TrainState, digest: str | None = None) -> TrainState:
+        """The state saved at `step`, with `target`'s structure, shapes and dtypes.
+
+        With `digest` (the record's state_sha256), ChecksumError if the arrays differ from it.
+        """
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
         out = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract)))
+        if digest is not None and integrity.state_digest(out["state"]) != digest:
+            raise integrity.ChecksumError("its arrays fail their checksum")
         return out["state"]
 
     def restore_latest(self, target: TrainState,
                        check_meta: Callable[[dict[str, Any]], None] = lambda meta: None,
                        ) -> tuple[TrainState, dict[str, Any]] | None:
-        """The newest readable checkpoint as (state, meta), or None if there is none.
+        """The newest intact checkpoint as (state, meta), or None if there is none.
 
         `target` gives the structure, shapes and dtypes. `check_meta` sees each checkpoint's
         record before its state is read and may raise (a different run's checkpoint must be
         refused, not mistaken for a corrupt one). A readable checkpoint whose state does not fit
-        `target` raises ConfigError and is left in place. Unreadable checkpoints are set aside
-        with a warning, newest first, so one corrupt save costs at most `checkpoint_every` steps.
+        `target` raises ConfigError and is left in place. Unreadable checkpoints, and those that
+        fail a checksum, are set aside with a one-line warning, newest first, so one corrupt save
+        costs at most `checkpoint_every` steps; a warning also says when none is left.
         """
-        for step in reversed(self.steps()):
+        steps = self.steps()
+        for step in reversed(steps):
             try:
+                integrity.check_manifest(os.path.join(self.directory, str(step)))
                 meta = self.read_meta(step)
-            except Exception:  # noqa: BLE001 - unreadable record: handled as corrupt below
-                meta = None
+            except Exception as e:  # noqa: BLE001 - unreadable or altered: set aside below
+                meta, error = None, e
             if meta is not None:
                 check_meta(meta)
             try:
                 if meta is None:
-                    raise ValueError("its metadata record cannot be read")
+                    raise error
                 self.check_fits(step, target)
-                state = self.restore(step, target)
+                state = self.restore(step, target, meta.pop("state_sha256", None))
             except ConfigError:
                 raise  # a readable checkpoint of another config: never set aside
             except Exception as e:  # noqa: BLE001 - any read failure means "try an older one"
@@ -123,12 +157,14 @@ class Checkpointer:
                     raise ConfigError("workdir", f"checkpoint at step {step} does not fit this "
                                       "config's train state (another optimizer or model?); use "
                                       "a new --workdir or the config that wrote it") from e
-                moved = self._set_aside(step)
-                log.warning("checkpoint at step %d is unreadable (%s: %s); moved it to %s and "
-                            "trying an older one", step, type(e).__name__,
-                            (str(e).splitlines() or [""])[0][:200], moved)
+                self._set_aside(step)
+                log.warning("checkpoint at step %d is unreadable (%s); set aside, trying an "
+                            "older one", step, _short_reason(e))
                 continue
             return state, meta
+        if steps:
+            log.warning("no intact checkpoint left in %s; starting again from step 0",
+                        os.path.basename(os.path.dirname(self.directory)) or self.directory)
         return None
 
     def _set_aside(self, step: int) -> str:
@@ -150,3 +186,25 @@ class Checkpointer:
 def _is_structure_mismatch(e: Exception) -> bool:
     # Orbax's wording for a restore target whose tree differs from the saved one (0.12.x).
     return isinstance(e, ValueError) and "tree structures do not match" in str(e)
+
+
+def _os_error(e: BaseException, *codes: int) -> OSError | None:
+    """The first OSError with one of `codes` in e's chain of causes (Orbax wraps them)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in codes:
+            return e
+        if "No space left on device" in str(e) and errno.ENOSPC in codes:
+            return OSError(errno.ENOSPC, "No space left on device")
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _short_reason(e: BaseException) -> str:
+    """A short, printable cause: our own message, or the exception's type and first words."""
+    if isinstance(e, integrity.ChecksumError):
+        return str(e)[:45]
+    text = re.sub(r"<[^<>]*>", "", (str(e).splitlines() or [""])[0])  # no <bound method ...>
+    text = " ".join(text.split())
+    return f"{type(e).__name__}: {text}"[:45].rstrip() if text else type(e).__name__

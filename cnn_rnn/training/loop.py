@@ -29,6 +29,7 @@ from cnn_rnn.models.registry import build_model
 from cnn_rnn.training import parallel
 from cnn_rnn.training import run_record as record
 from cnn_rnn.training.checkpoints import Checkpointer
+from cnn_rnn.training.interrupts import Interrupted, catch_signals
 from cnn_rnn.training.metrics import MetricWriter
 from cnn_rnn.training.optim import build_optimizer, learning_rate_schedule
 from cnn_rnn.training.run_record import (  # re-exported: sweeps apply the same rules
@@ -37,7 +38,12 @@ from cnn_rnn.training.run_record import (  # re-exported: sweeps apply the same 
     run_identity,
     to_dict,
 )
-from cnn_rnn.training.state import TrainState, create_train_state, param_count
+from cnn_rnn.training.state import (
+    TrainState,
+    check_fits_in_memory,
+    create_train_state,
+    param_count,
+)
 from cnn_rnn.training.steps import eval_step, train_step
 from cnn_rnn.training.train_window import TrainWindow, sums_to_metrics
 from cnn_rnn.training.workdir_lock import WorkdirLock
@@ -84,22 +90,26 @@ def build_run(cfg: Mapping[str, Any], data: DataSource | None = None
     parallel.check_batch_size(cfg["batch_size"], parallel.device_count())
     data = build_data(cfg["data"], seed=cfg["seed"]) if data is None else data
     eval_batch_size(cfg, data, parallel.device_count())  # a bad value fails before any write
+    if data.num_train is not None and cfg["batch_size"] > data.num_train:
+        raise ConfigError("batch_size", f"{cfg['batch_size']} is more than the {data.num_train} "
+                          f"training examples of {cfg['data']['name']!r} (a batch would repeat "
+                          f"examples); accepted: <= {data.num_train}")
     model = build_model(cfg["model"], data.spec, axis_name=parallel.AXIS)
     return data, model, build_optimizer(cfg["optimizer"], cfg["steps"])
 
 
 @contextlib.contextmanager
 def init_errors_as_config(cfg: Mapping[str, Any], input_shape: tuple[int, ...]) -> Iterator[None]:
-    """Turn a ValueError raised while initialising the model into a one-line ConfigError.
+    """Turn an error raised while initialising the model into a one-line ConfigError.
 
-    E.g. a sequence longer than a Transformer's max_len: a config problem, found before anything
-    is written.
+    E.g. a sequence longer than a Transformer's max_len, or a width too large to index: a config
+    problem, found before anything is written.
     """
     try:
         yield
     except ConfigError:
         raise
-    except ValueError as e:
+    except (ValueError, TypeError, OverflowError, MemoryError) as e:
         raise ConfigError("model", f"{cfg['model']['name']!r} cannot take inputs of shape "
                           f"{input_shape}: {str(e).splitlines()[0]}") from e
 
@@ -113,9 +123,10 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     cfg = to_dict(config)
     validate_config(cfg)
     data, model, tx = build_run(cfg)
+    key = jax.random.PRNGKey(cfg["seed"])
     with init_errors_as_config(cfg, data.spec.input_shape):
-        state = create_train_state(model, tx, data.spec.input_shape,
-                                   jax.random.PRNGKey(cfg["seed"]))
+        check_fits_in_memory(model, tx, data.spec.input_shape, key, cfg["model"]["name"])
+        state = create_train_state(model, tx, data.spec.input_shape, key)
     prepare_workdir(workdir)
     with WorkdirLock(workdir):
         return _train_locked(cfg, workdir, data, model, state)
@@ -128,15 +139,19 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), cfg["keep_checkpoints"])
     with contextlib.closing(ckpt):
         restored = ckpt.restore_latest(state, check_meta=lambda m: check_same_run(m, cfg))
-        record.write_json_atomic(os.path.join(workdir, "config.json"), cfg)
         start, seconds_before, meta = 0, 0.0, {}
         if restored is not None:
             state, meta = restored
             start = int(state.step)
+            if start > steps:
+                raise ConfigError("steps", f"{steps} is below the step of this workdir's newest "
+                                  f"checkpoint ({start}); a run cannot be shortened after the "
+                                  f"fact; accepted: >= {start}, or a new --workdir")
             seconds_before = record.previous_seconds(workdir, meta, start, start >= steps)
             log.info("resuming from checkpoint at step %d of %d", start, steps)
             if start < steps:
                 record.warn_if_schedule_stretched(meta, cfg, start)
+        record.write_json_atomic(os.path.join(workdir, "config.json"), cfg)
         log.info("model %s: %s parameters; data %s %s; %d device(s), %d examples per device",
                  cfg["model"]["name"], f"{n_params:,}", cfg["data"]["name"],
                  data.spec.input_shape, n_dev, cfg["batch_size"] // n_dev)
@@ -145,8 +160,7 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
             _train(cfg, workdir, data, model, state, start, meta.get("window", []), ckpt,
                    lambda: seconds_before + _clock() - t0)
             seconds = seconds_before + _clock() - t0
-    summary = record.write_summary(workdir, cfg, data, n_params, max(start, steps), seconds,
-                                   n_dev)
+    summary = record.write_summary(workdir, cfg, data, n_params, steps, seconds, n_dev)
     log.info("%s: %s", "finished" if start < steps else "already finished",
              record.summary_line(summary))
     return summary
@@ -168,7 +182,8 @@ def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, stat
     # Batch s is a pure function of (seed, s): preparing it ahead changes nothing but the wait.
     batches = prefetch_batches(data, cfg["batch_size"], range(start, steps),
                                lambda b: parallel.shard(b, n_dev))
-    with contextlib.closing(MetricWriter(workdir, resume_step=start)) as writer, bar, batches:
+    with contextlib.closing(MetricWriter(workdir, resume_step=start)) as writer, bar, batches, \
+            catch_signals() as stop:
         for step, batch in zip(range(start, steps), batches, strict=True):
             state, metrics = p_train(state, batch)
             done = step + 1
@@ -188,8 +203,10 @@ def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, stat
                     bar.write(line)
                 else:
                     log.info(line)
-            if done % cfg["checkpoint_every"] == 0 or last:
+            if done % cfg["checkpoint_every"] == 0 or last or stop:
                 # The seconds so far and an open metrics window travel with the checkpoint.
                 ckpt.save(done, jax.device_get(parallel.unreplicate(state)),
                           record.checkpoint_meta(cfg, seconds(), window.pending()))
+            if stop:
+                raise Interrupted(stop.signum, step=done)
     log.info("input wait %.2fs over steps %d..%d", batches.wait_seconds, start, steps)

@@ -7,14 +7,18 @@ together, so a checkpoint of this one object is enough to resume a run exactly.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 from flax.training import train_state
+
+from cnn_rnn.errors import ConfigError
 
 
 class TrainState(train_state.TrainState):
@@ -54,3 +58,31 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
 def param_count(params: Any) -> int:
     """Number of scalar parameters in a pytree."""
     return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
+
+
+def _memory_bytes() -> int | None:
+    """Memory the train state must fit in: the first device's limit, else the host's RAM."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_in_memory(model: nn.Module, tx: optax.GradientTransformation,
+                         input_shape: tuple[int, ...], key: jax.Array, name: str) -> None:
+    """Raise ConfigError("model") if the train state alone would not fit in memory.
+
+    Shapes only (`jax.eval_shape`): a width typed with a few zeros too many is refused in
+    milliseconds instead of exhausting the machine's memory.
+    """
+    abstract = jax.eval_shape(functools.partial(create_train_state, model, tx, input_shape), key)
+    need = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
+               for x in jax.tree_util.tree_leaves(abstract))
+    limit = _memory_bytes()
+    if limit is not None and need > limit:
+        raise ConfigError("model", f"{name!r}: its parameters and optimizer state need "
+                          f"{need / 2**30:,.1f} GiB, more than the {limit / 2**30:,.1f} GiB of "
+                          "memory here; accepted: a smaller model")

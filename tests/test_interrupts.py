@@ -1,0 +1,104 @@
+"""Ctrl-C (SIGINT) and SIGTERM at random moments of a real training process: one line, exit
+130 / 143, a checkpoint at the step reached, and a rerun that ends equal to an uninterrupted run.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from cnn_rnn.training.checkpoints import Checkpointer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+           PYTHONUNBUFFERED="1")
+STEPS = 400
+RUN = [sys.executable, "-m", "experiments.run", "--config=configs/mnist1d_cnn.py",
+       "--config.model.features=(8, 16)", "--config.model.hidden=16", "--config.progress=False",
+       f"--config.steps={STEPS}", "--config.checkpoint_every=50", "--config.log_every=20",
+       "--config.eval_every=100"]
+LINE = re.compile(r"^interrupted at step (\d+); checkpoint saved; run the same command to resume$")
+
+
+def _steps_and_final(workdir):
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=100)
+    steps = ckpt.steps()
+    final = ckpt.manager.restore(steps[-1], args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))["state"]
+    ckpt.close()
+    return steps, final
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("full")
+    subprocess.run([*RUN, f"--workdir={workdir}"], cwd=ROOT, env=ENV, check=True,
+                   capture_output=True, timeout=600)
+    return workdir
+
+
+def _wait_for_step(proc, workdir, step, timeout=300):
+    """Block until the train record of `step` is written (start-up and compilation are over)."""
+    deadline = time.time() + timeout
+    metrics = workdir / "metrics.jsonl"
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and f'"step": {step},' in metrics.read_text():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"training did not reach step {step}")
+
+
+def _interrupt(tmp_path, uninterrupted, signum, after, twice=False):
+    """Signal the run right after its train record at step `after` (a multiple of 20)."""
+    workdir = tmp_path / "run"
+    proc = subprocess.Popen([*RUN, f"--workdir={workdir}"], cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_step(proc, workdir, after)
+    proc.send_signal(signum)
+    if twice:
+        proc.send_signal(signum)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("interrupted")]
+    assert len(lines) == 1, err
+    match = LINE.match(lines[0])
+    if not twice:
+        assert match, lines[0]
+    if match:
+        step = int(match.group(1))
+        assert 0 < step < STEPS
+        assert step in _steps_and_final(str(workdir))[0]
+    rerun = subprocess.run([*RUN, f"--workdir={workdir}"], cwd=ROOT, env=ENV,
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (uninterrupted / "metrics.jsonl").read_text() == \
+        (workdir / "metrics.jsonl").read_text()
+    a, b = _steps_and_final(str(uninterrupted))[1], _steps_and_final(str(workdir))[1]
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    return lines[0]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_saves_at_the_step_reached_and_resumes_exactly(tmp_path, uninterrupted, signum):
+    _interrupt(tmp_path, uninterrupted, signum, after=40)
+
+
+def test_second_ctrl_c_stops_at_once_and_loses_nothing_older(tmp_path, uninterrupted):
+    _interrupt(tmp_path, uninterrupted, signal.SIGINT, after=60, twice=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("trial", range(10))
+def test_ten_random_moments(tmp_path, uninterrupted, signum, trial):
+    after = 20 * int(np.random.default_rng(1000 * signum + trial).integers(1, 11))
+    _interrupt(tmp_path, uninterrupted, signum, after)
