@@ -6,7 +6,6 @@ constructors with the field's full dotted name; and `validate_config`, the check
 standard training fields, applied once where a config comes in (`train_and_evaluate`, sweeps)
 before anything is built or written. A ConfigError is a ValueError, so code that calls a model or
 source directly can still catch ValueError.
-
 """
 
 from __future__ import annotations

@@ -117,6 +117,18 @@ def _reset_flags():
         delattr(flags.FLAGS, name)
 
 
+@pytest.fixture(autouse=True)
+def _never_train(monkeypatch):
+    """An input the checks let through would start training: stop it as a visible failure."""
+    from cnn_rnn.errors import ConfigError
+    from cnn_rnn.training import loop
+
+    def accepted(workdir):
+        raise ConfigError("ACCEPTED", "the checks let this input through")
+
+    monkeypatch.setattr(loop, "prepare_workdir", accepted)
+
+
 def _run_in_process(argv, workdir, capsys):
     """(exit code, stderr) of the entry point; any exception but SystemExit fails the test."""
     _reset_flags()
@@ -144,7 +156,7 @@ def _check(cases, tmp_path, capsys):
         try:
             # A value error names its field (its leaf, as a model's own check words it).
             line = _assert_one_error_line(code, err, workdir, field.rsplit(".", 1)[-1])
-            assert "Unknown command line flag" not in line, line
+            assert "Unknown command line flag" not in line and "ACCEPTED" not in line, line
         except AssertionError as e:
             failures.append(f"{path} {arg}: {str(e).splitlines()[0]}")
     return failures

@@ -13,13 +13,14 @@ ConfigError on `workdir` (older checkpoints stay intact).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -60,9 +61,10 @@ class Checkpointer:
             return
         record = integrity.seal({**meta, "state_sha256": integrity.state_digest(state)})
         try:
-            self.manager.save(step, args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(record)))
-            self.manager.wait_until_finished()
+            with _orbax_errors_unlogged():
+                self.manager.save(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(record)))
+                self.manager.wait_until_finished()
             integrity.write_manifest(os.path.join(self.directory, str(step)))
         except Exception as e:  # noqa: BLE001 - only a full disk is turned into a user error
             if _os_error(e, errno.ENOSPC, errno.EDQUOT) is None:
@@ -186,6 +188,25 @@ class Checkpointer:
 def _is_structure_mismatch(e: Exception) -> bool:
     # Orbax's wording for a restore target whose tree differs from the saved one (0.12.x).
     return isinstance(e, ValueError) and "tree structures do not match" in str(e)
+
+
+@contextlib.contextmanager
+def _orbax_errors_unlogged() -> Iterator[None]:
+    """Keep Orbax's worker threads from logging each failed write with a traceback.
+
+    The failure still reaches `save` as an exception (a full disk as one line, anything else
+    re-raised); only the duplicate log records, dozens of lines for one full disk, are dropped.
+    """
+
+    def not_orbax(record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+    logger = logging.getLogger("absl")
+    logger.addFilter(not_orbax)
+    try:
+        yield
+    finally:
+        logger.removeFilter(not_orbax)
 
 
 def _os_error(e: BaseException, *codes: int) -> OSError | None:
