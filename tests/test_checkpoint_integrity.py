@@ -14,6 +14,7 @@ import orbax.checkpoint as ocp
 import pytest
 from config_helpers import small_config
 
+from cnn_rnn.errors import ConfigError
 from cnn_rnn.training.checkpoints import Checkpointer
 from cnn_rnn.training.loop import train_and_evaluate
 
@@ -117,3 +118,14 @@ def test_no_intact_checkpoint_left_says_so_and_starts_over(runs, tmp_path, caplo
         train_and_evaluate(_config(30), str(workdir))
     assert "no intact checkpoint left" in caplog.text
     _same_end(workdir, full)
+
+
+def test_steps_below_a_finished_checkpoint_is_refused_and_writes_nothing(runs, tmp_path):
+    workdir = tmp_path / "shorter"
+    shutil.copytree(runs[0], workdir)
+    before = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file() and p.name != ".lock"}
+    with pytest.raises(ConfigError, match=r"^steps: 10 is below the step of this workdir's "
+                                          r"newest checkpoint \(20\)"):
+        train_and_evaluate(_config(10), str(workdir))
+    after = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert after == before
