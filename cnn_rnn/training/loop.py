@@ -207,6 +207,6 @@ def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, stat
                 # The seconds so far and an open metrics window travel with the checkpoint.
                 ckpt.save(done, jax.device_get(parallel.unreplicate(state)),
                           record.checkpoint_meta(cfg, seconds(), window.pending()))
-            if stop:
+            if stop and not last:
                 raise Interrupted(stop.signum, step=done)
     log.info("input wait %.2fs over steps %d..%d", batches.wait_seconds, start, steps)
