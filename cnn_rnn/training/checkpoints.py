@@ -141,7 +141,8 @@ class Checkpointer:
         for step in reversed(steps):
             try:
                 integrity.check_manifest(os.path.join(self.directory, str(step)))
-                meta = self.read_meta(step)
+                with _orbax_errors_unlogged():  # our one warning below says it
+                    meta = self.read_meta(step)
             except Exception as e:  # noqa: BLE001 - unreadable or altered: set aside below
                 meta, error = None, e
             if meta is not None:
@@ -149,8 +150,9 @@ class Checkpointer:
             try:
                 if meta is None:
                     raise error
-                self.check_fits(step, target)
-                state = self.restore(step, target, meta.pop("state_sha256", None))
+                with _orbax_errors_unlogged():
+                    self.check_fits(step, target)
+                    state = self.restore(step, target, meta.pop("state_sha256", None))
             except ConfigError:
                 raise  # a readable checkpoint of another config: never set aside
             except Exception as e:  # noqa: BLE001 - any read failure means "try an older one"
@@ -192,10 +194,11 @@ def _is_structure_mismatch(e: Exception) -> bool:
 
 @contextlib.contextmanager
 def _orbax_errors_unlogged() -> Iterator[None]:
-    """Keep Orbax's worker threads from logging each failed write with a traceback.
+    """Keep Orbax from logging each failed read or write (with tracebacks from its threads).
 
-    The failure still reaches `save` as an exception (a full disk as one line, anything else
-    re-raised); only the duplicate log records, dozens of lines for one full disk, are dropped.
+    The failure still reaches the caller as an exception (a full disk as one line, a corrupt
+    checkpoint as one warning, anything else re-raised); only the duplicate log records, dozens
+    of lines for one full disk, are dropped.
     """
 
     def not_orbax(record: logging.LogRecord) -> bool:

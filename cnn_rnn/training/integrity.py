@@ -33,9 +33,10 @@ def state_digest(state: Any) -> str:
     h = hashlib.sha256()
     for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
         a = np.ascontiguousarray(np.asarray(leaf))
-        if a.ndim == 0 and a.dtype.kind in "iu":
-            # A scalar counter (the step) is restored as a Python int when the target's was one.
-            a = a.astype(np.int64)
+        if a.size == 1 and a.dtype.kind in "iu":
+            # The step counter: a Python int in a fresh TrainState, which Orbax restores as an
+            # int64 array of shape (1,); hash its value, whatever the container.
+            a = a.reshape(()).astype(np.int64)
         h.update(f"{jax.tree_util.keystr(path)}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
     return h.hexdigest()
