@@ -79,6 +79,9 @@ def _interrupt(tmp_path, uninterrupted, signum, after, twice=False):
     rerun = subprocess.run([*RUN, f"--workdir={workdir}"], cwd=ROOT, env=ENV,
                            capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
+    assert "unreadable" not in rerun.stderr, rerun.stderr
+    if match:
+        assert f"resuming from checkpoint at step {step} of {STEPS}" in rerun.stderr
     assert (uninterrupted / "metrics.jsonl").read_text() == \
         (workdir / "metrics.jsonl").read_text()
     a, b = _steps_and_final(str(uninterrupted))[1], _steps_and_final(str(workdir))[1]
