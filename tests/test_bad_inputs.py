@@ -22,7 +22,8 @@ CONFIGS = ["configs/mnist1d_cnn.py", "configs/mnist1d_gru.py", "configs/mnist1d_
            "configs/mnist1d_tcn.py", "configs/mnist1d_lru.py", "configs/mnist1d_hybrid.py"]
 # Numeric fields for which zero is a meaningful value (none, off, the first seed).
 ZERO_OK = {"seed", "optimizer.warmup_steps", "optimizer.weight_decay", "optimizer.grad_clip_norm",
-           "optimizer.momentum", "model.dropout", "model.r_min"}
+           "optimizer.momentum", "model.dropout", "model.r_min",
+           "eval_batch_size"}  # 0 = the default eval batch
 ZERO_OK_IN = {("configs/mnist1d_cnn.py", "model.hidden")}  # 0 = no dense layer before the head
 HUGE = 10**12  # beyond int32
 
