@@ -12,7 +12,11 @@ from absl import logging as absl_logging
 from ml_collections.config_flags.config_flags import is_config_flag
 
 from cnn_rnn.errors import ConfigError, NonFiniteError
+from cnn_rnn.training.host_devices import patient_host_devices
 from experiments import config_file
+
+# What a run stopped by SIGTERM exits with (128 + 15), after saving a checkpoint.
+PREEMPTED_EXIT = 143
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -87,10 +91,14 @@ def load_points_module(path: str, kind: str) -> Any:
 def run_main(main: Callable[[list[str]], Any]) -> None:
     """`absl.app.run(main)` with one-line errors for bad flags, ConfigError and divergence.
 
-    Bad flags and ConfigError exit 2; a run that diverged (the loop's NonFiniteError) exits 3.
+    Bad flags and ConfigError exit 2; a run that diverged (the loop's NonFiniteError) exits 3;
+    a preempted multi-process run (every process saved) exits 143; in a multi-process run, any
+    other failure (e.g. a lost peer) is one line and exit 1.
     """
 
     def wrapped(argv: list[str]) -> Any:
+        # Before JAX starts: simulated CPU devices must not abort on a busy host.
+        patient_host_devices()
         # Our own INFO lines; libraries (Orbax logs every file it writes) only from WARNING.
         absl_logging.set_verbosity(absl_logging.WARNING)
         logging.getLogger("cnn_rnn").setLevel(logging.INFO)
@@ -101,5 +109,13 @@ def run_main(main: Callable[[list[str]], Any]) -> None:
             fail(str(e))
         except NonFiniteError as e:
             fail(str(e), code=3)
+        except Exception as e:
+            distributed = sys.modules.get("cnn_rnn.training.distributed")
+            if distributed is not None and isinstance(e, distributed.Preempted):
+                sys.stderr.write(f"{e}\n")
+                sys.exit(PREEMPTED_EXIT)
+            if distributed is not None and distributed.process_count() > 1:
+                fail(distributed.describe_failure(e), code=1)
+            raise
 
     app.run(wrapped, flags_parser=_parse_flags)
