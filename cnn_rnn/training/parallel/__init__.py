@@ -34,8 +34,8 @@ from cnn_rnn.training.parallel.pmap import (
 
 BACKENDS = {"pmap": PmapBackend, "jit": JitBackend}
 
-__all__ = ["AXIS", "BACKENDS", "Backend", "check_batch_size", "device_count", "make_backend",
-           "pmap_step", "replicate", "shard", "unreplicate"]
+__all__ = ["AXIS", "BACKENDS", "Backend", "check_backend", "check_batch_size", "device_count",
+           "make_backend", "pmap_step", "replicate", "shard", "unreplicate"]
 
 
 def check_backend(name: str) -> None:
