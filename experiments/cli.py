@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -115,7 +116,12 @@ def run_main(main: Callable[[list[str]], Any]) -> None:
                 sys.stderr.write(f"{e}\n")
                 sys.exit(PREEMPTED_EXIT)
             if distributed is not None and distributed.process_count() > 1:
-                fail(distributed.describe_failure(e), code=1)
+                # Exit at once: atexit's jax.distributed.shutdown would wait at a barrier for a
+                # dead peer until the heartbeat timeout, then abort with a stack trace.
+                sys.stderr.write(f"error: {' '.join(distributed.describe_failure(e).split())}\n")
+                sys.stderr.flush()
+                sys.stdout.flush()
+                os._exit(1)
             raise
 
     app.run(wrapped, flags_parser=_parse_flags)

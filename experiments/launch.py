@@ -89,19 +89,20 @@ def launch(command: Sequence[str], num_processes: int, devices: int | None, port
         for i, p in enumerate(procs):
             if p.returncode not in (None, 0) and code == 0:
                 code, failed_at = _exit_code(p.returncode), time.monotonic()
-                _note(lock, f"process {i} exited with code {p.returncode}; the others get "
-                      f"{grace_s:.0f}s to stop")
+                _note(lock, f"process {i} exited with code {_exit_code(p.returncode)}; the "
+                      f"others get {grace_s:.0f}s to stop")
         if failed_at is not None and time.monotonic() - failed_at > grace_s:
             _stop(procs, lock)
             break
         time.sleep(0.2)
     for p in procs:
         p.wait()
-        if code == 0 and p.returncode:
-            code = _exit_code(p.returncode)
     for t in pumps:
         t.join(timeout=5)
-    return code
+    codes = [_exit_code(p.returncode) for p in procs]
+    if any(codes):
+        _note(lock, "exit codes " + ", ".join(f"process {i}: {c}" for i, c in enumerate(codes)))
+    return code or next((c for c in codes if c), 0)
 
 
 def _exit_code(returncode: int) -> int:
