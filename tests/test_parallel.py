@@ -11,7 +11,12 @@ from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.training import distributed, parallel
 from cnn_rnn.training.example_dropout import keyed_by_example
-from cnn_rnn.training.host_devices import DEVICE_COUNT_FLAG, TIMEOUT_FLAG, with_host_devices
+from cnn_rnn.training.host_devices import (
+    DEVICE_COUNT_FLAG,
+    EIGEN_FLAG,
+    TIMEOUT_FLAG,
+    with_host_devices,
+)
 from cnn_rnn.training.optim import build_optimizer
 from cnn_rnn.training.state import create_train_state
 from cnn_rnn.training.steps import train_step
@@ -120,13 +125,14 @@ def test_local_rows_partition_the_global_batch(monkeypatch):
         distributed.local_rows(batch)
 
 
-def test_forced_host_devices_get_a_rendezvous_flag_and_nothing_else_does():
-    flags = with_host_devices("--xla_foo=1", 4)
-    assert f"{DEVICE_COUNT_FLAG}=4" in flags.split() and "--xla_foo=1" in flags.split()
-    assert any(f.startswith(TIMEOUT_FLAG) for f in flags.split())
+def test_forced_host_devices_get_the_contention_flags_and_nothing_else_does():
+    flags = with_host_devices("--xla_foo=1", 4).split()
+    assert f"{DEVICE_COUNT_FLAG}=4" in flags and "--xla_foo=1" in flags
+    assert f"{EIGEN_FLAG}=false" in flags and any(f.startswith(TIMEOUT_FLAG) for f in flags)
     assert with_host_devices("--xla_foo=1", None) == "--xla_foo=1"
-    kept = with_host_devices(f"{DEVICE_COUNT_FLAG}=8 {TIMEOUT_FLAG}=5", None)
-    assert kept.split() == [f"{DEVICE_COUNT_FLAG}=8", f"{TIMEOUT_FLAG}=5"]
+    # A flag the user set is kept as set.
+    kept = with_host_devices(f"{DEVICE_COUNT_FLAG}=8 {TIMEOUT_FLAG}=5", None).split()
+    assert kept == [f"{DEVICE_COUNT_FLAG}=8", f"{TIMEOUT_FLAG}=5", f"{EIGEN_FLAG}=false"]
 
 
 @pytest.mark.parametrize("flags, field", [
