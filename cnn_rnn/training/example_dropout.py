@@ -74,10 +74,12 @@ def keyed_by_example(example_ids: jax.Array) -> Iterator[None]:
             return next_fun(*args, **kwargs)
         if isinstance(module, nn.Dropout):
             return _dropout(module, args, kwargs, example_ids)
-        if (isinstance(module, nn.MultiHeadDotProductAttention) and module.dropout_rate > 0
-                and kwargs.get("dropout_rng") is None and not kwargs.get("deterministic", True)):
-            kwargs = dict(kwargs, dropout_rng=jax.random.fold_in(
-                module.make_rng("dropout"), example_ids[0]))
+        if isinstance(module, nn.MultiHeadDotProductAttention) and module.dropout_rate > 0:
+            deterministic = kwargs.get("deterministic")
+            deterministic = module.deterministic if deterministic is None else deterministic
+            if deterministic is False and kwargs.get("dropout_rng") is None:
+                kwargs = dict(kwargs, dropout_rng=jax.random.fold_in(
+                    module.make_rng("dropout"), example_ids[0]))
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(intercept):
