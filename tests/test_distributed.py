@@ -24,15 +24,15 @@ TINY = ["--config.model.features=(8,16)", "--config.model.hidden=16",
 
 
 def _run_args(workdir, steps, extra=()):
-    return ["-m", "experiments.run", "--config=configs/mnist1d_cnn.py", f"--workdir={workdir}",
-            f"--config.steps={steps}", *TINY, *extra]
+    return ["--config=configs/mnist1d_cnn.py", f"--workdir={workdir}", f"--config.steps={steps}",
+            *TINY, *extra]
 
 
 def launch(workdir, steps, processes=2, devices=4, extra=(), timeout=300, wait=True):
     """`experiments.launch` of experiments.run on `processes` x `devices` host devices."""
     cmd = [sys.executable, "-m", "experiments.launch", f"--num_processes={processes}",
            f"--devices_per_process={devices}", "--grace_s=60", "--", sys.executable,
-           *_run_args(workdir, steps, extra)]
+           "-m", "experiments.run", *_run_args(workdir, steps, extra)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if not wait:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -56,9 +56,9 @@ def test_two_processes_match_one_process_with_eight_devices_and_with_one(tmp_pat
     two = launch(tmp_path / "two", 30)
     assert two.returncode == 0, two.stdout[-3000:]
     assert "[1] " in two.stdout and "2 process(es)" in two.stdout
-    eight = cli(*_run_args(tmp_path / "eight", 30), devices=8)
+    eight = cli("experiments.run", *_run_args(tmp_path / "eight", 30), devices=8)
     assert eight.returncode == 0, eight.stderr[-3000:]
-    one = cli(*_run_args(tmp_path / "one", 30), devices=1)
+    one = cli("experiments.run", *_run_args(tmp_path / "one", 30), devices=1)
     assert one.returncode == 0, one.stderr[-3000:]
     ref = _final_eval(tmp_path / "one")
     _assert_same(ref, _final_eval(tmp_path / "eight"))
@@ -72,10 +72,10 @@ def test_two_processes_match_one_process_with_eight_devices_and_with_one(tmp_pat
 def test_a_two_process_run_resumes_on_one_process(tmp_path, cli):
     first = launch(tmp_path / "run", 20)
     assert first.returncode == 0, first.stdout[-3000:]
-    rest = cli(*_run_args(tmp_path / "run", 30), devices=8)
+    rest = cli("experiments.run", *_run_args(tmp_path / "run", 30), devices=8)
     assert rest.returncode == 0, rest.stderr[-3000:]
     assert "resuming from checkpoint at step 20" in rest.stderr
-    whole = cli(*_run_args(tmp_path / "whole", 30), devices=8)
+    whole = cli("experiments.run", *_run_args(tmp_path / "whole", 30), devices=8)
     assert whole.returncode == 0, whole.stderr[-3000:]
     _assert_same(_final_eval(tmp_path / "whole"), _final_eval(tmp_path / "run"))
 
@@ -107,7 +107,8 @@ def test_a_killed_peer_stops_the_other_and_a_rerun_resumes(tmp_path, cli):
     again = launch(workdir, 400, extra=["--config.checkpoint_every=10"])
     assert again.returncode == 0, again.stdout[-3000:]
     assert "resuming from checkpoint" in again.stdout
-    whole = cli(*_run_args(tmp_path / "whole", 400, ["--config.checkpoint_every=10"]), devices=8)
+    whole = cli("experiments.run",
+                *_run_args(tmp_path / "whole", 400, ["--config.checkpoint_every=10"]), devices=8)
     assert whole.returncode == 0
     _assert_same(_final_eval(tmp_path / "whole"), _final_eval(workdir))
 
@@ -127,7 +128,7 @@ def test_sigterm_on_one_process_saves_every_process_at_one_step(tmp_path, cli):
     assert os.path.isdir(os.path.join(workdir, "checkpoints", steps.pop()))
     again = launch(workdir, 400, extra=["--config.checkpoint_every=100"])
     assert again.returncode == 0, again.stdout[-3000:]
-    whole = cli(*_run_args(tmp_path / "whole", 400, ["--config.checkpoint_every=100"]),
-                devices=8)
+    whole = cli("experiments.run",
+                *_run_args(tmp_path / "whole", 400, ["--config.checkpoint_every=100"]), devices=8)
     assert whole.returncode == 0, whole.stderr[-3000:]
     _assert_same(_final_eval(tmp_path / "whole"), _final_eval(workdir))
