@@ -1,9 +1,9 @@
 """Shared pieces of experiment configs: the standard fields and `key=value` argument parsing.
 
 Every experiment config has: seed, steps, batch_size (global), eval_batch_size (0: a default
-larger than batch_size), eval_every, checkpoint_every,
-keep_checkpoints, log_every, model (name + kwargs), data (name + kwargs) and optimizer (name,
-learning_rate, schedule, warmup_steps, weight_decay, grad_clip_norm).
+larger than batch_size), eval_every, checkpoint_every, keep_checkpoints, log_every, parallelism,
+model (name + kwargs), data (name + kwargs) and optimizer (name, learning_rate, schedule,
+warmup_steps, weight_decay, grad_clip_norm).
 
 The cadence follows `steps` lazily (ml_collections FieldReferences): `--config.steps=600` moves
 eval_every, checkpoint_every, log_every and optimizer.warmup_steps with it, unless a field is set
@@ -85,6 +85,8 @@ def base_config(*, model: dict[str, Any], data: dict[str, Any], steps: int, batc
     c.keep_checkpoints = 3
     c.log_every = derived(c.get_ref("checkpoint_every"), log_cadence, total)
     c.progress = True
+    # Data-parallel backend: "pmap" (jax.pmap) or "jit" (jax.jit + NamedSharding); same results.
+    c.parallelism = "pmap"
     c.on_nonfinite = "stop"
     c.model = ml_collections.ConfigDict(model)
     c.data = data_section(data)

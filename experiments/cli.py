@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -13,8 +14,13 @@ from absl import logging as absl_logging
 from ml_collections.config_flags.config_flags import is_config_flag
 
 from cnn_rnn.errors import ConfigError, NonFiniteError
+from cnn_rnn.training import distributed
+from cnn_rnn.training.host_devices import patient_host_devices
 from cnn_rnn.training.interrupts import Interrupted
 from experiments import config_file
+
+# What a run stopped by SIGTERM exits with (128 + 15), after saving a checkpoint.
+PREEMPTED_EXIT = 143
 
 
 def _line(text: str) -> None:
@@ -107,9 +113,20 @@ def _report_errors(main: Callable[[list[str]], Any], argv: list[str]) -> Any:
     except KeyboardInterrupt:  # Ctrl-C outside the training loop: nothing to save
         _line("interrupted (SIGINT); stopped")
         sys.exit(128 + signal.SIGINT)
+    except distributed.Preempted as e:
+        _line(str(e))
+        sys.exit(PREEMPTED_EXIT)
     except OSError as e:  # the disk or the file system, e.g. full or read-only
         where = f"{e.filename}: " if e.filename else ""
         fail(f"{where}{e.strerror or e}", code=1)
+    except Exception as e:
+        if "jax" not in sys.modules or distributed.process_count() <= 1:
+            raise
+        # Exit at once: atexit's jax.distributed.shutdown would wait at a barrier for a dead
+        # peer until the heartbeat timeout, then abort with a stack trace.
+        _line(f"error: {distributed.describe_failure(e)}")
+        sys.stdout.flush()
+        os._exit(1)
 
 
 def execute(main: Callable[[list[str]], Any], argv: list[str]) -> Any:
@@ -135,8 +152,12 @@ def run_main(main: Callable[[list[str]], Any]) -> None:
     """`absl.app.run(main)` with one-line errors for bad flags, ConfigError and divergence.
 
     Bad flags and ConfigError exit 2; a run that diverged (NonFiniteError) exits 3; SIGINT and
-    SIGTERM exit 130 and 143 with one line (the training loop saves a checkpoint first).
+    SIGTERM exit 130 and 143 with one line (the training loop saves a checkpoint first); a
+    preempted multi-process run (every process saved) exits 143; in a multi-process run any other
+    failure (e.g. a lost peer) is one line and exit 1.
     """
+    # Before JAX starts: simulated CPU devices must not abort on a busy host.
+    patient_host_devices()
     # SIGTERM's default is a silent exit; outside the training loop make it one line as well.
     signal.signal(signal.SIGTERM, _terminate)
     app.run(lambda argv: _report_errors(main, argv), flags_parser=_parse_flags)

@@ -127,15 +127,15 @@ def measure_eval() -> None:
     config = to_dict(get_config("model=gru,dataset=digits"))
     data = build_data({**config["data"], "num_eval": _EVAL_EXAMPLES.value}, seed=0)
     data, model, tx = build_run(config, data)
-    state = parallel.replicate(create_train_state(model, tx, data.spec.input_shape,
-                                                  jax.random.PRNGKey(0)))
-    p_eval = parallel.pmap_step(eval_step, model=model, spec=data.spec)
-    n_dev = parallel.device_count()
+    backend = parallel.make_backend(config["parallelism"])
+    state = backend.put_state(create_train_state(model, tx, data.spec.input_shape,
+                                                 jax.random.PRNGKey(0)))
+    p_eval = backend.compile(eval_step, model=model, spec=data.spec)
     for size in (int(s) for s in _EVAL_BATCHES.value):
-        size = eval_batch_size({**config, "eval_batch_size": size}, data, n_dev)
-        p_eval(state, parallel.shard(next(data.eval_batches(size)), n_dev))  # compile
+        size = eval_batch_size({**config, "eval_batch_size": size}, data, backend.n_devices)
+        p_eval(state, next(data.eval_batches(size)))  # compile
         t0 = time.perf_counter()
-        metrics = evaluate(p_eval, state, data, size, n_dev)
+        metrics = evaluate(p_eval, state, data, size, backend)
         print(f"GRU (hidden {config['model']['hidden']}) eval of {_EVAL_EXAMPLES.value} x "
               f"{data.spec.seq_len}-step sequences at eval batch {size}: "
               f"{time.perf_counter() - t0:.1f}s (accuracy {metrics['accuracy']:.4f}) "

@@ -4,6 +4,11 @@ Override any field with `--config.a.b=value`; pick a variant with `--config=conf
 `--list` lists the config files with their arguments; `--show_config` prints the resolved config
 (after overrides) and exits. Running again on the same workdir resumes from its newest
 checkpoint; Ctrl-C or SIGTERM saves a checkpoint at the step reached first.
+
+On several hosts, run one process per host with `--coordinator_address=HOST:PORT
+--num_processes=N --process_id=I` (the arguments of `jax.distributed.initialize`), or with none
+of them under a scheduler JAX detects (SLURM, Open MPI, TPU pod, Kubernetes). Without flags or
+scheduler the run is one plain process.
 """
 
 from __future__ import annotations
@@ -21,10 +26,15 @@ _LIST = flags.DEFINE_bool("list", False, "List the config files, their arguments
                           "about each, then exit.")
 _SHOW = flags.DEFINE_bool("show_config", False, "Print the resolved config (after overrides) "
                           "and exit without training.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "HOST:PORT of process 0's coordinator (jax.distributed); "
+    "default: detected from the cluster, or a single process.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0 .. N-1.")
 
 
 def main(argv: list[str]) -> None:
-    """Validate flags, then train and evaluate (run_main exits 3 if training diverges)."""
+    """Validate flags, join the cluster if any, then train and evaluate."""
     if _LIST.value:
         from experiments.config_catalog import describe
 
@@ -38,6 +48,10 @@ def main(argv: list[str]) -> None:
         print(load_config(_CONFIG))
         return
     config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR, "configs/mnist1d_cnn.py")
+    from cnn_rnn.training import distributed
+
+    distributed.initialize(distributed.ClusterFlags(
+        _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value))
     from cnn_rnn.training.loop import train_and_evaluate
 
     train_and_evaluate(config, workdir)

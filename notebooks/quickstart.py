@@ -39,7 +39,7 @@ if "google.colab" in sys.modules:
 # JAX picks a backend (`tpu`, `gpu` or `cpu`) and lists its devices. The trainer
 # replicates the parameters on every local device, gives each device an equal slice of
 # every global batch, and averages the gradients with `jax.lax.pmean` before the update
-# (`cnn_rnn/training/parallel.py`), so 8 devices compute the same update as 1, faster.
+# (`cnn_rnn/training/parallel/`), so 8 devices compute the same update as 1, faster.
 # On a CPU you can simulate 8 devices by setting
 # `XLA_FLAGS=--xla_force_host_platform_device_count=8` before JAX is imported (the
 # tests run this notebook that way).

@@ -2,9 +2,11 @@
 
 import os
 
-_FLAG = "--xla_force_host_platform_device_count=8"
-if _FLAG not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
+from cnn_rnn.training.host_devices import patient_host_devices  # noqa: E402 - imports no JAX
+
+# 8 host devices, with the flags that keep them from aborting on a busy CI machine (the entry
+# points that tests start as subprocesses add those flags themselves).
+patient_host_devices(os.environ, count=8)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import subprocess  # noqa: E402

@@ -39,7 +39,8 @@ from cnn_rnn.models.registry import build_model
 from cnn_rnn.registry import accepted_kwargs
 from cnn_rnn.training.state import param_count
 
-IMPLS = ("cnn_rnn", "flax", "torch")
+# "pmap" and "jit": the training loop's step through that data-parallel backend (parallel_cases).
+IMPLS = ("cnn_rnn", "flax", "torch", "pmap", "jit")
 FLAX_CELLS: dict[str, Callable[[int], nn.Module]] = {
     "lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell, "rnn": nn.SimpleCell}
 TORCH_LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
@@ -221,4 +222,8 @@ def prepare(case: Case, learning_rate: float = 1e-3, seed: int = 0) -> Prepared:
     """Prepare any case (dispatch on `case.impl`)."""
     if case.impl == "torch":
         return prepare_torch(case, learning_rate, seed)
+    if case.impl in ("pmap", "jit"):
+        from cnn_rnn.benchmarking.parallel_cases import prepare_parallel
+
+        return prepare_parallel(case, learning_rate, seed)
     return prepare_jax(case, learning_rate, seed)

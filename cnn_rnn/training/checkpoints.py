@@ -9,6 +9,10 @@ a one-line warning in favour of the next newest. A checkpoint that reads fine bu
 does not fit the current train state (another optimizer or model) is a config problem:
 ConfigError, and the checkpoint stays where it is. A full disk while saving is a
 ConfigError on `workdir` (older checkpoints stay intact).
+
+With several processes every one of them calls save and restore (Orbax's multi-host support:
+process 0 writes the shared files and renames the finished step; all meet at its barriers); the
+workdir must then be one shared file system (or bucket) that every process sees.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from cnn_rnn.errors import ConfigError
-from cnn_rnn.training import integrity
+from cnn_rnn.training import distributed, integrity
 from cnn_rnn.training.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -175,9 +179,11 @@ class Checkpointer:
         # Out of the manager's folder, so that the step can be written afresh; kept for autopsy.
         src = os.path.join(self.directory, str(step))
         dst_dir = os.path.join(os.path.dirname(self.directory), "unreadable_checkpoints")
-        os.makedirs(dst_dir, exist_ok=True)
         dst = os.path.join(dst_dir, f"{step}-{int(time.time())}")
-        shutil.move(src, dst)
+        if distributed.is_primary():  # one mover; the others wait for it
+            os.makedirs(dst_dir, exist_ok=True)
+            shutil.move(src, dst)
+        distributed.barrier(f"checkpoint-set-aside-{step}")
         self.manager.reload()
         return dst
 

@@ -26,11 +26,11 @@ from cnn_rnn.data.pipeline import Prefetcher, default_eval_batch_size, prefetch_
 from cnn_rnn.data.registry import build_data
 from cnn_rnn.errors import ConfigError, NonFiniteError
 from cnn_rnn.models.registry import build_model
-from cnn_rnn.training import parallel
+from cnn_rnn.training import distributed, parallel
 from cnn_rnn.training import run_record as record
 from cnn_rnn.training.checkpoints import Checkpointer
 from cnn_rnn.training.interrupts import Interrupted, catch_signals
-from cnn_rnn.training.metrics import MetricWriter
+from cnn_rnn.training.metrics import MetricWriter, NullWriter
 from cnn_rnn.training.optim import build_optimizer, learning_rate_schedule
 from cnn_rnn.training.run_record import (  # re-exported: sweeps apply the same rules
     check_same_run,
@@ -56,19 +56,20 @@ log = logging.getLogger(__name__)
 _clock = time.monotonic
 
 
-def evaluate(p_eval: Any, state: TrainState, data: DataSource, batch_size: int,
-             n_dev: int) -> dict[str, float]:
+def evaluate(p_eval: Any, state: Any, data: DataSource, batch_size: int,
+             backend: parallel.Backend) -> dict[str, float]:
     """Metrics of the replicated `state` over the whole fixed eval set.
 
     `batch_size` is the evaluation batch (see `eval_batch_size`); the next batch is prepared on
-    a background thread while the device evaluates the current one.
+    a background thread while the device evaluates the current one. Each process evaluates its
+    rows of every batch; the step's sums are global.
     """
     total: dict[str, float] = {}
-    with Prefetcher(lambda b: parallel.shard(b, n_dev), data.eval_batches(batch_size)) as batches:
+    with Prefetcher(distributed.local_rows, data.eval_batches(batch_size)) as batches:
         for batch in batches:
-            out = jax.device_get(p_eval(state, batch))
+            out = backend.fetch(p_eval(state, batch))
             for k, v in out.items():
-                total[k] = total.get(k, 0.0) + float(v[0])
+                total[k] = total.get(k, 0.0) + float(v)
     return sums_to_metrics(total)
 
 
@@ -87,9 +88,10 @@ def build_run(cfg: Mapping[str, Any], data: DataSource | None = None
 
     `cfg` is a validated config dict; ConfigError for a value that does not build.
     """
-    parallel.check_batch_size(cfg["batch_size"], parallel.device_count())
+    parallel.check_backend(cfg.get("parallelism", "pmap"))
+    parallel.check_batch_size(cfg["batch_size"], jax.device_count())
     data = build_data(cfg["data"], seed=cfg["seed"]) if data is None else data
-    eval_batch_size(cfg, data, parallel.device_count())  # a bad value fails before any write
+    eval_batch_size(cfg, data, jax.device_count())  # a bad value fails before any write
     if data.num_train is not None and cfg["batch_size"] > data.num_train:
         raise ConfigError("batch_size", f"{cfg['batch_size']} is more than the {data.num_train} "
                           f"training examples of {cfg['data']['name']!r} (a batch would repeat "
@@ -127,15 +129,17 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     with init_errors_as_config(cfg, data.spec.input_shape):
         check_fits_in_memory(model, tx, data.spec.input_shape, key, cfg["model"]["name"])
         state = create_train_state(model, tx, data.spec.input_shape, key)
-    prepare_workdir(workdir)
-    with WorkdirLock(workdir):
+    if distributed.is_primary():  # the others write nothing but checkpoints (with it)
+        prepare_workdir(workdir)
+    with distributed.primary_holds(WorkdirLock(workdir), workdir):
         return _train_locked(cfg, workdir, data, model, state)
 
 
 def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any,
                   state: TrainState) -> dict[str, Any]:
     """The part of train_and_evaluate that writes to the workdir (its lock held)."""
-    n_dev, n_params, steps = parallel.device_count(), param_count(state.params), cfg["steps"]
+    n_dev, n_params, steps = jax.device_count(), param_count(state.params), cfg["steps"]
+    primary = distributed.is_primary()
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), cfg["keep_checkpoints"])
     with contextlib.closing(ckpt):
         restored = ckpt.restore_latest(state, check_meta=lambda m: check_same_run(m, cfg))
@@ -151,16 +155,19 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
             log.info("resuming from checkpoint at step %d of %d", start, steps)
             if start < steps:
                 record.warn_if_schedule_stretched(meta, cfg, start)
-        record.write_json_atomic(os.path.join(workdir, "config.json"), cfg)
-        log.info("model %s: %s parameters; data %s %s; %d device(s), %d examples per device",
-                 cfg["model"]["name"], f"{n_params:,}", cfg["data"]["name"],
-                 data.spec.input_shape, n_dev, cfg["batch_size"] // n_dev)
+        if primary:
+            record.write_json_atomic(os.path.join(workdir, "config.json"), cfg)
+        log.info("model %s: %s parameters; data %s %s; %d device(s) in %d process(es) (%s), "
+                 "%d examples per device", cfg["model"]["name"], f"{n_params:,}",
+                 cfg["data"]["name"], data.spec.input_shape, n_dev, distributed.process_count(),
+                 cfg.get("parallelism", "pmap"), cfg["batch_size"] // n_dev)
         t0, seconds = _clock(), seconds_before
         if start < steps:
             _train(cfg, workdir, data, model, state, start, meta.get("window", []), ckpt,
                    lambda: seconds_before + _clock() - t0)
             seconds = seconds_before + _clock() - t0
-    summary = record.write_summary(workdir, cfg, data, n_params, steps, seconds, n_dev)
+    summary = record.write_summary(workdir, cfg, data, n_params, max(start, steps), seconds,
+                                   n_dev, write=primary)
     log.info("%s: %s", "finished" if start < steps else "already finished",
              record.summary_line(summary))
     return summary
@@ -169,21 +176,29 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
 def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, state: TrainState,
            start: int, pending: list[Any], ckpt: Checkpointer, seconds: Any) -> None:
     """Steps `start`..`steps`: train, log the window, evaluate and checkpoint on their cadences."""
-    n_dev, steps, progress = parallel.device_count(), cfg["steps"], cfg.get("progress", True)
-    p_train = parallel.pmap_step(train_step, donate_state=True, model=model, spec=data.spec)
-    p_eval = parallel.pmap_step(eval_step, model=model, spec=data.spec)
+    primary, steps, n_dev = distributed.is_primary(), cfg["steps"], jax.device_count()
+    progress = cfg.get("progress", True) and primary
+    backend = parallel.make_backend(cfg.get("parallelism", "pmap"))
+    p_train = backend.compile(train_step, donate_state=True, model=model, spec=data.spec)
+    p_eval = backend.compile(eval_step, model=model, spec=data.spec)
     window = TrainWindow(learning_rate_schedule(cfg["optimizer"], steps),
-                         stop_on_nonfinite=cfg.get("on_nonfinite", "stop") == "stop")
+                         stop_on_nonfinite=cfg.get("on_nonfinite", "stop") == "stop",
+                         fetch=backend.fetch)
     window.restore(pending)
-    state = parallel.replicate(state)
+    state = backend.put_state(state)
     bar = tqdm(total=steps, initial=start, disable=not progress, unit="step",
                dynamic_ncols=True, mininterval=1.0)
     eval_size = eval_batch_size(cfg, data, n_dev)
     # Batch s is a pure function of (seed, s): preparing it ahead changes nothing but the wait.
+    # Each process builds only its rows of the global batch, tagged with their global indices.
+    rows = distributed.row_range(cfg["batch_size"])
     batches = prefetch_batches(data, cfg["batch_size"], range(start, steps),
-                               lambda b: parallel.shard(b, n_dev))
-    with contextlib.closing(MetricWriter(workdir, resume_step=start)) as writer, bar, batches, \
-            catch_signals() as stop:
+                               lambda b: distributed.with_example_ids(b, rows[0]),
+                               rows=rows if distributed.process_count() > 1 else None)
+    writer = MetricWriter(workdir, resume_step=start) if primary else NullWriter()
+    # With several processes SIGTERM is JAX's preemption notice (`distributed.preempted`).
+    signals = catch_signals() if distributed.process_count() == 1 else contextlib.nullcontext()
+    with contextlib.closing(writer), bar, batches, signals as stop:
         for step, batch in zip(range(start, steps), batches, strict=True):
             state, metrics = p_train(state, batch)
             done = step + 1
@@ -195,18 +210,22 @@ def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, stat
                 writer.write(done, "train", train)
                 bar.set_postfix(loss=f"{train['loss']:.4g}", refresh=False)
             if done % cfg["eval_every"] == 0 or last:
-                ev = evaluate(p_eval, state, data, eval_size, n_dev)
+                ev = evaluate(p_eval, state, data, eval_size, backend)
                 writer.write(done, "eval", ev)
                 line = (f"step {done}: eval " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items())
                         + record.baseline_text(data))
                 if progress:
                     bar.write(line)
-                else:
+                elif primary:
                     log.info(line)
-            if done % cfg["checkpoint_every"] == 0 or last or stop:
+            # Every process asks at every step: a SIGTERM on any one stops all at one step.
+            preempted = distributed.preempted(done)
+            if done % cfg["checkpoint_every"] == 0 or last or stop or preempted:
                 # The seconds so far and an open metrics window travel with the checkpoint.
-                ckpt.save(done, jax.device_get(parallel.unreplicate(state)),
+                ckpt.save(done, backend.get_state(state),
                           record.checkpoint_meta(cfg, seconds(), window.pending()))
             if stop and not last:
                 raise Interrupted(stop.signum, step=done)
+            if preempted and not last:
+                raise distributed.Preempted(done)
     log.info("input wait %.2fs over steps %d..%d", batches.wait_seconds, start, steps)

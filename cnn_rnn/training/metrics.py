@@ -94,3 +94,13 @@ class MetricWriter:
         """Flush and close both sinks."""
         self._file.close()
         self._tb.close()
+
+
+class NullWriter:
+    """A MetricWriter that writes nothing: what processes other than the primary hold."""
+
+    def write(self, step: int, split: str, values: Mapping[str, Any]) -> None:
+        """Drop the values (process 0 records them)."""
+
+    def close(self) -> None:
+        """Nothing to close."""

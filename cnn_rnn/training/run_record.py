@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # reports and checkpoints itself. Everything else (model, data, seed, batch size, optimizer,
 # anything a config adds) defines the experiment and must match the checkpoints.
 MAY_CHANGE = ("steps", "progress", "eval_every", "log_every", "checkpoint_every",
-              "keep_checkpoints", "on_nonfinite", "eval_batch_size")
+              "keep_checkpoints", "on_nonfinite", "eval_batch_size", "parallelism")
 # The only fields that checkpoint records written before the whole config was stored hold.
 _LEGACY_FIELDS = ("model", "data", "seed", "batch_size")
 _ABSENT = "(absent)"
@@ -140,8 +140,8 @@ def baseline_text(data: DataSource) -> str:
 
 
 def write_summary(workdir: str, cfg: Mapping[str, Any], data: DataSource, n_params: int,
-                  step: int, seconds: float, n_dev: int) -> dict[str, Any]:
-    """Write and return summary.json: what ran, for how long, and its last eval metrics."""
+                  step: int, seconds: float, n_dev: int, write: bool = True) -> dict[str, Any]:
+    """Return summary.json (written unless `write`): what ran, how long, its last eval metrics."""
     evals = read_metrics(workdir, "eval")
     spec = data.spec
     summary = {"model": cfg["model"]["name"], "data": cfg["data"]["name"], "params": n_params,
@@ -151,7 +151,8 @@ def write_summary(workdir: str, cfg: Mapping[str, Any], data: DataSource, n_para
                             "note": spec.baseline_note},
                "eval": {k: v for k, v in (evals[-1] if evals else {}).items()
                         if k not in ("step", "split")}}
-    write_json_atomic(os.path.join(workdir, "summary.json"), summary)
+    if write:
+        write_json_atomic(os.path.join(workdir, "summary.json"), summary)
     return summary
 
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from cnn_rnn.data.base import TaskSpec
+from cnn_rnn.training.example_dropout import keyed_by_example
 from cnn_rnn.training.losses import loss_and_metrics
 from cnn_rnn.training.state import TrainState
 
@@ -40,6 +41,17 @@ def _apply(model: nn.Module, state: TrainState, params: Any, batch: Batch, train
     return out if mutable else (out, {})
 
 
+def global_example_ids(batch: Batch, axis_name: str) -> jax.Array:
+    """Each row's index in the step's global batch: `batch["example_id"]`, else from the shard.
+
+    Without the field, shards are taken to be consecutive blocks in device order (one process).
+    """
+    if "example_id" in batch:
+        return batch["example_id"]
+    rows = batch["inputs"].shape[0]
+    return jax.lax.axis_index(axis_name) * rows + jnp.arange(rows)
+
+
 def train_step(state: TrainState, batch: Batch, *, model: nn.Module, spec: TaskSpec,
                axis_name: str) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step on this device's shard; returns the new state and metric sums.
@@ -49,13 +61,15 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module, spec: TaskS
     `nonfinite_loss`/`nonfinite_grad`;
     the loop then stops or skips as the config says, so no checkpoint holds non-finite values.
     """
-    # Different dropout noise per device and step, yet a pure function of the state.
-    rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step),
-                             jax.lax.axis_index(axis_name))
+    # One key per step on every device; each example's dropout mask folds in its index in the
+    # global batch (example_dropout.py), so the update does not depend on the device split.
+    rng = jax.random.fold_in(state.rng, state.step)
     n_dev = jax.lax.psum(1, axis_name)
+    example_ids = global_example_ids(batch, axis_name)
 
     def loss_fn(params):
-        outputs, updates = _apply(model, state, params, batch, True, rng, spec)
+        with keyed_by_example(example_ids):
+            outputs, updates = _apply(model, state, params, batch, True, rng, spec)
         loss_sum, metrics = loss_and_metrics(spec, outputs, batch)
         global_count = jax.lax.psum(jax.lax.stop_gradient(metrics["loss"][1]), axis_name)
         # pmean of (n_dev * local_sum / global_count) gradients = gradient of the global mean.

@@ -37,7 +37,12 @@ def _to_json(value: float) -> float | str:
 class TrainWindow:
     """The per-step train metrics since the last flush (fetched from the device lazily)."""
 
-    def __init__(self, learning_rate: Callable[[int], Any], stop_on_nonfinite: bool):
+    def __init__(self, learning_rate: Callable[[int], Any], stop_on_nonfinite: bool,
+                 fetch: Callable[[Any], Mapping[str, Any]] | None = None):
+        # `fetch`: one replica of a step's outputs as host values (the backend's); default: a
+        # pmap output of this process, read at device 0.
+        self._fetch_one = fetch or (lambda m: {k: np.asarray(v)[0]
+                                               for k, v in jax.device_get(m).items()})
         self._on_device: list[tuple[int, Any]] = []
         self._host: list[tuple[int, StepValues]] = []
         self._lr = learning_rate
@@ -50,8 +55,8 @@ class TrainWindow:
     def _fetch(self) -> list[tuple[int, StepValues]]:
         """All steps on the host; NonFiniteError for a diverged step if the config says stop."""
         for s, m in self._on_device:
-            # Step outputs are replicated over devices (identical after pmean): read device 0.
-            values = {k: float(np.asarray(v)[0]) for k, v in jax.device_get(m).items()}
+            # Step outputs are replicated over devices (identical after pmean): read one.
+            values = {k: float(v) for k, v in self._fetch_one(m).items()}
             bad = [name for q, name in _NONFINITE if values[f"nonfinite_{q}"]]
             if bad and self._stop:
                 raise NonFiniteError(f"step {s}: non-finite {' and '.join(bad)}; the update was "

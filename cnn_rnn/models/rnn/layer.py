@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -181,6 +181,8 @@ class RNN(ScanOptions, StatesHook):
 
     """
 
+    # Its states are time-major [T, B, H]: per-example dropout keys go along axis 1.
+    dropout_batch_axis: ClassVar[int] = 1
     cell: RecurrentCell
     return_sequences: bool = False
     out_features: int | None = None

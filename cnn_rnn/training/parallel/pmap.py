@@ -1,8 +1,7 @@
-"""Data parallelism over all local devices with `jax.pmap` — the one place that knows about it.
+"""The pmap backend: `jax.pmap` over each process's local devices.
 
-Steps are written for one device's shard under a named axis (see steps.py); this module maps them
-over devices, replicates the state and splits batches. Moving to `jax.shard_map` later means
-changing this file only.
+With several processes the mapped axis spans all of them, so `psum`/`pmean` inside a step are
+global. States carry a leading device axis; batches are reshaped to [devices, rows, ...].
 """
 
 from __future__ import annotations
@@ -15,23 +14,12 @@ import flax.jax_utils
 import jax
 import numpy as np
 
-from cnn_rnn.errors import ConfigError
-
-AXIS = "batch"
+from cnn_rnn.training.parallel.base import AXIS, Backend, Step
 
 
 def device_count() -> int:
     """Number of local devices the steps are mapped over."""
     return jax.local_device_count()
-
-
-def check_batch_size(batch_size: int, n_devices: int, field: str = "batch_size") -> None:
-    """Raise ConfigError unless the global batch (config `field`) splits evenly over devices."""
-    if batch_size % n_devices:
-        raise ConfigError(
-            field,
-            f"{batch_size} does not divide over {n_devices} devices; accepted: a multiple of "
-            f"{n_devices}")
 
 
 def shard(batch: dict[str, np.ndarray], n_devices: int) -> dict[str, np.ndarray]:
@@ -50,9 +38,12 @@ def replicate(tree: Any, devices: Sequence[jax.Device] | None = None) -> Any:
 
 def unreplicate(tree: Any) -> Any:
     """The first device's copy of a replicated pytree (no cross-device gather)."""
+    return jax.tree_util.tree_map(_first_copy, tree)
+
+
+def _first_copy(x: jax.Array) -> jax.Array:
     # A shard's shape is [1, ...] or [...] depending on the device count; reshape covers both.
-    return jax.tree_util.tree_map(
-        lambda x: x.addressable_shards[0].data.reshape(x.shape[1:]), tree)
+    return x.addressable_shards[0].data.reshape(x.shape[1:])
 
 
 def pmap_step(step_fn: Callable[..., Any], donate_state: bool = False,
@@ -64,3 +55,28 @@ def pmap_step(step_fn: Callable[..., Any], donate_state: bool = False,
     fn = functools.partial(step_fn, axis_name=AXIS, **static)
     return jax.pmap(fn, axis_name=AXIS, devices=devices,
                     donate_argnums=(0,) if donate_state else ())
+
+
+class PmapBackend(Backend):
+    """Data parallelism with `jax.pmap` (the design card's default)."""
+
+    name = "pmap"
+
+    def __init__(self, devices: Sequence[jax.Device] | None = None):
+        super().__init__(devices)
+        # pmap wants every participating device when a subset is given (tests); None means all.
+        self._pmap_devices = None if devices is None else self.devices
+
+    def put_state(self, state: Any) -> Any:
+        """Replicate onto this process's devices (leading device axis)."""
+        return replicate(state, None if self._pmap_devices is None else self.local_devices)
+
+    def compile(self, step_fn: Callable[..., Any], donate_state: bool = False,
+                **static: Any) -> Step:
+        """Pmap the step; the returned function reshapes the process's rows per device."""
+        mapped = pmap_step(step_fn, donate_state, self._pmap_devices, **static)
+        n_local = len(self.local_devices)
+        return lambda state, batch: mapped(state, shard(batch, n_local))
+
+    def _one_replica(self, x: jax.Array) -> jax.Array:
+        return _first_copy(x)

@@ -1,0 +1,47 @@
+"""Simulated devices on a CPU (`--xla_force_host_platform_device_count`) that survive a busy host.
+
+XLA runs the programs of all simulated CPU devices on one shared intra-op thread pool and meets
+them at every collective (the gradient all-reduce) in an in-process rendezvous, whose waiting
+devices each block a pool thread. Under contention one device falls behind: the others already
+block all but one pool thread when its convolution splits into Eigen tasks on that pool and
+waits for them, so it never reaches the rendezvous (measured: 7 of 8 arrived, still 7 after the
+deadline was raised from 40 s to 600 s), and XLA aborts the process (SIGABRT, `rendezvous.cc:
+Termination timeout for all reduce`). So wherever this project forces host devices it also runs
+each device's ops single-threaded (`--xla_cpu_multi_thread_eigen=false`: nothing waits on the
+shared pool inside an op; 8 devices keep a 2-core CPU busy anyway) and gives a starved thread a
+longer deadline. This module imports no JAX: it must run before JAX reads XLA_FLAGS.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+
+DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+TIMEOUT_FLAG = "--xla_cpu_collective_call_terminate_timeout_seconds"
+EIGEN_FLAG = "--xla_cpu_multi_thread_eigen"
+# Flags added where host devices are forced and the user did not set them.
+PATIENT_FLAGS = {EIGEN_FLAG: "false", TIMEOUT_FLAG: "600"}
+
+
+def with_host_devices(xla_flags: str, count: int | None) -> str:
+    """`xla_flags` forcing `count` host devices (None: keep its own) that survive contention.
+
+    PATIENT_FLAGS are added only where host devices are forced, each unless already set.
+    """
+    flags = xla_flags.split()
+    if count is not None:
+        flags = [f for f in flags if not f.startswith(DEVICE_COUNT_FLAG)]
+        flags.append(f"{DEVICE_COUNT_FLAG}={count}")
+    if any(f.startswith(DEVICE_COUNT_FLAG) for f in flags):
+        flags += [f"{name}={value}" for name, value in PATIENT_FLAGS.items()
+                  if not any(f.startswith(name + "=") for f in flags)]
+    return " ".join(flags)
+
+
+def patient_host_devices(environ: MutableMapping[str, str] = os.environ,
+                         count: int | None = None) -> None:
+    """Rewrite `environ["XLA_FLAGS"]` with `with_host_devices` (before JAX starts)."""
+    flags = with_host_devices(environ.get("XLA_FLAGS", ""), count)
+    if flags:
+        environ["XLA_FLAGS"] = flags
