@@ -69,7 +69,9 @@ class Checkpointer:
                 self.manager.save(step, args=ocp.args.Composite(
                     state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(record)))
                 self.manager.wait_until_finished()
-            integrity.write_manifest(os.path.join(self.directory, str(step)))
+            if distributed.is_primary():  # one writer of the shared folder's manifest
+                integrity.write_manifest(os.path.join(self.directory, str(step)))
+            distributed.barrier(f"checkpoint-manifest-{step}")
         except Exception as e:  # noqa: BLE001 - only a full disk is turned into a user error
             if _os_error(e, errno.ENOSPC, errno.EDQUOT) is None:
                 raise
