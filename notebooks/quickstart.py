@@ -247,7 +247,8 @@ device_lines = [line for line in log_lines if "device(s)" in line]
 assert len(device_lines) == len(configs), device_lines
 for config, line in zip(configs.values(), device_lines, strict=True):
     per_device = config.batch_size // N_DEVICES
-    assert f"{N_DEVICES} device(s), {per_device} examples per device" in line, line
+    assert f"{N_DEVICES} device(s)" in line, line
+    assert f"{per_device} examples per device" in line, line
 print(f"OK: both models trained on all {N_DEVICES} local devices "
       f"({configs['cnn'].batch_size // N_DEVICES} examples per device per step); "
       + ", ".join(f"{n} accuracy {s['eval']['accuracy']:.3f}" for n, s in summaries.items()))

@@ -368,7 +368,10 @@ assert rnn_decay < gru_decay, (rnn_decay, gru_decay)
 # Newton's iterations follow the Jacobian products: the chaotic tanh-RNN needs more.
 calm, chaotic = newton_rows[0], newton_rows[-1]
 assert calm["lyapunov"] < 0 < chaotic["lyapunov"], (calm["lyapunov"], chaotic["lyapunov"])
-assert calm["iterations_deer"] < chaotic["iterations_deer"], newton_rows
+# (Full-Jacobian DEER may not converge at all on the chaotic one: it falls back to the scan.)
+assert calm["converged_deer"], newton_rows
+assert not chaotic["converged_deer"] or calm["iterations_deer"] < chaotic["iterations_deer"]
+assert calm["iterations_quasi_deer"] < chaotic["iterations_quasi_deer"], newton_rows
 print(f"OK: at T={LONG} the tanh-RNN stays at MSE {rnn_loss:.3f} (baseline {BASELINE:.3f}), "
       f"the best gated cell reaches {gated_loss:.4f}; trained decay per step: "
       f"tanh-RNN {rnn_decay:+.3f}, GRU {gru_decay:+.3f} decades")
