@@ -129,7 +129,7 @@ def test_notebook_executes(name, tmp_path):
     if name == "quickstart":
         assert "local devices: 8" in out
         assert "on all 8 local devices" in out
-        assert "8 device(s), 16 examples per device" in out
+        assert "8 device(s) in 1 process(es)" in out and "16 examples per device" in out
 
 
 def test_notebook_settings_follow_the_environment(monkeypatch, tmp_path):
