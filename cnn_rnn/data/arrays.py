@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from cnn_rnn.data.base import DataSource, TaskSpec
-from cnn_rnn.data.images import majority_fraction, normalized_source
+from cnn_rnn.data.images import check_view_options, classification_spec, normalized_source
 from cnn_rnn.data.registry import register_data
-from cnn_rnn.data.sequential import PIXEL_VIEWS, check_choice, check_int
+from cnn_rnn.data.sequential import check_choice
 from cnn_rnn.errors import ConfigError
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -142,20 +142,14 @@ def arrays(seed: int, path: str = "", task: str = "auto", layout: str = "auto",
     """
     task = check_choice("task", task, TASKS)
     layout = check_choice("layout", layout, LAYOUTS)
-    check_choice("pixels", pixels, PIXEL_VIEWS)
-    check_int("permutation_seed", permutation_seed, 0)
-    if not isinstance(normalize, bool):
-        raise ConfigError("data.normalize", f"must be true or false, got {normalize!r}")
+    check_view_options(pixels, permutation_seed, normalize)
     d = load_npz(path)
     check_inputs(d, path)
     y_train, y_test, task = targets_and_task(d, task, path)
     x_train, x_test = with_channels(d["x_train"], layout), with_channels(d["x_test"], layout)
     if task == "classification":
-        spec = TaskSpec(kind="classification", num_outputs=int(max(y_train.max(),
-                                                                   y_test.max())) + 1,
-                        input_shape=x_train.shape[1:], baseline=majority_fraction(y_train),
-                        baseline_metric="accuracy",
-                        baseline_note="majority class of the train split")
+        spec = classification_spec(int(max(y_train.max(), y_test.max())) + 1, x_train.shape[1:],
+                                   y_train)
     else:
         mse = float(np.mean((y_test - y_train.mean(0)) ** 2))
         spec = TaskSpec(kind="regression", num_outputs=y_train.shape[1],

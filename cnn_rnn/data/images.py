@@ -11,7 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from cnn_rnn.data.base import ArraySource, Batch, DataSource, TaskSpec
-from cnn_rnn.data.sequential import MappedSource, pixel_view
+from cnn_rnn.data.sequential import (
+    PIXEL_VIEWS,
+    MappedSource,
+    check_bool,
+    check_choice,
+    check_int,
+    pixel_view,
+)
 
 
 def channel_stats(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,6 +67,21 @@ def normalizer(train_inputs: np.ndarray, normalize: bool):
 def majority_fraction(labels: np.ndarray) -> float:
     """Return the accuracy of always predicting the most frequent label."""
     return float(np.bincount(labels).max() / len(labels))
+
+
+def classification_spec(num_classes: int, input_shape: tuple[int, ...],
+                        train_labels: np.ndarray) -> TaskSpec:
+    """Return the classification task whose baseline is the train split's majority class."""
+    return TaskSpec(kind="classification", num_outputs=num_classes, input_shape=input_shape,
+                    baseline=majority_fraction(train_labels), baseline_metric="accuracy",
+                    baseline_note="majority class of the train split")
+
+
+def check_view_options(pixels: str, permutation_seed: int, normalize: bool) -> None:
+    """Raise ConfigError for bad `normalized_source` options (call before a slow read)."""
+    check_choice("pixels", pixels, PIXEL_VIEWS)
+    check_int("permutation_seed", permutation_seed, 0)
+    check_bool("normalize", normalize)
 
 
 def normalized_source(spec: TaskSpec, train: dict[str, np.ndarray], test: dict[str, np.ndarray],

@@ -37,6 +37,13 @@ def check_int(field: str, value: Any, minimum: int) -> int:
     return config_checks.check_int(f"data.{field}", value, minimum)
 
 
+def check_bool(field: str, value: Any) -> bool:
+    """Return `value` if it is a bool, else raise ConfigError on `data.<field>`."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"data.{field}", f"must be true or false, got {value!r}")
+    return value
+
+
 def one_hot(tokens: np.ndarray, depth: int) -> np.ndarray:
     """Return the float32 one-hot encoding of integer `tokens` along a new last axis."""
     return np.eye(depth, dtype=np.float32)[tokens]

@@ -37,9 +37,9 @@ from cnn_rnn.data.base import (
     batches_from_arrays,
     step_rng,
 )
-from cnn_rnn.data.images import majority_fraction, normalized_source
+from cnn_rnn.data.images import check_view_options, classification_spec, normalized_source
 from cnn_rnn.data.registry import register_data
-from cnn_rnn.data.sequential import PIXEL_VIEWS, MappedSource, check_choice, check_int, one_hot
+from cnn_rnn.data.sequential import MappedSource, check_bool, check_int, one_hot
 from cnn_rnn.data.tfds_cache import Convert, cached_split
 from cnn_rnn.data.tfds_prepare import open_split
 from cnn_rnn.errors import ConfigError
@@ -56,8 +56,7 @@ def check_common(data_dir: Any, train_split: Any, eval_split: Any, cache: Any = 
     for field, path in (("data_dir", data_dir), ("cache_dir", cache_dir)):
         if path is not None and not isinstance(path, str):
             raise ConfigError(f"data.{field}", f"must be a path string or None, got {path!r}")
-    if not isinstance(cache, bool):
-        raise ConfigError("data.cache", f"must be true or false, got {cache!r}")
+    check_bool("cache", cache)
     for field, split in (("train_split", train_split), ("eval_split", eval_split)):
         if not isinstance(split, str) or not split:
             raise ConfigError(f"data.{field}", f"must be a tfds split like 'train' or "
@@ -94,18 +93,13 @@ def image_source(name: str, seed: int, data_dir: str | None, train_split: str,
                  normalize: bool, cache: bool = True, cache_dir: str | None = None) -> DataSource:
     """Build the image classification source `name` (see the module docstring)."""
     check_common(data_dir, train_split, eval_split, cache, cache_dir)
-    check_choice("pixels", pixels, PIXEL_VIEWS)  # fail before the slow read
-    check_int("permutation_seed", permutation_seed, 0)
-    if not isinstance(normalize, bool):
-        raise ConfigError("data.normalize", f"must be true or false, got {normalize!r}")
+    check_view_options(pixels, permutation_seed, normalize)  # fail before the slow read
     train, info = read_split(name, train_split, data_dir, "train_split", image_arrays, "", cache,
                              cache_dir)
     test, _ = read_split(name, eval_split, data_dir, "eval_split", image_arrays, "", cache,
                          cache_dir)
-    spec = TaskSpec(kind="classification", num_outputs=int(info.features["label"].num_classes),
-                    input_shape=tuple(train["image"].shape[1:]),
-                    baseline=majority_fraction(train["label"]), baseline_metric="accuracy",
-                    baseline_note="majority class of the train split")
+    spec = classification_spec(int(info.features["label"].num_classes),
+                               tuple(train["image"].shape[1:]), train["label"])
     return normalized_source(spec, {"inputs": train["image"], "targets": train["label"]},
                              {"inputs": test["image"], "targets": test["label"]}, seed,
                              normalize, pixels, permutation_seed)
@@ -188,9 +182,7 @@ def imdb_reviews(seed: int, data_dir: str | None = None, train_split: str = "tra
     max_len = check_int("max_len", max_len, 1)
     train = load_reviews(train_split, data_dir, "train_split", max_len, cache, cache_dir)
     test = load_reviews(eval_split, data_dir, "eval_split", max_len, cache, cache_dir)
-    spec = TaskSpec(kind="classification", num_outputs=2, input_shape=(max_len, NUM_BYTES),
-                    baseline=majority_fraction(train["targets"]), baseline_metric="accuracy",
-                    baseline_note="majority class of the train split")
+    spec = classification_spec(2, (max_len, NUM_BYTES), train["targets"])
     return MappedSource(ArraySource(spec, train, test, seed), spec, bytes_to_inputs)
 
 
