@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 from collections.abc import Iterator
 from typing import Literal
 
@@ -116,6 +117,14 @@ def batches_from_arrays(arrays: dict[str, np.ndarray], batch_size: int) -> Itera
         yield batch
 
 
+@functools.lru_cache(maxsize=4)
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The read-only order of range(n) in `epoch`; kept so each step does not redraw it."""
+    perm = np.random.default_rng(np.random.SeedSequence([seed, 1, epoch])).permutation(n)
+    perm.flags.writeable = False
+    return perm
+
+
 def sample_indices(seed: int, step: int, n: int, batch_size: int) -> np.ndarray:
     """Indices of the training batch at `step`: epochs are seeded permutations of range(n).
 
@@ -127,7 +136,7 @@ def sample_indices(seed: int, step: int, n: int, batch_size: int) -> np.ndarray:
     filled = 0
     while filled < batch_size:
         epoch, offset = divmod(start + filled, n)
-        perm = np.random.default_rng(np.random.SeedSequence([seed, 1, epoch])).permutation(n)
+        perm = epoch_permutation(seed, epoch, n)
         take = min(batch_size - filled, n - offset)
         out[filled : filled + take] = perm[offset : offset + take]
         filled += take
