@@ -13,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -54,6 +55,23 @@ class Point:
 
 
 PointHook = Callable[[Point, str, dict[str, Any]], dict[str, Any] | None]
+
+
+def grid_points(make: Callable[..., tuple[str, Any, dict[str, Any]]], *, every: int,
+                log_every: int, **axes: Iterable[Any]) -> list[Point]:
+    """One Point per combination of `axes` (keyword name: values; the first varies slowest).
+
+    `make(**combination)` returns the point's (name, config, tags); each config then evaluates
+    and checkpoints every `every` steps, logs every `log_every` and shows no progress bar.
+    """
+    points = []
+    for values in itertools.product(*axes.values()):
+        name, cfg, tags = make(**dict(zip(axes, values, strict=True)))
+        cfg.progress = False
+        cfg.eval_every = cfg.checkpoint_every = every
+        cfg.log_every = log_every
+        points.append(Point(name, cfg, tags))
+    return points
 
 
 def validate_points(points: Sequence[Point], *, build: bool = False) -> None:

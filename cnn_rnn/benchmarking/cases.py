@@ -37,10 +37,11 @@ from cnn_rnn.benchmarking import timing
 from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.registry import accepted_kwargs
+from cnn_rnn.training.parallel import BACKENDS
 from cnn_rnn.training.state import param_count
 
 # "pmap" and "jit": the training loop's step through that data-parallel backend (parallel_cases).
-IMPLS = ("cnn_rnn", "flax", "torch", "pmap", "jit")
+IMPLS = ("cnn_rnn", "flax", "torch", *BACKENDS)
 FLAX_CELLS: dict[str, Callable[[int], nn.Module]] = {
     "lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell, "rnn": nn.SimpleCell}
 TORCH_LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
@@ -124,11 +125,16 @@ class FlaxBuiltin(nn.Module):
         return nn.Dense(self.num_outputs)(h[:, -1])
 
 
+def case_spec(case: Case) -> TaskSpec:
+    """Return the task every case trains on: classification of [T, D] inputs."""
+    return TaskSpec("classification", case.num_classes, (case.seq_len, case.input_dim))
+
+
 def build_module(case: Case) -> nn.Module:
     """Return the linen module of a JAX case ("cnn_rnn" from our registry, or "flax")."""
     if case.impl == "flax":
         return FlaxBuiltin(case.model, case.hidden, case.num_classes)
-    spec = TaskSpec("classification", case.num_classes, (case.seq_len, case.input_dim))
+    spec = case_spec(case)
     kwargs = {"name": case.model, **case.options}
     if "hidden" not in kwargs and "hidden" in accepted_kwargs(build_model_class(case.model)):
         kwargs["hidden"] = case.hidden
@@ -222,7 +228,7 @@ def prepare(case: Case, learning_rate: float = 1e-3, seed: int = 0) -> Prepared:
     """Prepare any case (dispatch on `case.impl`)."""
     if case.impl == "torch":
         return prepare_torch(case, learning_rate, seed)
-    if case.impl in ("pmap", "jit"):
+    if case.impl in BACKENDS:
         from cnn_rnn.benchmarking.parallel_cases import prepare_parallel
 
         return prepare_parallel(case, learning_rate, seed)

@@ -12,20 +12,17 @@ import time
 import jax
 import numpy as np
 
-from cnn_rnn.benchmarking.cases import Case, Prepared, random_batch
-from cnn_rnn.data.base import TaskSpec
+from cnn_rnn.benchmarking.cases import Case, Prepared, case_spec, random_batch
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.training import parallel
 from cnn_rnn.training.optim import build_optimizer
 from cnn_rnn.training.state import create_train_state, param_count
 from cnn_rnn.training.steps import train_step
 
-BACKEND_IMPLS = tuple(parallel.BACKENDS)
-
 
 def prepare_parallel(case: Case, learning_rate: float = 1e-3, seed: int = 0) -> Prepared:
     """Build the case's model and compile the loop's train step with backend `case.impl`."""
-    spec = TaskSpec("classification", case.num_classes, (case.seq_len, case.input_dim))
+    spec = case_spec(case)
     kwargs = {"name": case.model, "hidden": case.hidden, **case.options}
     model = build_model(kwargs, spec, axis_name=parallel.AXIS)
     tx = build_optimizer({"name": "adam", "learning_rate": learning_rate}, 1000)

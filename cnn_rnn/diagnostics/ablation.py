@@ -92,6 +92,44 @@ def training_history(workdir: str) -> list[dict[str, float]]:
             for r in read_metrics(workdir, "train")]
 
 
+class PointStates:
+    """A sweep point's data, model and train states, at initialisation or at a checkpoint.
+
+    The initial state is rebuilt from the config's seed, exactly as training built it. A context
+    manager; the checkpoint folder is opened at the first restore and closed on exit.
+
+    Args:
+      cfg: the point's config as a dict (`training.loop.to_dict`).
+      workdir: the point's folder.
+
+    """
+
+    def __init__(self, cfg: Mapping[str, Any], workdir: str):
+        self.cfg = cfg
+        self.data = build_data(cfg["data"], seed=cfg["seed"])
+        self.model = build_model(cfg["model"], self.data.spec)
+        tx = build_optimizer(cfg["optimizer"], cfg["steps"])
+        self.init = create_train_state(self.model, tx, self.data.spec.input_shape,
+                                       jax.random.PRNGKey(cfg["seed"]))
+        self._dir = os.path.join(workdir, "checkpoints")
+        self._ckpt: Checkpointer | None = None
+
+    def state(self, step: int) -> Any:
+        """The train state at `step` (0: the initial state)."""
+        if step == 0:
+            return self.init
+        if self._ckpt is None:
+            self._ckpt = Checkpointer(self._dir, keep=10**6)
+        return self._ckpt.restore(step, self.init)
+
+    def __enter__(self) -> PointStates:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._ckpt is not None:
+            self._ckpt.close()
+
+
 class ProbeHook:
     """run_sweep after_point hook: probe init and every checkpoint of a point, with a cache.
 
@@ -132,28 +170,18 @@ class ProbeHook:
         return [done[k] for k in sorted(done, key=int)]
 
     def _run(self, config: Any, workdir: str, steps: Sequence[int]) -> dict[str, Any]:
-        cfg = to_dict(config)
-        data = build_data(cfg["data"], seed=cfg["seed"])
-        model = build_model(cfg["model"], data.spec)
-        tx = build_optimizer(cfg["optimizer"], cfg["steps"])
-        init = create_train_state(model, tx, data.spec.input_shape,
-                                  jax.random.PRNGKey(cfg["seed"]))
-        batch = probe_batch(data, self.settings["batch_size"])
-        fn = make_probe(model, data.spec, num_probes=self.settings["num_probes"])
         out = {}
-        ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=10**6) if any(
-            steps) else None
-        try:
+        with PointStates(to_dict(config), workdir) as point:
+            cfg, data, model = point.cfg, point.data, point.model
+            batch = probe_batch(data, self.settings["batch_size"])
+            fn = make_probe(model, data.spec, num_probes=self.settings["num_probes"])
             for step in steps:
-                state = init if step == 0 else ckpt.restore(step, init)
+                state = point.state(step)
                 key = jax.random.fold_in(jax.random.PRNGKey(cfg["seed"]), step)
                 flow = gradient_flow(model, state.variables(), batch, data.spec, key=key,
                                      num_probes=self.settings["num_probes"],
                                      threshold=self.settings["threshold"], probe=fn)
                 out[str(step)] = _compact({"step": step, **flow.to_json()})
-        finally:
-            if ckpt is not None:
-                ckpt.close()
         return out
 
 

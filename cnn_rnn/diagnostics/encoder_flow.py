@@ -3,9 +3,10 @@
 The recurrent encoder-decoder (`cnn_rnn.models.seq2seq.RecurrentSeq2Seq`) adds a perturbation
 p_t to each encoder state h_t; at p = 0 nothing changes and ∂L/∂p_t = ∂L/∂h_t. The loss is the
 teacher-forced training loss (the decoder reads the true previous tokens), each example's own
-(`gradient_flow.summed_example_loss`), so the profile shows how much of the error signal reaches
-each source position. Without attention it can only arrive through the final encoder state and
-must travel back step by step; with attention every h_t receives it directly.
+(`gradient_flow.state_gradients` with teacher forcing), so the profile shows how much of the
+error signal reaches each source position. Without attention it can only arrive through the
+final encoder state and must travel back step by step; with attention every h_t receives it
+directly.
 """
 
 from __future__ import annotations
@@ -15,28 +16,16 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from cnn_rnn.data.base import TaskSpec
-from cnn_rnn.diagnostics.gradient_flow import example_weights, summed_example_loss
+from cnn_rnn.diagnostics.gradient_flow import example_weights, state_gradients
 
 
 def encoder_state_gradients(model: nn.Module, variables: Any, batch: Mapping[str, Any],
                             spec: TaskSpec) -> jax.Array:
     """Return ∂(Σ_b ℓ_b)/∂h_t of the encoder's (top-layer) states, [B, S, H]."""
-    batch = {k: jnp.asarray(v) for k, v in batch.items()}
-
-    def states_and_loss(ps: list[jax.Array] | None) -> tuple[jax.Array, list[jax.Array]]:
-        logits, states = model.apply(variables, batch["inputs"], train=False,
-                                     mask=batch.get("mask"), targets=batch["targets"],
-                                     perturbations=ps, method="outputs_and_states")
-        return summed_example_loss(spec, logits, batch)[0], states
-
-    shapes = jax.eval_shape(lambda: states_and_loss(None)[1])
-    zeros = [jnp.zeros(s.shape, s.dtype) for s in shapes]
-    grads = jax.jit(jax.grad(lambda ps: states_and_loss(ps)[0]))(zeros)
-    return grads[-1]
+    return state_gradients(model, variables, batch, spec, teacher_forcing=True)[-1]
 
 
 def encoder_gradient_profile(model: nn.Module, variables: Any, batch: Mapping[str, Any],

@@ -51,6 +51,7 @@ from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.diagnostics import profiles
 from cnn_rnn.diagnostics.spectra import recurrent_spectral_radii
 from cnn_rnn.training.losses import loss_and_metrics
+from cnn_rnn.training.steps import model_inputs
 
 Array = jax.Array
 Batch = Mapping[str, Any]
@@ -98,16 +99,19 @@ def state_hook(model: nn.Module,
 
 def forward(model: nn.Module, variables: Any, batch: Batch,
             perturbations: Sequence[Array] | None,
-            blocks: Sequence[type[nn.Module]] | None = None) -> tuple[Array, list[Array]]:
+            blocks: Sequence[type[nn.Module]] | None = None,
+            extra: Mapping[str, Array] | None = None) -> tuple[Array, list[Array]]:
     """Return the model outputs and its per-layer states [B, T, H_l], perturbations added.
 
     Runs in evaluation mode (train=False). With `perturbations` None the states are unperturbed.
+    `extra`: model inputs beyond inputs and mask (`training.steps.model_inputs`, e.g. a seq2seq
+    model's targets for teacher forcing).
     """
     kind, block_types = state_hook(model, blocks)
-    inputs, mask = batch["inputs"], batch.get("mask")
+    inputs, mask, extra = batch["inputs"], batch.get("mask"), extra or {}
     if kind == "perturbations":
         return model.apply(variables, inputs, train=False, mask=mask,
-                           perturbations=perturbations, method="outputs_and_states")
+                           perturbations=perturbations, method="outputs_and_states", **extra)
 
     captured: list[Array] = []
 
@@ -121,14 +125,15 @@ def forward(model: nn.Module, variables: Any, batch: Batch,
         return out
 
     with nn.intercept_methods(interceptor):
-        outputs = model.apply(variables, inputs, train=False, mask=mask)
+        outputs = model.apply(variables, inputs, train=False, mask=mask, **extra)
     return outputs, captured
 
 
 def state_shapes(model: nn.Module, variables: Any, batch: Batch,
-                 blocks: Sequence[type[nn.Module]] | None = None) -> list[jax.ShapeDtypeStruct]:
+                 blocks: Sequence[type[nn.Module]] | None = None,
+                 extra: Mapping[str, Array] | None = None) -> list[jax.ShapeDtypeStruct]:
     """Return the shape and dtype of every probed state, without running the model."""
-    return jax.eval_shape(lambda v, b: forward(model, v, b, None, blocks)[1], variables,
+    return jax.eval_shape(lambda v, b: forward(model, v, b, None, blocks, extra)[1], variables,
                           dict(batch))
 
 
@@ -151,19 +156,22 @@ def summed_example_loss(spec: TaskSpec, outputs: Array, batch: Batch) -> tuple[A
 
 
 def state_gradients(model: nn.Module, variables: Any, batch: Batch, spec: TaskSpec,
-                    blocks: Sequence[type[nn.Module]] | None = None) -> list[Array]:
+                    blocks: Sequence[type[nn.Module]] | None = None, *,
+                    teacher_forcing: bool = False) -> list[Array]:
     """Return ∂(Σ_b ℓ_b)/∂h^l_t for every layer: a list of [B, T, H_l] arrays (one backward pass).
 
     The raw gradients behind `grad_norm`; complex states get JAX's complex cotangents, whose
     moduli are those of the gradient with respect to the real and imaginary parts. Compiled with
-    jax.jit on every call (a diagnostic, not a hot loop).
+    jax.jit on every call (a diagnostic, not a hot loop). With `teacher_forcing` the model reads
+    what the training step gives it (a seq2seq model: the targets), so ℓ_b is the training loss.
     """
 
     def grads(v: Any, b: Batch) -> list[Array]:
-        zeros = [jnp.zeros(s.shape, s.dtype) for s in state_shapes(model, v, b, blocks)]
+        extra = model_inputs(spec, b, teacher_forcing)
+        zeros = [jnp.zeros(s.shape, s.dtype) for s in state_shapes(model, v, b, blocks, extra)]
 
         def loss(ps: list[Array]) -> Array:
-            outputs, _ = forward(model, v, b, ps, blocks)
+            outputs, _ = forward(model, v, b, ps, blocks, extra)
             return summed_example_loss(spec, outputs, b)[0]
 
         return jax.grad(loss)(zeros)

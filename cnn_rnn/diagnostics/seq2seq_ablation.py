@@ -10,24 +10,18 @@ verdict on the expected ordering, into a report folder (docs/seq2seq/ by default
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from cnn_rnn.data.registry import build_data
+from cnn_rnn.diagnostics.ablation import PointStates, _read_json, _write_json
 from cnn_rnn.diagnostics.encoder_flow import encoder_gradient_profile
 from cnn_rnn.diagnostics.figures import _save
 from cnn_rnn.diagnostics.report import fmt, table
-from cnn_rnn.models.registry import build_model
-from cnn_rnn.training.checkpoints import Checkpointer
 from cnn_rnn.training.loop import to_dict
-from cnn_rnn.training.optim import build_optimizer
-from cnn_rnn.training.state import create_train_state
 
 PROBE_FILE = "encoder_probe.json"
 LABELS = {"none": "GRU enc-dec, no attention", "additive": "GRU enc-dec + additive attention",
@@ -52,26 +46,15 @@ class EncoderProbe:
         if cfg["model"]["name"] != "seq2seq_rnn":
             return {}
         path = os.path.join(workdir, PROBE_FILE)
-        if os.path.exists(path):
-            with open(path) as f:
-                cached = json.load(f)
-            if cached.get("batch_size") == self.batch_size:
-                return {"encoder_grad": cached["profiles"]}
-        data = build_data(cfg["data"], seed=cfg["seed"])
-        model = build_model(cfg["model"], data.spec)
-        init = create_train_state(model, build_optimizer(cfg["optimizer"], cfg["steps"]),
-                                  data.spec.input_shape, jax.random.PRNGKey(cfg["seed"]))
-        batch = next(iter(data.eval_batches(self.batch_size)))
-        ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=10**6)
-        try:
-            final = ckpt.restore(int(cfg["steps"]), init)
-        finally:
-            ckpt.close()
-        profiles = {when: [float(f"{v:.4g}") for v in encoder_gradient_profile(
-            model, state.variables(), batch, data.spec)] for when, state in
-            (("init", init), ("final", final))}
-        with open(path, "w") as f:
-            json.dump({"batch_size": self.batch_size, "profiles": profiles}, f)
+        cached = _read_json(path) or {}
+        if cached.get("batch_size") == self.batch_size:
+            return {"encoder_grad": cached["profiles"]}
+        with PointStates(cfg, workdir) as point:
+            batch = next(iter(point.data.eval_batches(self.batch_size)))
+            states = (("init", point.init), ("final", point.state(int(cfg["steps"]))))
+            profiles = {when: [float(f"{v:.4g}") for v in encoder_gradient_profile(
+                point.model, state.variables(), batch, point.data.spec)] for when, state in states}
+        _write_json(path, {"batch_size": self.batch_size, "profiles": profiles})
         return {"encoder_grad": profiles}
 
 
@@ -150,11 +133,12 @@ def plot_encoder_gradients(rows: Rows, path: str) -> str | None:
 
 
 def _gradient_lines(rows: Rows) -> list[str]:
+    probed = [r for r in rows if r.get("encoder_grad")]
+    longest = max((int(r["length"]) for r in probed), default=None)
     lines = []
-    for r in rows:
-        g = r.get("encoder_grad")
-        if g and int(r["length"]) == max(int(q["length"]) for q in rows if q.get("encoder_grad")):
-            f = np.asarray(g["final"])
+    for r in probed:
+        if int(r["length"]) == longest:
+            f = np.asarray(r["encoder_grad"]["final"])
             lines.append(f"- {LABELS[r['arch']]}, length {r['length']}, after training: "
                          f"‖∂L/∂h_t‖ at the first step {fmt(f[0])}, at the last {fmt(f[-1])} "
                          f"(ratio first/last {fmt(f[0] / max(f[-1], 1e-30))}).")

@@ -17,7 +17,7 @@ import ml_collections
 
 from cnn_rnn.diagnostics.seq2seq_ablation import EncoderProbe
 from cnn_rnn.diagnostics.seq2seq_ablation import write_report as render
-from cnn_rnn.sweep import Point
+from cnn_rnn.sweep import grid_points
 from configs.seq2seq import get_config as experiment
 
 VARIANTS = {
@@ -47,20 +47,16 @@ def get_config(arg=None):
 
 
 def get_points(c):
-    points = []
-    for length in c.lengths:
-        for model in c.models:
-            for seed in range(c.seeds):
-                cfg = experiment(f"model={model},cell={c.cell},task={c.task},length={length},"
-                                 f"vocab={c.vocab},budget={c.budget},steps={c.steps},seed={seed},"
-                                 f"learning_rate={c.learning_rate},batch_size={c.batch_size}")
-                cfg.data.num_eval = c.num_eval
-                cfg.eval_every = cfg.checkpoint_every = cfg.log_every = c.steps
-                cfg.keep_checkpoints = 1
-                cfg.progress = False
-                points.append(Point(f"L{length}_{model}_s{seed}", cfg,
-                                    dict(arch=model, length=length, seed=seed)))
-    return points
+    def point(length, model, seed):
+        cfg = experiment(f"model={model},cell={c.cell},task={c.task},length={length},"
+                         f"vocab={c.vocab},budget={c.budget},steps={c.steps},seed={seed},"
+                         f"learning_rate={c.learning_rate},batch_size={c.batch_size}")
+        cfg.data.num_eval = c.num_eval
+        cfg.keep_checkpoints = 1
+        return f"L{length}_{model}_s{seed}", cfg, dict(arch=model, length=length, seed=seed)
+
+    return grid_points(point, every=c.steps, log_every=c.steps, length=c.lengths,
+                       model=c.models, seed=range(c.seeds))
 
 
 def after_point(point, workdir, row, c):

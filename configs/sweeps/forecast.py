@@ -13,7 +13,7 @@ import os
 import ml_collections
 
 from cnn_rnn.data.registry import build_data
-from cnn_rnn.sweep import Point
+from cnn_rnn.sweep import grid_points
 from configs.forecast import MODELS, SERIES
 from configs.forecast import get_config as experiment
 
@@ -32,18 +32,13 @@ def get_config(arg=None):
 
 
 def get_points(c):
-    points = []
-    for series in c.series:
-        for model in c.models:
-            for seed in range(c.seeds):
-                cfg = experiment(f"model={model},series={series},eval_split=test,"
-                                 f"steps={c.steps},seed={seed}")
-                cfg.progress = False
-                cfg.eval_every = cfg.checkpoint_every = c.steps
-                cfg.log_every = c.steps // 10
-                points.append(Point(f"{series}_{model}_s{seed}", cfg,
-                                    dict(series=series, arch=model, seed=seed)))
-    return points
+    def point(series, model, seed):
+        cfg = experiment(f"model={model},series={series},eval_split=test,"
+                         f"steps={c.steps},seed={seed}")
+        return f"{series}_{model}_s{seed}", cfg, dict(series=series, arch=model, seed=seed)
+
+    return grid_points(point, every=c.steps, log_every=c.steps // 10, series=c.series,
+                       model=c.models, seed=range(c.seeds))
 
 
 def _baselines(config):
