@@ -36,7 +36,12 @@ import jax.numpy as jnp
 from cnn_rnn.config_checks import check_choice, check_int
 from cnn_rnn.models.registry import register_model
 from cnn_rnn.models.rnn import CELLS, RNN
-from cnn_rnn.models.transformer import EncoderBlock, sinusoidal_positions
+from cnn_rnn.models.transformer import (
+    EncoderBlock,
+    check_sizes,
+    residual_mlp,
+    sinusoidal_positions,
+)
 
 Array = jax.Array
 ATTENTIONS = ("none", "additive", "dot")
@@ -200,8 +205,7 @@ class DecoderBlock(nn.Module):
         causal = nn.make_causal_mask(jnp.ones(x.shape[:2]))
         x = x + drop(attn(name="self_attention")(nn.LayerNorm()(x), mask=causal))
         x = x + drop(attn(name="cross_attention")(nn.LayerNorm()(x), memory, mask=cross_mask))
-        y = nn.Dense(x.shape[-1])(drop(nn.gelu(nn.Dense(self.mlp_dim)(nn.LayerNorm()(x)))))
-        return x + drop(y)
+        return residual_mlp(x, self.mlp_dim, drop)
 
 
 class TransformerDecoder(nn.Module):
@@ -261,11 +265,8 @@ class TransformerSeq2Seq(nn.Module):
     max_len: int = 512
 
     def __post_init__(self) -> None:
-        for field in ("d_model", "num_heads", "num_layers", "mlp_dim", "max_len", "target_len"):
-            check_int(f"model.{field}", getattr(self, field), 1)
-        if self.d_model % self.num_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads "
-                             f"({self.num_heads})")
+        check_sizes(self, ("d_model", "num_heads", "num_layers", "mlp_dim", "max_len",
+                           "target_len"))
         check_lengths(0, self.target_len, self.max_len)
         super().__post_init__()
 

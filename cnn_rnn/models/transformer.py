@@ -39,6 +39,27 @@ def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
     return table
 
 
+def check_sizes(module: nn.Module, fields: tuple[str, ...]) -> None:
+    """Check that each of `fields` is an integer >= 1 and that d_model divides by num_heads.
+
+    For the Transformer encoder and the seq2seq Transformer, at construction (ConfigError).
+    """
+    for field in fields:
+        check_int(f"model.{field}", getattr(module, field), 1)
+    if module.d_model % module.num_heads:
+        raise ConfigError("model.d_model", f"({module.d_model}) must be divisible by num_heads "
+                          f"({module.num_heads})")
+
+
+def residual_mlp(x: jax.Array, mlp_dim: int, drop: nn.Dropout) -> jax.Array:
+    """The MLP sublayer of every pre-LN block: x + Dropout(W_2 Dropout(GELU(W_1 LayerNorm(x)))).
+
+    Call it inside a block's compact method: its LayerNorm and Dense layers are the block's.
+    """
+    y = nn.Dense(x.shape[-1])(drop(nn.gelu(nn.Dense(mlp_dim)(nn.LayerNorm()(x)))))
+    return x + drop(y)
+
+
 class EncoderBlock(nn.Module):
     """One pre-LN encoder block: self-attention sublayer, then MLP sublayer, both residual.
 
@@ -60,10 +81,7 @@ class EncoderBlock(nn.Module):
         y = nn.LayerNorm()(x)
         y = nn.MultiHeadDotProductAttention(self.num_heads, dropout_rate=self.dropout)(
             y, mask=attn_mask, deterministic=not train)
-        x = x + drop(y)
-        y = nn.LayerNorm()(x)
-        y = nn.Dense(x.shape[-1])(drop(nn.gelu(nn.Dense(self.mlp_dim)(y))))
-        return x + drop(y)
+        return residual_mlp(x + drop(y), self.mlp_dim, drop)
 
 
 @register_model("transformer")
@@ -105,11 +123,8 @@ class Transformer(nn.Module):
 
     def __post_init__(self) -> None:
         # Validate at construction, so build_model reports a bad value as a ConfigError.
-        for field in ("d_model", "embed_kernel", "num_heads", "num_layers", "mlp_dim", "max_len"):
-            check_int(f"model.{field}", getattr(self, field), 1)
-        if self.d_model % self.num_heads:
-            raise ConfigError("model.d_model", f"({self.d_model}) must be divisible by num_heads "
-                              f"({self.num_heads})")
+        check_sizes(self, ("d_model", "embed_kernel", "num_heads", "num_layers", "mlp_dim",
+                           "max_len"))
         check_choice("model.positions", self.positions, POSITIONS)
         check_choice("model.pool", self.pool, POOLS)
         check_rate("model.dropout", self.dropout)
