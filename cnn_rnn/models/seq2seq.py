@@ -37,8 +37,8 @@ from cnn_rnn.config_checks import check_choice, check_int
 from cnn_rnn.models.registry import register_model
 from cnn_rnn.models.rnn import CELLS, RNN
 from cnn_rnn.models.transformer import (
+    BlockSizes,
     EncoderBlock,
-    check_sizes,
     residual_mlp,
     sinusoidal_positions,
 )
@@ -240,7 +240,7 @@ def _greedy_step(decoder: TransformerDecoder, tokens: Array, t: Array, memory: A
 
 
 @register_model("seq2seq_transformer")
-class TransformerSeq2Seq(nn.Module):
+class TransformerSeq2Seq(BlockSizes):
     """Transformer encoder-decoder (encoder blocks from `cnn_rnn.models.transformer`).
 
     Greedy decoding reruns the (causal) decoder on the tokens so far at each step, under
@@ -249,24 +249,18 @@ class TransformerSeq2Seq(nn.Module):
     Attributes:
       num_outputs: target vocabulary size (set from the task); the start token is its id.
       target_len: decoder steps (set from the task).
-      d_model, num_heads, num_layers, mlp_dim, dropout: as in the Transformer encoder; the
-        decoder has as many layers as the encoder.
-      max_len: longest source and decoder allowed.
+      d_model, num_heads, num_layers, mlp_dim, dropout, max_len: keyword-only, see
+        `BlockSizes`; the decoder has as many layers as the encoder, max_len bounds the source
+        and the decoder.
 
     """
 
     num_outputs: int
     target_len: int
-    d_model: int = 64
-    num_heads: int = 4
-    num_layers: int = 2
-    mlp_dim: int = 128
-    dropout: float = 0.0
-    max_len: int = 512
 
     def __post_init__(self) -> None:
-        check_sizes(self, ("d_model", "num_heads", "num_layers", "mlp_dim", "max_len",
-                           "target_len"))
+        check_int("model.target_len", self.target_len, 1)
+        check_int("model.max_len", self.max_len, 1)  # before comparing with it
         check_lengths(0, self.target_len, self.max_len)
         super().__post_init__()
 
