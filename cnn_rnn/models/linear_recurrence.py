@@ -7,10 +7,9 @@ two consecutive steps compose into one step of the same form:
     (a1, b1) then (a2, b2)  =  (a2 * a1,  a2 * b1 + b2)
 
 This operator is associative, so `jax.lax.associative_scan` computes all T states in O(log T)
-parallel depth, like a convolution computes all positions at once; on a CPU a chunked scan (dense
-products inside chunks, a short sequential scan across them) is faster. The engines, and the
-sequential `jax.lax.scan` reference that gives the same numbers, are in
-`cnn_rnn.models.linear_scan` (`impl`, default "auto": chunked on CPU, associative elsewhere).
+parallel depth, like a convolution computes all positions at once. The engines (associative,
+chunked, and the sequential `jax.lax.scan` reference, all giving the same numbers) are in
+`cnn_rnn.models.linear_scan` (`impl`, default "auto": sequential on CPU, associative elsewhere).
 
 Models here stack residual blocks  x + Dropout(GLU(GELU(recurrence(LayerNorm(x))))); the
 nonlinearity lives between recurrences, not inside them.
@@ -44,6 +43,7 @@ from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.linear_scan import IMPLS, Coeffs, add, linear_scan
 from cnn_rnn.models.readout import POOLS, pool_sequence
 from cnn_rnn.models.registry import register_model
+from cnn_rnn.models.rnn import StatesHook
 
 Array = jax.Array
 
@@ -216,8 +216,11 @@ class RecurrentBlock(nn.Module):
         return x + nn.Dropout(self.dropout, deterministic=not train)(y), h
 
 
-class LinearRecurrentModel(nn.Module):
+class LinearRecurrentModel(StatesHook):
     """Base of "lru" and "mingru": embedding, residual recurrent blocks, LayerNorm, output head.
+
+    `__call__` and `hidden_states` come from `StatesHook` (the recurrent models' convention:
+    `(inputs, *, mask, train, perturbations)`).
 
     Attributes:
       num_outputs: classes or regression targets (set from the task).
@@ -263,8 +266,15 @@ class LinearRecurrentModel(nn.Module):
         self.norm = nn.LayerNorm()
         self.head = nn.Dense(self.num_outputs)
 
-    def _encode(self, inputs: Array, mask: Array | None, perturbations: Sequence[Array] | None,
-                train: bool) -> tuple[Array, list[Array]]:
+    def outputs_and_states(self, inputs: Array, *, mask: Array | None = None, train: bool = False,
+                           perturbations: Sequence[Array] | None = None
+                           ) -> tuple[Array, list[Array]]:
+        """Return the outputs [B, num_outputs] (or [B, T, num_outputs]) and each block's states.
+
+        The states h_t are [B, T, hidden] (complex64 for the LRU). `perturbations` (one
+        [B, T, hidden] array per block, of the states' dtype) are added to h_t right after step
+        t on valid steps; with zeros, their gradient is dL/dh_t.
+        """
         if perturbations is not None and len(perturbations) != self.num_layers:
             raise ValueError(f"perturbations: need one per layer ({self.num_layers}), "
                              f"got {len(perturbations)}")
@@ -273,29 +283,9 @@ class LinearRecurrentModel(nn.Module):
         for i, block in enumerate(self.blocks):
             x, h = block(x, mask, None if perturbations is None else perturbations[i], train)
             states.append(h)
-        return self.norm(x), states
-
-    def outputs_and_states(self, inputs: Array, train: bool = False, mask: Array | None = None,
-                           perturbations: Sequence[Array] | None = None
-                           ) -> tuple[Array, list[Array]]:
-        """Return what `__call__` and `hidden_states` return, from one run of the blocks.
-
-        `perturbations` (one [B, T, hidden] array per block, of the states' dtype) are added to
-        h_t right after step t on valid steps; with zeros, their gradient is dL/dh_t.
-        """
-        x, states = self._encode(inputs, mask, perturbations, train)
+        x = self.norm(x)
         y = self.head(x if self.return_sequences else pool_sequence(x, mask, self.pool))
         return y, states
-
-    def __call__(self, inputs: Array, train: bool = False, mask: Array | None = None,
-                 perturbations: Sequence[Array] | None = None) -> Array:
-        """Return outputs [B, num_outputs] (or [B, T, num_outputs]) for inputs [B, T, C]."""
-        return self.outputs_and_states(inputs, train, mask, perturbations)[0]
-
-    def hidden_states(self, inputs: Array, train: bool = False, mask: Array | None = None,
-                      perturbations: Sequence[Array] | None = None) -> list[Array]:
-        """Return each block's recurrent states h_t [B, T, hidden] (complex64 for the LRU)."""
-        return self._encode(inputs, mask, perturbations, train)[1]
 
 
 @register_model("lru")

@@ -36,7 +36,12 @@ import jax.numpy as jnp
 from cnn_rnn.config_checks import check_choice, check_int
 from cnn_rnn.models.registry import register_model
 from cnn_rnn.models.rnn import CELLS, RNN
-from cnn_rnn.models.transformer import EncoderBlock, sinusoidal_positions
+from cnn_rnn.models.transformer import (
+    BlockSizes,
+    EncoderBlock,
+    residual_mlp,
+    sinusoidal_positions,
+)
 
 Array = jax.Array
 ATTENTIONS = ("none", "additive", "dot")
@@ -200,8 +205,7 @@ class DecoderBlock(nn.Module):
         causal = nn.make_causal_mask(jnp.ones(x.shape[:2]))
         x = x + drop(attn(name="self_attention")(nn.LayerNorm()(x), mask=causal))
         x = x + drop(attn(name="cross_attention")(nn.LayerNorm()(x), memory, mask=cross_mask))
-        y = nn.Dense(x.shape[-1])(drop(nn.gelu(nn.Dense(self.mlp_dim)(nn.LayerNorm()(x)))))
-        return x + drop(y)
+        return residual_mlp(x, self.mlp_dim, drop)
 
 
 class TransformerDecoder(nn.Module):
@@ -236,7 +240,7 @@ def _greedy_step(decoder: TransformerDecoder, tokens: Array, t: Array, memory: A
 
 
 @register_model("seq2seq_transformer")
-class TransformerSeq2Seq(nn.Module):
+class TransformerSeq2Seq(BlockSizes):
     """Transformer encoder-decoder (encoder blocks from `cnn_rnn.models.transformer`).
 
     Greedy decoding reruns the (causal) decoder on the tokens so far at each step, under
@@ -245,27 +249,18 @@ class TransformerSeq2Seq(nn.Module):
     Attributes:
       num_outputs: target vocabulary size (set from the task); the start token is its id.
       target_len: decoder steps (set from the task).
-      d_model, num_heads, num_layers, mlp_dim, dropout: as in the Transformer encoder; the
-        decoder has as many layers as the encoder.
-      max_len: longest source and decoder allowed.
+      d_model, num_heads, num_layers, mlp_dim, dropout, max_len: keyword-only, see
+        `BlockSizes`; the decoder has as many layers as the encoder, max_len bounds the source
+        and the decoder.
 
     """
 
     num_outputs: int
     target_len: int
-    d_model: int = 64
-    num_heads: int = 4
-    num_layers: int = 2
-    mlp_dim: int = 128
-    dropout: float = 0.0
-    max_len: int = 512
 
     def __post_init__(self) -> None:
-        for field in ("d_model", "num_heads", "num_layers", "mlp_dim", "max_len", "target_len"):
-            check_int(f"model.{field}", getattr(self, field), 1)
-        if self.d_model % self.num_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads "
-                             f"({self.num_heads})")
+        check_int("model.target_len", self.target_len, 1)
+        check_int("model.max_len", self.max_len, 1)  # before comparing with it
         check_lengths(0, self.target_len, self.max_len)
         super().__post_init__()
 

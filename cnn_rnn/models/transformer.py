@@ -15,6 +15,8 @@ causal convolution (`embed_kernel=k`) can embed each step together with its k-1 
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -39,6 +41,58 @@ def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
     return table
 
 
+def check_sizes(module: nn.Module, fields: tuple[str, ...]) -> None:
+    """Check that each of `fields` is an integer >= 1 and that d_model divides by num_heads.
+
+    For the Transformer encoder and the seq2seq Transformer, at construction (ConfigError).
+    """
+    for field in fields:
+        check_int(f"model.{field}", getattr(module, field), 1)
+    if module.d_model % module.num_heads:
+        raise ConfigError("model.d_model", f"({module.d_model}) must be divisible by num_heads "
+                          f"({module.num_heads})")
+
+
+class BlockSizes(nn.Module):
+    """The sizes of a stack of pre-LN blocks: declared and checked once, for two models.
+
+    The Transformer encoder and the seq2seq Transformer inherit them.
+
+    Keyword-only, so that a subclass's own fields (`num_outputs`, ...) stay first and positional;
+    a subclass that changes a default redeclares the field as keyword-only.
+
+    Attributes:
+      d_model: width of the residual stream (divisible by num_heads).
+      num_heads: attention heads.
+      num_layers: blocks (per stack).
+      mlp_dim: hidden width of each block's MLP.
+      dropout: dropout rate.
+      max_len: longest sequence allowed.
+
+    """
+
+    _: dataclasses.KW_ONLY
+    d_model: int = 64
+    num_heads: int = 4
+    num_layers: int = 2
+    mlp_dim: int = 128
+    dropout: float = 0.0
+    max_len: int = 512
+
+    def __post_init__(self) -> None:
+        check_sizes(self, ("d_model", "num_heads", "num_layers", "mlp_dim", "max_len"))
+        super().__post_init__()
+
+
+def residual_mlp(x: jax.Array, mlp_dim: int, drop: nn.Dropout) -> jax.Array:
+    """The MLP sublayer of every pre-LN block: x + Dropout(W_2 Dropout(GELU(W_1 LayerNorm(x)))).
+
+    Call it inside a block's compact method: its LayerNorm and Dense layers are the block's.
+    """
+    y = nn.Dense(x.shape[-1])(drop(nn.gelu(nn.Dense(mlp_dim)(nn.LayerNorm()(x)))))
+    return x + drop(y)
+
+
 class EncoderBlock(nn.Module):
     """One pre-LN encoder block: self-attention sublayer, then MLP sublayer, both residual.
 
@@ -60,14 +114,11 @@ class EncoderBlock(nn.Module):
         y = nn.LayerNorm()(x)
         y = nn.MultiHeadDotProductAttention(self.num_heads, dropout_rate=self.dropout)(
             y, mask=attn_mask, deterministic=not train)
-        x = x + drop(y)
-        y = nn.LayerNorm()(x)
-        y = nn.Dense(x.shape[-1])(drop(nn.gelu(nn.Dense(self.mlp_dim)(y))))
-        return x + drop(y)
+        return residual_mlp(x + drop(y), self.mlp_dim, drop)
 
 
 @register_model("transformer")
-class Transformer(nn.Module):
+class Transformer(BlockSizes):
     """Transformer encoder for sequences [B, T, C]: project, add positions, blocks, readout.
 
     Attributes:
@@ -87,29 +138,22 @@ class Transformer(nn.Module):
         meant for causal=True, where that step has attended to the whole sequence before it,
         like an RNN's final state).
       return_sequences: many-to-many output [B, T, num_outputs] instead of [B, num_outputs].
+      d_model, num_heads, num_layers, mlp_dim, dropout, max_len: keyword-only (`BlockSizes`).
 
     """
 
     num_outputs: int
-    d_model: int = 64
     embed_kernel: int = 1
-    num_heads: int = 4
-    num_layers: int = 2
-    mlp_dim: int = 128
-    dropout: float = 0.1
-    max_len: int = 512
     positions: str = "learned"
     causal: bool = False
     pool: str = "mean"
     return_sequences: bool = False
+    _: dataclasses.KW_ONLY  # dropout is one of the keyword-only BlockSizes
+    dropout: float = 0.1
 
     def __post_init__(self) -> None:
         # Validate at construction, so build_model reports a bad value as a ConfigError.
-        for field in ("d_model", "embed_kernel", "num_heads", "num_layers", "mlp_dim", "max_len"):
-            check_int(f"model.{field}", getattr(self, field), 1)
-        if self.d_model % self.num_heads:
-            raise ConfigError("model.d_model", f"({self.d_model}) must be divisible by num_heads "
-                              f"({self.num_heads})")
+        check_int("model.embed_kernel", self.embed_kernel, 1)
         check_choice("model.positions", self.positions, POSITIONS)
         check_choice("model.pool", self.pool, POOLS)
         check_rate("model.dropout", self.dropout)

@@ -17,7 +17,7 @@ and when they grow (chaotic dynamics: exploding gradients) convergence is slow o
                 O(T H^3) work per iteration.
   "quasi_deer"  only diag(J_t) (Gonzalez et al. 2024, "Towards scalable and stable
                 parallelization of nonlinear RNNs"): O(T H) memory, the diagonal scan runs on the
-                engines of `linear_scan` (chunked on CPU); more, cheaper iterations.
+                engines of `linear_scan` (impl "auto"); more, cheaper iterations.
 
 Iterations run in a `lax.while_loop` until max |h^{k+1} - h^k| < tol or max_iters. The result
 carries the iteration count and a converged flag, and is never silently unconverged: with
@@ -122,7 +122,7 @@ def _affine_scan(a: Array, b: Array, diagonal: bool, reverse: bool = False) -> A
     """
     flip = (lambda u: jnp.flip(u, axis=0)) if reverse else (lambda u: u)  # noqa: E731
     a, b = flip(a), flip(b)
-    if diagonal:  # the linear-recurrence engines want [B, T, H]: chunked on CPU
+    if diagonal:  # the linear-recurrence engines (impl "auto") want [B, T, H]
         return flip(jnp.swapaxes(linear_scan(jnp.swapaxes(a, 0, 1), jnp.swapaxes(b, 0, 1)), 0, 1))
 
     def combine(left: tuple[Array, Array], right: tuple[Array, Array]) -> tuple[Array, Array]:
@@ -161,14 +161,18 @@ def newton(step: Step, params: Any, xs: Any, h0: Array,
         h_new = _affine_scan(jac, b, diagonal)
         return h_new, it + 1, _max_change(h_new, h)
 
-    def cond(carry: tuple[Array, Array, Array]) -> Array:
-        _, it, delta = carry
-        # A non-finite iterate (inf delta, see _max_change) never recovers: stop and fall back.
-        return (it < options.max_iters) & ~(delta < options.tol) & (
-            (it == 0) | jnp.isfinite(delta))
-
     h_init = jnp.zeros((t, *h0.shape), h0.dtype)
-    return jax.lax.while_loop(cond, body, (h_init, jnp.int32(0), jnp.array(jnp.inf, h0.dtype)))
+    return jax.lax.while_loop(functools.partial(_iterating, options), body,
+                              (h_init, jnp.int32(0), jnp.array(jnp.inf, h0.dtype)))
+
+
+def _iterating(options: SolverOptions, carry: tuple[Array, Array, Array]) -> Array:
+    """While-loop condition over (iterate, iterations, change): not converged, iterations left.
+
+    A non-finite iterate (inf change, see _max_change) never recovers: stop and fall back.
+    """
+    _, it, delta = carry
+    return (it < options.max_iters) & ~(delta < options.tol) & ((it == 0) | jnp.isfinite(delta))
 
 
 def _max_change(new: Array, old: Array) -> Array:
@@ -259,13 +263,9 @@ def _quasi_adjoint(step: Step, params: Any, xs: Any, h_prev: Array, g: Array,
         new = _affine_scan(d_next, g + correction, diagonal=True, reverse=True)
         return new, it + 1, _max_change(new, lam) / (jnp.max(jnp.abs(new)) + 1e-30)
 
-    def cond(carry: tuple[Array, Array, Array]) -> Array:
-        it, delta = carry[1:]
-        return (it < options.max_iters) & ~(delta < options.tol) & (
-            (it == 0) | jnp.isfinite(delta))
-
     lam, _, delta = jax.lax.while_loop(
-        cond, body, (jnp.zeros_like(g), jnp.int32(0), jnp.array(jnp.inf, g.dtype)))
+        functools.partial(_iterating, options), body,
+        (jnp.zeros_like(g), jnp.int32(0), jnp.array(jnp.inf, g.dtype)))
 
     def sequential() -> Array:
         def back(lam_next: Array, inp: tuple[Array, Any, Array]) -> tuple[Array, Array]:
