@@ -29,7 +29,7 @@ from cnn_rnn.models.registry import build_model
 from cnn_rnn.training import distributed, parallel
 from cnn_rnn.training import run_record as record
 from cnn_rnn.training.checkpoints import Checkpointer
-from cnn_rnn.training.interrupts import Interrupted, catch_signals
+from cnn_rnn.training.interrupts import stop_requests
 from cnn_rnn.training.metrics import MetricWriter, NullWriter
 from cnn_rnn.training.optim import build_optimizer, learning_rate_schedule
 from cnn_rnn.training.run_record import (  # re-exported: sweeps apply the same rules
@@ -196,9 +196,7 @@ def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, stat
                                lambda b: distributed.with_example_ids(b, rows[0]),
                                rows=rows if distributed.process_count() > 1 else None)
     writer = MetricWriter(workdir, resume_step=start) if primary else NullWriter()
-    # With several processes SIGTERM is JAX's preemption notice (`distributed.preempted`).
-    signals = catch_signals() if distributed.process_count() == 1 else contextlib.nullcontext()
-    with contextlib.closing(writer), bar, batches, signals as stop:
+    with contextlib.closing(writer), bar, batches, stop_requests() as stop:
         for step, batch in zip(range(start, steps), batches, strict=True):
             state, metrics = p_train(state, batch)
             done = step + 1
@@ -218,14 +216,13 @@ def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, stat
                     bar.write(line)
                 elif primary:
                     log.info(line)
-            # Every process asks at every step: a SIGTERM on any one stops all at one step.
-            preempted = distributed.preempted(done)
-            if done % cfg["checkpoint_every"] == 0 or last or stop or preempted:
+            # Asked once per step (every process, every step: with several, a SIGTERM on any
+            # one stops all at one step), so the save and the stop see the same answer.
+            stopping = stop.at(done)
+            if done % cfg["checkpoint_every"] == 0 or last or stopping:
                 # The seconds so far and an open metrics window travel with the checkpoint.
                 ckpt.save(done, backend.get_state(state),
                           record.checkpoint_meta(cfg, seconds(), window.pending()))
-            if stop and not last:
-                raise Interrupted(stop.signum, step=done)
-            if preempted and not last:
-                raise distributed.Preempted(done)
+            if stopping and not last:
+                raise stop.error(done)
     log.info("input wait %.2fs over steps %d..%d", batches.wait_seconds, start, steps)
