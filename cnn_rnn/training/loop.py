@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -88,10 +88,11 @@ def build_run(cfg: Mapping[str, Any], data: DataSource | None = None
 
     `cfg` is a validated config dict; ConfigError for a value that does not build.
     """
+    n_dev = jax.device_count()
     parallel.check_backend(cfg.get("parallelism", "pmap"))
-    parallel.check_batch_size(cfg["batch_size"], jax.device_count())
+    parallel.check_batch_size(cfg["batch_size"], n_dev)
     data = build_data(cfg["data"], seed=cfg["seed"]) if data is None else data
-    eval_batch_size(cfg, data, jax.device_count())  # a bad value fails before any write
+    eval_batch_size(cfg, data, n_dev)  # a bad value fails before any write
     if data.num_train is not None and cfg["batch_size"] > data.num_train:
         raise ConfigError("batch_size", f"{cfg['batch_size']} is more than the {data.num_train} "
                           f"training examples of {cfg['data']['name']!r} (a batch would repeat "
@@ -161,12 +162,15 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
                  "%d examples per device", cfg["model"]["name"], f"{n_params:,}",
                  cfg["data"]["name"], data.spec.input_shape, n_dev, distributed.process_count(),
                  cfg.get("parallelism", "pmap"), cfg["batch_size"] // n_dev)
-        t0, seconds = _clock(), seconds_before
+        t0 = _clock()
+
+        def seconds() -> float:  # training seconds of every session so far
+            return seconds_before + _clock() - t0
+
         if start < steps:
-            _train(cfg, workdir, data, model, state, start, meta.get("window", []), ckpt,
-                   lambda: seconds_before + _clock() - t0)
-            seconds = seconds_before + _clock() - t0
-    summary = record.write_summary(workdir, cfg, data, n_params, max(start, steps), seconds,
+            _train(cfg, workdir, data, model, state, start, meta.get("window", []), ckpt, seconds)
+        total = seconds() if start < steps else seconds_before
+    summary = record.write_summary(workdir, cfg, data, n_params, max(start, steps), total,
                                    n_dev, write=primary)
     log.info("%s: %s", "finished" if start < steps else "already finished",
              record.summary_line(summary))
@@ -174,9 +178,10 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
 
 
 def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, state: TrainState,
-           start: int, pending: list[Any], ckpt: Checkpointer, seconds: Any) -> None:
+           start: int, pending: list[Any], ckpt: Checkpointer,
+           seconds: Callable[[], float]) -> None:
     """Steps `start`..`steps`: train, log the window, evaluate and checkpoint on their cadences."""
-    primary, steps, n_dev = distributed.is_primary(), cfg["steps"], jax.device_count()
+    primary, steps = distributed.is_primary(), cfg["steps"]
     progress = cfg.get("progress", True) and primary
     backend = parallel.make_backend(cfg.get("parallelism", "pmap"))
     p_train = backend.compile(train_step, donate_state=True, model=model, spec=data.spec)
@@ -188,7 +193,7 @@ def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, stat
     state = backend.put_state(state)
     bar = tqdm(total=steps, initial=start, disable=not progress, unit="step",
                dynamic_ncols=True, mininterval=1.0)
-    eval_size = eval_batch_size(cfg, data, n_dev)
+    eval_size = eval_batch_size(cfg, data, backend.n_devices)
     # Batch s is a pure function of (seed, s): preparing it ahead changes nothing but the wait.
     # Each process builds only its rows of the global batch, tagged with their global indices.
     rows = distributed.row_range(cfg["batch_size"])
