@@ -189,18 +189,24 @@ def primary_holds(lock: Any, workdir: str) -> Iterator[None]:
         yield
 
 
-def preempted(step: int) -> bool:
-    """Whether every process is to save and stop at `step` because one of them got SIGTERM.
+class PreemptionSync:
+    """With several processes, whether all are to save and stop at a step (a process got SIGTERM).
 
     JAX's preemption sync manager (started by `jax.distributed.initialize`) catches SIGTERM on
     any process and picks one step at which `reached_preemption_sync_point` is true on all of
-    them. Every process must call this at every step. Always False with one process.
+    them; every process must ask at every step. The multi-process counterpart of
+    `interrupts.StopRequest` (see `interrupts.stop_requests`).
     """
-    if process_count() == 1:
-        return False
-    from jax.experimental import multihost_utils
 
-    return bool(multihost_utils.reached_preemption_sync_point(step))
+    def at(self, step: int) -> bool:
+        """Whether every process saves and stops after `step`."""
+        from jax.experimental import multihost_utils
+
+        return bool(multihost_utils.reached_preemption_sync_point(step))
+
+    def error(self, step: int) -> Preempted:
+        """What the loop raises once it has saved the checkpoint at `step`."""
+        return Preempted(step)
 
 
 def describe_failure(error: BaseException) -> str:

@@ -4,6 +4,10 @@ While training, the first signal only sets a flag: the loop finishes the step it
 checkpoint at that step and raises `Interrupted`. A second signal raises `Interrupted` at once,
 wherever the program is; a save it cuts short never replaces a good checkpoint (Orbax renames a
 checkpoint into place only when it is complete).
+
+`stop_requests()` is what the loop uses: this signal handling with one process, JAX's preemption
+sync (`distributed.PreemptionSync`) with several. Both answer `at(step)` (save and stop after
+this step?) and `error(step)` (what to raise then), so the loop has one stop path for both.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
+
+from cnn_rnn.training import distributed
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -50,6 +56,15 @@ class StopRequest:
     def __bool__(self) -> bool:
         return self.signum is not None
 
+    def at(self, step: int) -> bool:
+        """Whether to save and stop after `step` (a signal has arrived)."""
+        del step
+        return self.signum is not None
+
+    def error(self, step: int) -> Interrupted:
+        """What the loop raises once it has saved the checkpoint at `step`."""
+        return Interrupted(self.signum, step=step)
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         del frame
         if self.signum is None:
@@ -72,3 +87,17 @@ def catch_signals() -> Iterator[StopRequest]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[StopRequest | distributed.PreemptionSync]:
+    """The loop's request to save and stop: signals with one process, preemption sync with more.
+
+    With several processes SIGTERM is JAX's preemption notice (its handler is installed by
+    `jax.distributed.initialize`), so no signal handler is set here.
+    """
+    if distributed.process_count() > 1:
+        yield distributed.PreemptionSync()
+        return
+    with catch_signals() as request:
+        yield request

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -29,7 +29,7 @@ from cnn_rnn.models.registry import build_model
 from cnn_rnn.training import distributed, parallel
 from cnn_rnn.training import run_record as record
 from cnn_rnn.training.checkpoints import Checkpointer
-from cnn_rnn.training.interrupts import Interrupted, catch_signals
+from cnn_rnn.training.interrupts import stop_requests
 from cnn_rnn.training.metrics import MetricWriter, NullWriter
 from cnn_rnn.training.optim import build_optimizer, learning_rate_schedule
 from cnn_rnn.training.run_record import (  # re-exported: sweeps apply the same rules
@@ -88,10 +88,11 @@ def build_run(cfg: Mapping[str, Any], data: DataSource | None = None
 
     `cfg` is a validated config dict; ConfigError for a value that does not build.
     """
+    n_dev = jax.device_count()
     parallel.check_backend(cfg.get("parallelism", "pmap"))
-    parallel.check_batch_size(cfg["batch_size"], jax.device_count())
+    parallel.check_batch_size(cfg["batch_size"], n_dev)
     data = build_data(cfg["data"], seed=cfg["seed"]) if data is None else data
-    eval_batch_size(cfg, data, jax.device_count())  # a bad value fails before any write
+    eval_batch_size(cfg, data, n_dev)  # a bad value fails before any write
     if data.num_train is not None and cfg["batch_size"] > data.num_train:
         raise ConfigError("batch_size", f"{cfg['batch_size']} is more than the {data.num_train} "
                           f"training examples of {cfg['data']['name']!r} (a batch would repeat "
@@ -161,12 +162,15 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
                  "%d examples per device", cfg["model"]["name"], f"{n_params:,}",
                  cfg["data"]["name"], data.spec.input_shape, n_dev, distributed.process_count(),
                  cfg.get("parallelism", "pmap"), cfg["batch_size"] // n_dev)
-        t0, seconds = _clock(), seconds_before
+        t0 = _clock()
+
+        def seconds() -> float:  # training seconds of every session so far
+            return seconds_before + _clock() - t0
+
         if start < steps:
-            _train(cfg, workdir, data, model, state, start, meta.get("window", []), ckpt,
-                   lambda: seconds_before + _clock() - t0)
-            seconds = seconds_before + _clock() - t0
-    summary = record.write_summary(workdir, cfg, data, n_params, max(start, steps), seconds,
+            _train(cfg, workdir, data, model, state, start, meta.get("window", []), ckpt, seconds)
+        total = seconds() if start < steps else seconds_before
+    summary = record.write_summary(workdir, cfg, data, n_params, max(start, steps), total,
                                    n_dev, write=primary)
     log.info("%s: %s", "finished" if start < steps else "already finished",
              record.summary_line(summary))
@@ -174,9 +178,10 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
 
 
 def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, state: TrainState,
-           start: int, pending: list[Any], ckpt: Checkpointer, seconds: Any) -> None:
+           start: int, pending: list[Any], ckpt: Checkpointer,
+           seconds: Callable[[], float]) -> None:
     """Steps `start`..`steps`: train, log the window, evaluate and checkpoint on their cadences."""
-    primary, steps, n_dev = distributed.is_primary(), cfg["steps"], jax.device_count()
+    primary, steps = distributed.is_primary(), cfg["steps"]
     progress = cfg.get("progress", True) and primary
     backend = parallel.make_backend(cfg.get("parallelism", "pmap"))
     p_train = backend.compile(train_step, donate_state=True, model=model, spec=data.spec)
@@ -188,7 +193,7 @@ def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, stat
     state = backend.put_state(state)
     bar = tqdm(total=steps, initial=start, disable=not progress, unit="step",
                dynamic_ncols=True, mininterval=1.0)
-    eval_size = eval_batch_size(cfg, data, n_dev)
+    eval_size = eval_batch_size(cfg, data, backend.n_devices)
     # Batch s is a pure function of (seed, s): preparing it ahead changes nothing but the wait.
     # Each process builds only its rows of the global batch, tagged with their global indices.
     rows = distributed.row_range(cfg["batch_size"])
@@ -196,9 +201,7 @@ def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, stat
                                lambda b: distributed.with_example_ids(b, rows[0]),
                                rows=rows if distributed.process_count() > 1 else None)
     writer = MetricWriter(workdir, resume_step=start) if primary else NullWriter()
-    # With several processes SIGTERM is JAX's preemption notice (`distributed.preempted`).
-    signals = catch_signals() if distributed.process_count() == 1 else contextlib.nullcontext()
-    with contextlib.closing(writer), bar, batches, signals as stop:
+    with contextlib.closing(writer), bar, batches, stop_requests() as stop:
         for step, batch in zip(range(start, steps), batches, strict=True):
             state, metrics = p_train(state, batch)
             done = step + 1
@@ -218,14 +221,13 @@ def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, stat
                     bar.write(line)
                 elif primary:
                     log.info(line)
-            # Every process asks at every step: a SIGTERM on any one stops all at one step.
-            preempted = distributed.preempted(done)
-            if done % cfg["checkpoint_every"] == 0 or last or stop or preempted:
+            # Asked once per step (every process, every step: with several, a SIGTERM on any
+            # one stops all at one step), so the save and the stop see the same answer.
+            stopping = stop.at(done)
+            if done % cfg["checkpoint_every"] == 0 or last or stopping:
                 # The seconds so far and an open metrics window travel with the checkpoint.
                 ckpt.save(done, backend.get_state(state),
                           record.checkpoint_meta(cfg, seconds(), window.pending()))
-            if stop and not last:
-                raise Interrupted(stop.signum, step=done)
-            if preempted and not last:
-                raise distributed.Preempted(done)
+            if stopping and not last:
+                raise stop.error(done)
     log.info("input wait %.2fs over steps %d..%d", batches.wait_seconds, start, steps)
