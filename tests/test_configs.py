@@ -70,7 +70,10 @@ TFDS_CONFIGS = [
 ] + [(m, None) for m in EXPERIMENT_CONFIGS if m.startswith("configs.images")]
 
 
-@pytest.mark.parametrize("module,arg", TFDS_CONFIGS, ids=[f"{m}:{a}" for m, a in TFDS_CONFIGS])
+# The ResNet config's model trains in test_cnn too; its full config run is slow (-m slow).
+@pytest.mark.parametrize("module,arg", [
+    pytest.param(m, a, marks=pytest.mark.slow) if m == "configs.images_resnet" else (m, a)
+    for m, a in TFDS_CONFIGS], ids=[f"{m}:{a}" for m, a in TFDS_CONFIGS])
 def test_tfds_configs_train_under_mock_data(tmp_path, module, arg):
     config = _load(module, arg)
     config.steps, config.batch_size, config.progress = 3, 8, False

@@ -112,9 +112,13 @@ def test_kernel_runs_this_interpreter(tmp_path):
     assert os.path.realpath(text_outputs(nb).strip()) == os.path.realpath(sys.executable)
 
 
-# The longest notebook runs with -m slow, to keep CI under 15 minutes.
+# The longest notebooks run with -m slow, to keep CI under 15 minutes; quickstart (the README's
+# first notebook) and forecasting stay in every run.
+SLOW_NOTEBOOKS = {"vanishing_gradients", "cnn_vs_rnn", "seq2seq"}
+
+
 @pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.slow) if n == "vanishing_gradients" else n for n in NAMES])
+    pytest.param(n, marks=pytest.mark.slow) if n in SLOW_NOTEBOOKS else n for n in NAMES])
 def test_notebook_executes(name, tmp_path):
     devices = DEVICES.get(name, 1)
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)

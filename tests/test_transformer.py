@@ -49,7 +49,7 @@ def test_causal_output_at_t_ignores_later_inputs(causal, embed_kernel):
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(pool="mean"),
+    pytest.param(dict(pool="mean"), marks=pytest.mark.slow),  # the other two cover its paths
     dict(pool="last", causal=True),
     dict(pool="mean", positions="sinusoidal", embed_kernel=3),
 ])
