@@ -1,0 +1,143 @@
+"""The parallel-in-time report: a table of every point, sentences computed from it, a figure.
+
+Rows come from `newton.run` (see cnn_rnn/diagnostics/newton.py for the quantities). Nothing here
+asserts a result in advance: a run where, say, Newton needs many iterations at a negative
+Lyapunov exponent says exactly that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cnn_rnn.diagnostics.report import fmt, table
+
+STATE_TOL, GRAD_TOL = 1e-4, 1e-3  # the accuracy the solvers must reach against the scan
+
+
+def correlation(rows: list[dict[str, Any]], x: str, y: str) -> float:
+    """Spearman rank correlation of two columns over the rows where both are finite."""
+    pairs = np.array([(r[x], r[y]) for r in rows
+                      if np.isfinite(r[x]) and np.isfinite(r[y])], dtype=float)
+    if len(pairs) < 3:
+        return float("nan")
+    ranks = np.argsort(np.argsort(pairs, axis=0), axis=0).astype(float)
+    return float(np.corrcoef(ranks[:, 0], ranks[:, 1])[0, 1])
+
+
+def plot(rows: list[dict[str, Any]], methods: Sequence[str], path: str) -> str:
+    """Newton iterations / T against the Lyapunov exponent and the decay rate.
+
+    Marker shape: arch; colour: method; filled: at initialisation, hollow: trained.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cnn_rnn.diagnostics.figures import _save
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    markers = dict(zip(sorted({r["arch"] for r in rows}), "osD^v", strict=False))
+    for ax, x, xlabel in ((axes[0], "lyapunov", "largest Lyapunov exponent (nats/step)"),
+                          (axes[1], "decay_rate", "gradient decay rate (decades/step)")):
+        for method, color in zip(methods, ("tab:blue", "tab:orange"), strict=False):
+            for (arch, marker), stage in ((a, s) for a in markers.items()
+                                          for s in ("init", "trained")):
+                pts = [(r[x], r[f"iterations_{method}"] / r["T"]) for r in rows
+                       if r["arch"] == arch and r["stage"] == stage]
+                if pts:
+                    ax.scatter(*zip(*pts, strict=True), marker=marker, alpha=0.7,
+                               facecolors=color if stage == "init" else "none",
+                               edgecolors=color, label=f"{arch} {method} {stage}")
+        ax.set_xlabel(xlabel)
+        ax.axvline(0.0, color="grey", lw=0.5)
+    axes[0].set_ylabel("Newton iterations / T")
+    axes[0].set_yscale("log")
+    axes[1].legend(fontsize=6, ncol=2)
+    return _save(fig, path)
+
+
+def _iterations(row: dict[str, Any], method: str) -> str:
+    its = row[f"iterations_{method}"]
+    return str(its) if row[f"converged_{method}"] else f"{its} (fallback)"
+
+
+def _metric(row: dict[str, Any]) -> str:
+    acc = row.get("accuracy")
+    return fmt(row["loss"]) + ("" if acc is None else f" / {fmt(acc)}")
+
+
+def _table(rows: list[dict[str, Any]], methods: Sequence[str]) -> str:
+    head = ["task", "arch", "stage", "W_h scale", "T", "eval loss / acc.", "Lyapunov",
+            "decay rate", *[f"{m} {col}" for m in methods
+                            for col in ("iters", "state err.", "grad err.")]]
+    body = [[r["task"], r["arch"], r["stage"], r["scale"], r["T"], _metric(r), r["lyapunov"],
+             r["decay_rate"],
+             *[v for m in methods for v in (_iterations(r, m), r[f"state_error_{m}"],
+                                            r[f"grad_error_{m}"])]] for r in rows]
+    return table(head, body)
+
+
+def _method_sentences(rows: list[dict[str, Any]], method: str) -> list[str]:
+    """Correlations and iteration ranges of one method over its converged points.
+
+    A solve that fell back to the scan (max_iters reached, or a non-finite iterate) has no
+    meaningful iteration count: it is counted, not ranged or correlated.
+    """
+    done = [{**r, "its": r[f"iterations_{method}"] / r["T"]} for r in rows
+            if r[f"converged_{method}"]]
+    trained = [r for r in done if r["stage"] == "trained"]
+    lines = [f"- {method}: over the {len(done)} converged points, rank correlation of "
+             f"iterations/T with the Lyapunov exponent {correlation(done, 'lyapunov', 'its'):+.2f}"
+             f", with the gradient decay rate {correlation(done, 'decay_rate', 'its'):+.2f}; over "
+             f"the {len(trained)} converged trained points "
+             f"{correlation(trained, 'lyapunov', 'its'):+.2f} and "
+             f"{correlation(trained, 'decay_rate', 'its'):+.2f}."]
+    for sign, keep in (("negative", lambda v: v < 0), ("positive or zero", lambda v: v >= 0)):
+        points = [r for r in rows if keep(r["lyapunov"])]
+        its = [r[f"iterations_{method}"] for r in done if keep(r["lyapunov"])]
+        per_t = [r["its"] for r in done if keep(r["lyapunov"])]
+        if points:
+            text = (f"{min(its)}-{max(its)} iterations (median {np.median(its):.0f}; "
+                    f"{min(per_t):.2g}-{max(per_t):.2g} T)" if its else "no converged solve")
+            lines.append(f"  Where the Lyapunov exponent is {sign} ({len(points)} points): "
+                         f"{text}; {len(points) - len(its)} fell back to the sequential scan.")
+    return lines
+
+
+def accuracy_sentence(rows: list[dict[str, Any]], methods: Sequence[str]) -> str:
+    """The largest state and relative gradient errors over every converged point."""
+    done = [(r, m) for r in rows for m in methods if r[f"converged_{m}"]]
+    state = max((r[f"state_error_{m}"] for r, m in done), default=float("nan"))
+    grad = max((r[f"grad_error_{m}"] for r, m in done), default=float("nan"))
+    longest = max(r["T"] for r in rows)
+    return (f"Largest state error over all {len(done)} converged (point, method) pairs: "
+            f"{state:.2g} (tolerance {STATE_TOL:g}); largest relative gradient error: "
+            f"{grad:.2g} ({GRAD_TOL:g}). Longest sequence: T = {longest}; "
+            f"{len(rows) * len(methods) - len(done)} pairs did not converge and fell back to "
+            "the scan.")
+
+
+def report(rows: list[dict[str, Any]], config: Any, command: str, figure: str) -> str:
+    """The markdown report: the table of every point and sentences computed from it."""
+    trained = [r for r in rows if r["stage"] == "trained"]
+    lines = ["# Newton iterations vs gradient decay and Lyapunov exponents", "",
+             f"Generated by `{command}` (hidden={config.hidden}, batch={config.batch_size}, "
+             f"tol={config.tol}, max_iters=T+1; trained: {config.train_steps} steps of "
+             f"{config.optimizer.name}, learning rate {config.optimizer.learning_rate}, batch "
+             f"{config.train_batch_size}). See `cnn_rnn/diagnostics/newton.py` for the "
+             "definitions; the eval loss is on the task's fixed evaluation set (baselines: "
+             + ", ".join(sorted({f"{r['task']} {fmt(r['baseline'])}" for r in rows})) + ").",
+             "", _table(rows, config.methods), ""]
+    for m in config.methods:
+        lines += _method_sentences(rows, m)
+    if trained:
+        exponents = [r["lyapunov"] for r in trained]
+        lines.append(f"- Trained points: Lyapunov exponents {min(exponents):+.3g} to "
+                     f"{max(exponents):+.3g} nats/step.")
+    lines += ["", accuracy_sentence(rows, config.methods), "",
+              f"![iterations vs Lyapunov exponent and decay rate]({figure})", ""]
+    return "\n".join(lines)
