@@ -29,6 +29,7 @@ def main(argv: list[str]) -> None:
     from cnn_rnn.diagnostics import newton, newton_report
     from cnn_rnn.training.loop import prepare_workdir
 
+    newton.grid(config)  # bad tasks or stages fail here, before the workdir is made
     prepare_workdir(workdir)
     t0 = time.time()
     rows = newton.run(config)

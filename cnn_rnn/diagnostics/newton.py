@@ -29,12 +29,15 @@ the task at that length.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from cnn_rnn.config_checks import check_choice
 from cnn_rnn.data.base import DataSource, TaskSpec
 from cnn_rnn.data.registry import build_data, data_fields
 from cnn_rnn.diagnostics import profiles
@@ -52,6 +55,7 @@ from cnn_rnn.training.steps import eval_step, train_step
 Array = jax.Array
 LAYER = "layer0_fwd"  # the bottom layer of the model's RNN submodule "rnn"
 STAGES = ("init", "trained")
+log = logging.getLogger(__name__)
 
 
 def lyapunov_exponent(step: Any, params: Any, xs: Array, h0: Array, key: Array) -> float:
@@ -227,7 +231,12 @@ def measure_stages(task: str, length: int | None, arch: str, config: Any
 
 
 def grid(config: Any) -> list[tuple[str, int | None, str]]:
-    """Every (task, length, arch) of the config; a task without a `length` option once."""
+    """Every (task, length, arch) of the config; a task without a `length` option once.
+
+    Raises ConfigError on an unknown stage (before any work).
+    """
+    for stage in config.stages:
+        check_choice("stages", stage, STAGES)
     out = []
     for task in config.tasks:
         lengths = config.lengths if "length" in data_fields(task) else (None,)
@@ -238,4 +247,9 @@ def grid(config: Any) -> list[tuple[str, int | None, str]]:
 
 def run(config: Any) -> list[dict[str, Any]]:
     """Measure every point of the config; return one row each."""
-    return [row for point in grid(config) for row in measure_stages(*point, config)]
+    rows = []
+    for point in grid(config):
+        start = time.time()
+        rows += measure_stages(*point, config)
+        log.info("%s: measured in %.0fs", point, time.time() - start)
+    return rows
