@@ -196,7 +196,7 @@ def test_parallel_in_time_experiment_writes_its_report(cli, tmp_path):
     report = open(f"{workdir}/report.md").read()
     assert "| adding | rnn | init | 0.5 | 16 |" in report
     assert "| adding | rnn | trained | 1 | 16 |" in report
-    assert "Largest state error over all" in report
+    assert "negative: largest state error over all 4 converged" in report
 
 
 def test_solver_check_reports_the_error_of_an_inexact_solve():

@@ -226,7 +226,8 @@ def measure_stages(task: str, length: int | None, arch: str, config: Any
         metrics = s.evaluate(s.backend.put_state(state))
         rows.append({"task": task, "arch": arch, "stage": stage, "scale": scale,
                      "loss": metrics["loss"], "accuracy": metrics.get("accuracy"),
-                     "baseline": s.data.spec.baseline, **s.measure(state.params)})
+                     "baseline": s.data.spec.baseline,
+                     "baseline_metric": s.data.spec.baseline_metric, **s.measure(state.params)})
     return rows
 
 

@@ -17,7 +17,7 @@ import ml_collections
 VARIANTS = {
     "default": dict(tasks=("adding", "copy", "mnist1d"), archs=("rnn", "lstm", "gru"),
                     scales=(0.5, 1.0, 3.0), lengths=(64, 1024), hidden=16, batch_size=4,
-                    train_steps=200, train_batch_size=32),
+                    train_steps=400, train_batch_size=32),
     "smoke": dict(tasks=("adding",), archs=("rnn",), scales=(0.5, 4.0), lengths=(16,), hidden=8,
                   batch_size=2, train_steps=20, train_batch_size=8),
 }
