@@ -29,9 +29,11 @@ def correlation(rows: list[dict[str, Any]], x: str, y: str) -> float:
 
 
 def plot(rows: list[dict[str, Any]], methods: Sequence[str], path: str) -> str:
-    """Newton iterations / T against the Lyapunov exponent and the decay rate.
+    """Newton iterations against the Lyapunov exponent and the decay rate, one row per method.
 
-    Marker shape: arch; colour: method; filled: at initialisation, hollow: trained.
+    Marker shape: arch; colour: sequence length; filled: at initialisation, hollow: trained.
+    Solves that fell back to the scan have no iteration count and are left out (the table
+    lists them).
     """
     import matplotlib
 
@@ -40,24 +42,33 @@ def plot(rows: list[dict[str, Any]], methods: Sequence[str], path: str) -> str:
 
     from cnn_rnn.diagnostics.figures import _save
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, axes = plt.subplots(len(methods), 2, figsize=(10, 3.6 * len(methods)), sharey="row",
+                             squeeze=False)
     markers = dict(zip(sorted({r["arch"] for r in rows}), "osD^v", strict=False))
-    for ax, x, xlabel in ((axes[0], "lyapunov", "largest Lyapunov exponent (nats/step)"),
-                          (axes[1], "decay_rate", "gradient decay rate (decades/step)")):
-        for method, color in zip(methods, ("tab:blue", "tab:orange"), strict=False):
-            for (arch, marker), stage in ((a, s) for a in markers.items()
-                                          for s in ("init", "trained")):
-                pts = [(r[x], r[f"iterations_{method}"] / r["T"]) for r in rows
-                       if r["arch"] == arch and r["stage"] == stage]
-                if pts:
-                    ax.scatter(*zip(*pts, strict=True), marker=marker, alpha=0.7,
-                               facecolors=color if stage == "init" else "none",
-                               edgecolors=color, label=f"{arch} {method} {stage}")
-        ax.set_xlabel(xlabel)
-        ax.axvline(0.0, color="grey", lw=0.5)
-    axes[0].set_ylabel("Newton iterations / T")
-    axes[0].set_yscale("log")
-    axes[1].legend(fontsize=6, ncol=2)
+    lengths = sorted({r["T"] for r in rows})
+    colors = dict(zip(lengths, plt.cm.viridis(np.linspace(0.0, 0.85, len(lengths))),
+                      strict=True))
+    for method, row_axes in zip(methods, axes, strict=True):
+        for ax, x, xlabel in ((row_axes[0], "lyapunov", "largest Lyapunov exponent (nats/step)"),
+                              (row_axes[1], "decay_rate", "gradient decay rate (decades/step)")):
+            for r in rows:
+                if r[f"converged_{method}"]:
+                    color = colors[r["T"]]
+                    ax.scatter(r[x], r[f"iterations_{method}"], marker=markers[r["arch"]],
+                               facecolors=color if r["stage"] == "init" else "none",
+                               edgecolors=color, alpha=0.8)
+            ax.set_xlabel(xlabel)
+            ax.axvline(0.0, color="grey", lw=0.5)
+        row_axes[0].set_ylabel(f"{method} iterations to converge")
+        row_axes[0].set_yscale("log")
+    handles = [plt.Line2D([], [], ls="", marker=m, color="grey", label=a)
+               for a, m in markers.items()]
+    handles += [plt.Line2D([], [], ls="", marker="o", color=c, label=f"T={t}")
+                for t, c in colors.items()]
+    handles += [plt.Line2D([], [], ls="", marker="o", color="grey", label="init"),
+                plt.Line2D([], [], ls="", marker="o", markerfacecolor="none", color="grey",
+                           label="trained")]
+    axes[0][1].legend(handles=handles, fontsize=7, ncol=2)
     return _save(fig, path)
 
 
