@@ -29,6 +29,7 @@ the task at that length.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -113,22 +114,21 @@ def solver_check(step: pit.Step, options: pit.SolverOptions
     backpropagation through the sequential scan. Compiled once, reusable for other parameters
     of the same shapes.
     """
-    def newton(p: Any, xs: Any, h0: Array) -> Array:
-        return pit.solve(step, options, p, xs, h0).states
+    solve = functools.partial(pit.solve, step, options)
+    sequential = functools.partial(pit.sequential_states, step)
 
     def grad(states: Callable[..., Array]) -> Callable[..., Any]:
         loss = lambda p, xs, h0, w: jnp.sum(w * jnp.sin(states(p, xs, h0)))  # noqa: E731
         return jax.jit(jax.grad(loss, argnums=(0, 1, 2), allow_int=True))
 
-    solve = jax.jit(lambda p, xs, h0: pit.solve(step, options, p, xs, h0))
-    scan = jax.jit(lambda p, xs, h0: pit.sequential_states(step, p, xs, h0))
-    grads = grad(newton), grad(lambda p, xs, h0: pit.sequential_states(step, p, xs, h0))
+    solve_jit, sequential_jit = jax.jit(solve), jax.jit(sequential)
+    grads = grad(lambda *args: solve(*args).states), grad(sequential)
 
     def check(params: Any, xs: Any, h0: Array, weights: Array) -> SolverCheck:
-        sol = solve(params, xs, h0)
+        sol = solve_jit(params, xs, h0)
         got, ref = (g(params, xs, h0, weights) for g in grads)
         return SolverCheck(int(sol.iterations), bool(sol.converged),
-                           float(jnp.max(jnp.abs(sol.states - scan(params, xs, h0)))),
+                           float(jnp.max(jnp.abs(sol.states - sequential_jit(params, xs, h0)))),
                            _relative_error(got, ref))
     return check
 
