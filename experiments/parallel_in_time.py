@@ -26,18 +26,19 @@ def main(argv: list[str]) -> None:
     """Measure every point, then write results.json, the figure and report.md."""
     config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR,
                                          "configs/ablations/parallel_in_time.py")
-    from cnn_rnn.diagnostics import newton
+    from cnn_rnn.diagnostics import newton, newton_report
     from cnn_rnn.training.loop import prepare_workdir
 
+    newton.grid(config)  # bad tasks or stages fail here, before the workdir is made
     prepare_workdir(workdir)
     t0 = time.time()
     rows = newton.run(config)
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(rows, f, indent=1)
-    newton.plot(rows, config.methods, os.path.join(workdir, FIGURE))
+    newton_report.plot(rows, config.methods, os.path.join(workdir, FIGURE))
     command = " ".join(["python -m experiments.parallel_in_time", *sys.argv[1:]])
     with open(os.path.join(workdir, "report.md"), "w") as f:
-        f.write(newton.report(rows, config, command, FIGURE))
+        f.write(newton_report.report(rows, config, command, FIGURE))
     print(f"{len(rows)} points in {time.time() - t0:.0f}s; report {workdir}/report.md")
 
 

@@ -312,25 +312,43 @@ for arch, label in ARCHS.items():
 # errors travel through the same products $\prod J_s$ as the gradients above: where they
 # shrink (vanishing gradients, a negative largest Lyapunov exponent) a few iterations
 # suffice; where they grow (exploding gradients, chaos) it needs up to $T$. Below, each
-# cell at initialisation, and the tanh-RNN with its recurrent weights scaled by 3.
+# cell at initialisation and after the training of section 2 (at $T$ = `LONG`, on 8
+# probe examples), and the tanh-RNN with its recurrent weights scaled by 3; with each
+# solver's largest state error and relative gradient error against the sequential scan.
 # `python -m experiments.parallel_in_time --config=configs/ablations/parallel_in_time.py
-# --workdir=DIR` runs the full grid (`docs/parallel_in_time/report.md`).
+# --workdir=DIR` runs the full grid: three tasks, T up to 1024
+# (`docs/parallel_in_time/report.md`).
 
 # %%
 import ml_collections
 
 from cnn_rnn.diagnostics import newton
 
-NEWTON = ml_collections.ConfigDict(dict(task="adding", hidden=16, batch_size=4, tol=1e-5,
-                                        seed=0, methods=("deer", "quasi_deer")))
-points = [(arch, 1.0) for arch in ARCHS] + [("rnn", 3.0)]
-newton_rows = [newton.measure_point(arch, scale, max(PROBE_LENGTHS), NEWTON)
-               for arch, scale in points]
-display(Markdown(markdown_table(
-    [{**r, "cell": ARCHS[r["arch"]]} for r in newton_rows],
-    [("cell", "cell"), ("W_h scale", "scale"), ("T", "T"), ("Lyapunov exponent", "lyapunov"),
-     ("gradient decay (decades/step)", "decay_rate"), ("DEER iterations", "iterations_deer"),
-     ("quasi-DEER iterations", "iterations_quasi_deer")])))
+NEWTON = ml_collections.ConfigDict(dict(tol=1e-5, methods=("deer", "quasi_deer")))
+newton_measures = {}  # arch -> compiled newton.make_measure at T = LONG
+
+
+def newton_row(arch, stage, params, scale=1.0):
+    """Newton iterations and errors, decay rate and Lyapunov exponent of `params` at LONG."""
+    s = setup(arch, LONG)
+    if arch not in newton_measures:
+        batch = {k: v[:8] for k, v in s["batch"].items()}
+        newton_measures[arch] = newton.make_measure(s["model"], s["data"].spec, batch, NEWTON)
+    measured = newton_measures[arch](newton.scale_recurrent(params, scale))
+    return {"cell": ARCHS[arch], "stage": stage, "scale": scale, **measured}
+
+
+newton_rows = [newton_row(arch, "init", setup(arch, LONG)["state0"].params) for arch in ARCHS]
+newton_rows += [newton_row(arch, "trained", trained_variables(arch, LONG)["params"])
+                for arch in ARCHS]
+newton_rows.append(newton_row("rnn", "init", setup("rnn", LONG)["state0"].params, scale=3.0))
+display(Markdown(markdown_table(newton_rows, [
+    ("cell", "cell"), ("stage", "stage"), ("W_h scale", "scale"), ("T", "T"),
+    ("Lyapunov exponent", "lyapunov"), ("gradient decay (decades/step)", "decay_rate"),
+    *[(f"{name} {what}", f"{key}_{method}")
+      for method, name in (("deer", "DEER"), ("quasi_deer", "quasi-DEER"))
+      for what, key in (("iterations", "iterations"), ("state error", "state_error"),
+                        ("gradient error", "grad_error"))]])))
 
 # %% [markdown]
 # ## 4. Checks
@@ -372,6 +390,11 @@ assert calm["lyapunov"] < 0 < chaotic["lyapunov"], (calm["lyapunov"], chaotic["l
 assert calm["converged_deer"], newton_rows
 assert not chaotic["converged_deer"] or calm["iterations_deer"] < chaotic["iterations_deer"]
 assert calm["iterations_quasi_deer"] < chaotic["iterations_quasi_deer"], newton_rows
+# Where the dynamics contract, both solvers converge to the scan's states and gradients.
+for row in newton_rows:
+    for method in NEWTON.methods if row["lyapunov"] < 0 else ():
+        assert row[f"converged_{method}"], row
+        assert row[f"state_error_{method}"] < 1e-4 and row[f"grad_error_{method}"] < 1e-3, row
 print(f"OK: at T={LONG} the tanh-RNN stays at MSE {rnn_loss:.3f} (baseline {BASELINE:.3f}), "
       f"the best gated cell reaches {gated_loss:.4f}; trained decay per step: "
       f"tanh-RNN {rnn_decay:+.3f}, GRU {gru_decay:+.3f} decades")

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from cnn_rnn.data.base import TaskSpec
-from cnn_rnn.diagnostics import newton
+from cnn_rnn.diagnostics import newton, newton_report
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.models.rnn import parallel_in_time as pit
+from configs.ablations.parallel_in_time import get_config as newton_config
 
 B, D, H = 2, 3, 6
 
@@ -66,22 +67,12 @@ def problem(cell, t, scale=1.0, seed=0):
 def check_against_sequential(cell, method, t, scale=1.0, **options):
     step, p, xs, h0, w = problem(cell, t, scale)
     opts = pit.SolverOptions(method, **options)
-    sol = jax.jit(lambda p, xs, h0: pit.solve(step, opts, p, xs, h0))(p, xs, h0)
-    assert bool(sol.converged) and 1 <= int(sol.iterations) <= opts.max_iters
-    ref = pit.sequential_states(step, p, xs, h0)
-    np.testing.assert_allclose(sol.states, ref, atol=1e-4)
-
-    def loss(solver, p, xs, h0):
-        return jnp.sum(w * jnp.sin(solver(p, xs, h0)))
-
-    argnums = (0, 2) if cell == "masked" else (0, 1, 2)  # not the boolean mask
-    ours = jax.jit(jax.grad(lambda *a: loss(lambda *b: pit.solve(step, opts, *b).states, *a),
-                            argnums=argnums))(p, xs, h0)
-    seq = jax.grad(lambda *a: loss(lambda *b: pit.sequential_states(step, *b), *a),
-                   argnums=argnums)(p, xs, h0)
-    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(seq), strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-3 * float(jnp.max(jnp.abs(b))) + 1e-6)
-    return int(sol.iterations)
+    check = newton.solver_check(step, opts)(p, xs, h0, w)
+    assert check.converged and 1 <= check.iterations <= opts.max_iters
+    assert check.state_error < 1e-4, check
+    # Gradients w.r.t. params, inputs (not the boolean mask) and h0, each within 1e-3 relative.
+    assert check.grad_error < 1e-3, check
+    return check.iterations
 
 
 FAST = [("rnn", "deer"), ("lstm", "deer"), ("gru", "quasi_deer"), ("masked", "quasi_deer")]
@@ -182,7 +173,7 @@ def test_lyapunov_exponent_of_a_linear_map_is_log_of_its_largest_eigenvalue():
                                    jax.random.key(0))
     assert abs(got - np.log(0.5)) < 0.02, got
     rows = [{"x": float(i), "y": float(i) ** 3} for i in range(5)]
-    assert newton.correlation(rows, "x", "y") == pytest.approx(1.0)
+    assert newton_report.correlation(rows, "x", "y") == pytest.approx(1.0)
 
 
 @pytest.mark.slow
@@ -193,11 +184,47 @@ def test_parallel_in_time_experiment_writes_its_report(cli, tmp_path):
               devices=1)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = json.load(open(f"{workdir}/results.json"))
-    assert [(r["arch"], r["scale"]) for r in rows] == [("rnn", 0.5), ("rnn", 4.0)]
+    assert [(r["task"], r["stage"], r["scale"]) for r in rows] == [
+        ("adding", "init", 0.5), ("adding", "init", 4.0), ("adding", "trained", 1.0)]
     # Contracting (scale 0.5) needs fewer DEER iterations than chaotic (scale 4).
     assert rows[0]["lyapunov"] < 0 < rows[1]["lyapunov"]
     assert rows[0]["iterations_deer"] < rows[1]["iterations_deer"]
-    assert "| rnn | 0.5 | 16 |" in open(f"{workdir}/report.md").read()
+    for r in (rows[0], rows[2]):  # the contracting points: both solvers match the scan
+        for m in pit.METHODS:
+            assert r[f"converged_{m}"] and r[f"state_error_{m}"] < 1e-4, r
+            assert r[f"grad_error_{m}"] < 1e-3, r
+    report = open(f"{workdir}/report.md").read()
+    assert "| adding | rnn | init | 0.5 | 16 |" in report
+    assert "| adding | rnn | trained | 1 | 16 |" in report
+    assert "negative: largest state error over all 4 converged" in report
+
+
+def test_solver_check_reports_the_error_of_an_inexact_solve():
+    """A tolerance of 10 stops Newton after one iteration: the check must see the error."""
+    step, p, xs, h0, w = problem("rnn", 24)
+    loose = pit.SolverOptions("quasi_deer", tol=10.0)
+    check = newton.solver_check(step, loose)(p, xs, h0, w)
+    assert check.converged and check.iterations == 1
+    h, ref = h0, []
+    for x in xs:  # the sequential recurrence, by hand
+        h = tanh_rnn(p, h, x)
+        ref.append(h)
+    states = pit.solve(step, loose, p, xs, h0).states
+    assert check.state_error == pytest.approx(float(jnp.max(jnp.abs(states - jnp.stack(ref)))))
+    assert check.state_error > 1e-2 and check.grad_error > 1e-2, check
+
+
+def test_trained_stage_changes_the_parameters_and_lowers_the_loss():
+    config = newton_config("smoke")
+    s = newton.setup("adding", 8, "gru", config)
+    init = newton.initial_state(s, config)
+    trained = newton.train(s, init, config)
+    assert int(trained.step) == config.train_steps
+    moved = [float(np.max(np.abs(a - b))) for a, b in zip(
+        jax.tree.leaves(trained.params), jax.tree.leaves(init.params), strict=True)]
+    assert min(moved) > 0, moved  # every parameter was updated
+    losses = [s.evaluate(s.backend.put_state(st))["loss"] for st in (init, trained)]
+    assert losses[1] < 0.9 * losses[0], losses  # 20 steps: 1.48 -> 0.74 when written
 
 
 def test_experiment_rejects_a_missing_config(cli):

@@ -4,42 +4,59 @@ Newton's method solves h_t = f(h_{t-1}, x_t) for all t at once (`models/rnn/para
 its errors propagate through the same products of Jacobians J_t = df/dh as the gradients of
 backpropagation through time. So when those products shrink (gradients vanish, the largest
 Lyapunov exponent is negative) Newton converges in a few iterations, and when they grow
-(gradients explode, chaotic dynamics) it needs up to T iterations. For every point (arch x
-recurrent-weight scale x length) this module measures, on one batch of the task, at
-initialisation:
+(gradients explode, chaotic dynamics) it needs up to T iterations. For every point (task x
+length x arch x stage) this module measures, on one batch of the task:
 
-  iterations[method]  Newton iterations of "deer" and "quasi_deer" to max |dh| < tol (the model's
-                      sown `newton_iterations` of layer 0, max_iters = T + 1: always converges in
-                      exact arithmetic; `converged` says whether float32 did)
+  iterations[method]  Newton iterations of "deer" and "quasi_deer" on layer 0 to max |dh| < tol
+                      (max_iters = T + 1: always converges in exact arithmetic; `converged` says
+                      whether float32 did, else the solver fell back to the sequential scan)
+  state_error[method] max |h - h_seq| of the solver's states against the sequential scan's
+  grad_error[method]  max over the layer's parameters, inputs and h_0 of max |g - g_seq| /
+                      max |g_seq|, g the gradient of a random loss on the states through the
+                      solver (implicit-function VJP) and through the scan (`solver_check`)
   decay_rate          the gradient-flow probe's slope of log10 ||dL/dh_t|| per step (decades per
                       step; negative = vanishing), `profiles.decay_rate`
   lyapunov            the largest Lyapunov exponent estimate of layer 0 along the sequential
                       trajectory: the mean log growth per step of a tangent vector pushed through
                       the J_t (renormalised every step), averaged over the batch (nats per step)
+  loss, accuracy      the model's metrics on the task's fixed evaluation set
 
-`scale` multiplies the recurrent weights W_h after initialisation (1 = the model's own init),
-moving a cell from contracting to chaotic dynamics.
+Stages: "init" is the model's initialisation with the recurrent weights W_h multiplied by each
+`scale` (1 = the model's own init; larger moves a cell towards chaotic dynamics); "trained" is
+that initialisation (scale 1) after `train_steps` Adam steps of the project's own train step on
+the task at that length.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from cnn_rnn.data.registry import build_data
+from cnn_rnn.config_checks import check_choice
+from cnn_rnn.data.base import DataSource, TaskSpec
+from cnn_rnn.data.registry import build_data, data_fields
 from cnn_rnn.diagnostics import profiles
 from cnn_rnn.diagnostics.ablation import probe_batch
-from cnn_rnn.diagnostics.gradient_flow import gradient_flow
-from cnn_rnn.diagnostics.report import table
+from cnn_rnn.diagnostics.gradient_flow import gradient_flow, make_probe
 from cnn_rnn.models.registry import build_model
+from cnn_rnn.models.rnn import parallel_in_time as pit
 from cnn_rnn.models.rnn.scan import flat_step
+from cnn_rnn.training import parallel
+from cnn_rnn.training.loop import evaluate
+from cnn_rnn.training.optim import build_optimizer
+from cnn_rnn.training.state import create_train_state
+from cnn_rnn.training.steps import eval_step, train_step
 
 Array = jax.Array
 LAYER = "layer0_fwd"  # the bottom layer of the model's RNN submodule "rnn"
+STAGES = ("init", "trained")
+log = logging.getLogger(__name__)
 
 
 def lyapunov_exponent(step: Any, params: Any, xs: Array, h0: Array, key: Array) -> float:
@@ -70,105 +87,170 @@ def scale_recurrent(params: Mapping[str, Any], scale: float) -> dict[str, Any]:
     return visit(params)
 
 
-def measure_point(arch: str, scale: float, length: int, config: Any) -> dict[str, Any]:
-    """Iterations, gradient-decay rate and Lyapunov exponent of one (arch, scale, T)."""
-    data = build_data({"name": config.task, "length": length}, config.seed)
-    batch = probe_batch(data, config.batch_size)
-    spec = data.spec
-    options = {"name": arch, "hidden": config.hidden}
-    model = build_model(options, spec)
-    variables = model.init(jax.random.key(config.seed), jnp.asarray(batch["inputs"]))
-    variables = {"params": scale_recurrent(variables["params"], scale)}
-    flow = gradient_flow(model, variables, batch, spec, key=jax.random.key(1), num_probes=2)
-    row: dict[str, Any] = {"arch": arch, "scale": scale, "T": length,
-                           "decay_rate": profiles.decay_rate(flow.grad_norm[0])}
+class SolverCheck(NamedTuple):
+    """One Newton solve against the sequential scan (see `solver_check`)."""
+
+    iterations: int
+    converged: bool
+    state_error: float
+    grad_error: float
+
+
+def _relative_error(got: Any, ref: Any) -> float:
+    """The largest over the float leaves of max |got - ref| / max |ref| (others skipped)."""
+    errors = [float(jnp.max(jnp.abs(a - b)) / jnp.maximum(jnp.max(jnp.abs(b)), 1e-30))
+              for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref), strict=True)
+              if jnp.issubdtype(b.dtype, jnp.inexact)]
+    return max(errors, default=0.0)
+
+
+def solver_check(step: pit.Step, options: pit.SolverOptions
+                 ) -> Callable[[Any, Any, Array, Array], SolverCheck]:
+    """Compile `check(params, xs, h0, weights)`: a solve with `options` against the scan.
+
+    The states are compared by max |h - h_seq|; the gradients of the loss
+    sum(weights * sin(h)) with respect to params, the float leaves of xs (a boolean mask gets
+    none) and h0 by `_relative_error`, the solver's (its implicit-function VJP) against
+    backpropagation through the sequential scan. Compiled once, reusable for other parameters
+    of the same shapes.
+    """
+    solve = functools.partial(pit.solve, step, options)
+    sequential = functools.partial(pit.sequential_states, step)
+
+    def grad(states: Callable[..., Array]) -> Callable[..., Any]:
+        loss = lambda p, xs, h0, w: jnp.sum(w * jnp.sin(states(p, xs, h0)))  # noqa: E731
+        return jax.jit(jax.grad(loss, argnums=(0, 1, 2), allow_int=True))
+
+    solve_jit, sequential_jit = jax.jit(solve), jax.jit(sequential)
+    grads = grad(lambda *args: solve(*args).states), grad(sequential)
+
+    def check(params: Any, xs: Any, h0: Array, weights: Array) -> SolverCheck:
+        sol = solve_jit(params, xs, h0)
+        got, ref = (g(params, xs, h0, weights) for g in grads)
+        return SolverCheck(int(sol.iterations), bool(sol.converged),
+                           float(jnp.max(jnp.abs(sol.states - sequential_jit(params, xs, h0)))),
+                           _relative_error(got, ref))
+    return check
+
+
+class Setup(NamedTuple):
+    """What every point of one (task, length, arch) shares: data, model, compiled functions."""
+
+    data: DataSource
+    model: Any
+    batch: dict[str, Any]
+    backend: parallel.Backend
+    evaluate: Callable[[Any], dict[str, float]]
+    measure: Callable[[Any], dict[str, Any]]
+
+
+def make_measure(model: Any, spec: TaskSpec, batch: Mapping[str, Any], config: Any
+                 ) -> Callable[[Any], dict[str, Any]]:
+    """Compile `measure(params) -> {decay_rate, lyapunov, iterations_<method>, ...}`.
+
+    The probe's decay rate, the Lyapunov exponent and, per method in `config.methods`, Newton's
+    iterations, convergence and errors against the scan (`solver_check`) on `batch`, for the
+    parameters of `model`. Compiled once; call it with any parameters of the model's shapes.
+    """
+    probe = make_probe(model, spec, num_probes=2)
     cell = model.make_cell()
+    step = flat_step(cell)
     xs = jnp.swapaxes(jnp.asarray(batch["inputs"]), 0, 1)
+    length = xs.shape[0]
     h0 = cell.to_flat(cell.initialize_carry(None, (xs.shape[1], 1)))
-    row["lyapunov"] = lyapunov_exponent(flat_step(cell), variables["params"]["rnn"][LAYER], xs, h0,
-                                        jax.random.key(2))
-    for method in config.methods:
-        newton = build_model({**options, "impl": method, "newton_tol": config.tol,
-                              "newton_max_iters": length + 1}, spec)
-        _, inter = jax.jit(lambda v, x, m=newton: m.apply(v, x, mutable="intermediates"))(
-            variables, jnp.asarray(batch["inputs"]))
-        sown = inter["intermediates"]["rnn"][LAYER]
-        row[f"iterations_{method}"] = int(sown["newton_iterations"][0])
-        row[f"converged_{method}"] = bool(sown["newton_converged"][0])
-    return row
+    weights = jax.random.normal(jax.random.key(3), (length, *h0.shape))
+    checks = {m: solver_check(step, pit.SolverOptions(m, config.tol, length + 1))
+              for m in config.methods}
+
+    def measure(params: Any) -> dict[str, Any]:
+        flow = gradient_flow(model, {"params": params}, batch, spec, key=jax.random.key(1),
+                             num_probes=2, probe=probe)
+        layer = params["rnn"][LAYER]
+        row = {"T": length, "decay_rate": profiles.decay_rate(flow.grad_norm[0]),
+               "lyapunov": lyapunov_exponent(step, layer, xs, h0, jax.random.key(2))}
+        for method, check in checks.items():
+            for key, value in check(layer, xs, h0, weights)._asdict().items():
+                row[f"{key}_{method}"] = value
+        return row
+    return measure
+
+
+def task_data(task: str, length: int | None, seed: int) -> DataSource:
+    """The task's data at `length`, or at its own length when it has no `length` option."""
+    options = {"name": task}
+    if length is not None and "length" in data_fields(task):
+        options["length"] = length
+    return build_data(options, seed)
+
+
+def setup(task: str, length: int | None, arch: str, config: Any) -> Setup:
+    """Build the data, model, backend and compiled functions of one (task, length, arch)."""
+    data = task_data(task, length, config.seed)
+    model = build_model({"name": arch, "hidden": config.hidden}, data.spec,
+                        axis_name=parallel.AXIS)
+    backend = parallel.JitBackend(jax.devices()[:1])
+    p_eval = backend.compile(eval_step, model=model, spec=data.spec)
+    batch = probe_batch(data, config.batch_size)
+    return Setup(data, model, batch, backend,
+                 lambda state: evaluate(p_eval, state, data, config.eval_batch_size, backend),
+                 make_measure(model, data.spec, batch, config))
+
+
+def initial_state(s: Setup, config: Any) -> Any:
+    """The train state at initialisation, with the optimizer `train` uses (host arrays)."""
+    tx = build_optimizer(config.optimizer, config.train_steps)
+    return create_train_state(s.model, tx, s.data.spec.input_shape,
+                              jax.random.PRNGKey(config.seed))
+
+
+def train(s: Setup, state: Any, config: Any) -> Any:
+    """`state` after `config.train_steps` steps of `steps.train_step` on the task (one device)."""
+    step = s.backend.compile(train_step, donate_state=True, model=s.model, spec=s.data.spec)
+    device_state = s.backend.put_state(state)
+    for i in range(config.train_steps):
+        device_state, _ = step(device_state, s.data.train_batch(i, config.train_batch_size))
+    return s.backend.get_state(device_state)
+
+
+def measure_stages(task: str, length: int | None, arch: str, config: Any
+                   ) -> list[dict[str, Any]]:
+    """One row per stage point of (task, length, arch): each init scale, then trained."""
+    s = setup(task, length, arch, config)
+    init = initial_state(s, config)
+    points = [("init", float(scale), init.replace(params=scale_recurrent(init.params, scale)))
+              for scale in (config.scales if "init" in config.stages else ())]
+    if "trained" in config.stages:
+        points.append(("trained", 1.0, train(s, init, config)))
+    rows = []
+    for stage, scale, state in points:
+        metrics = s.evaluate(s.backend.put_state(state))
+        rows.append({"task": task, "arch": arch, "stage": stage, "scale": scale,
+                     "loss": metrics["loss"], "accuracy": metrics.get("accuracy"),
+                     "baseline": s.data.spec.baseline,
+                     "baseline_metric": s.data.spec.baseline_metric, **s.measure(state.params)})
+    return rows
+
+
+def grid(config: Any) -> list[tuple[str, int | None, str]]:
+    """Every (task, length, arch) of the config; a task without a `length` option once.
+
+    Raises ConfigError on an unknown stage (before any work).
+    """
+    for stage in config.stages:
+        check_choice("stages", stage, STAGES)
+    out = []
+    for task in config.tasks:
+        lengths = config.lengths if "length" in data_fields(task) else (None,)
+        out += [(task, None if length is None else int(length), arch)
+                for length in lengths for arch in config.archs]
+    return out
 
 
 def run(config: Any) -> list[dict[str, Any]]:
-    """Measure every (arch, scale, T) of the config; return one row each."""
-    return [measure_point(arch, float(scale), int(length), config)
-            for arch in config.archs for scale in config.scales for length in config.lengths]
-
-
-def correlation(rows: list[dict[str, Any]], x: str, y: str) -> float:
-    """Spearman rank correlation of two columns over the rows where both are finite."""
-    pairs = np.array([(r[x], r[y]) for r in rows
-                      if np.isfinite(r[x]) and np.isfinite(r[y])], dtype=float)
-    if len(pairs) < 3:
-        return float("nan")
-    ranks = np.argsort(np.argsort(pairs, axis=0), axis=0).astype(float)
-    return float(np.corrcoef(ranks[:, 0], ranks[:, 1])[0, 1])
-
-
-def plot(rows: list[dict[str, Any]], methods: Any, path: str) -> str:
-    """Scatter Newton iterations / T against the Lyapunov exponent and the decay rate."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from cnn_rnn.diagnostics.figures import _save
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    markers = dict(zip(sorted({r["arch"] for r in rows}), "osD^v", strict=False))
-    for ax, x, xlabel in ((axes[0], "lyapunov", "largest Lyapunov exponent (nats/step)"),
-                          (axes[1], "decay_rate", "gradient decay rate (decades/step)")):
-        for method, color in zip(methods, ("tab:blue", "tab:orange"), strict=False):
-            for arch, marker in markers.items():
-                pts = [(r[x], r[f"iterations_{method}"] / r["T"]) for r in rows
-                       if r["arch"] == arch]
-                ax.scatter(*zip(*pts, strict=True), marker=marker, color=color,
-                           label=f"{arch} {method}", alpha=0.7)
-        ax.set_xlabel(xlabel)
-        ax.axvline(0.0, color="grey", lw=0.5)
-    axes[0].set_ylabel("Newton iterations / T")
-    axes[0].set_yscale("log")
-    axes[1].legend(fontsize=7)
-    return _save(fig, path)
-
-
-def report(rows: list[dict[str, Any]], config: Any, command: str, figure: str) -> str:
-    """The markdown report: the table of every point and sentences computed from it."""
-    head = ["arch", "W_h scale", "T", "Lyapunov", "decay rate",
-            *[f"{m} iters" for m in config.methods], *[f"{m} conv." for m in config.methods]]
-    body = [[r["arch"], r["scale"], r["T"], r["lyapunov"], r["decay_rate"],
-             *[r[f"iterations_{m}"] for m in config.methods],
-             *[r[f"converged_{m}"] for m in config.methods]] for r in rows]
-    lines = [f"# Newton iterations vs gradient decay and Lyapunov exponents ({config.task})", "",
-             f"Generated by `{command}` (at initialisation, hidden={config.hidden}, batch="
-             f"{config.batch_size}, tol={config.tol}, max_iters=T+1). See "
-             "`cnn_rnn/diagnostics/newton.py` for the definitions.", "",
-             table(head, body), ""]
-    for m in config.methods:
-        per_t = _per_t(rows, m)
-        lines.append(f"- {m}: rank correlation of iterations/T with the Lyapunov exponent "
-                     f"{correlation(per_t, 'lyapunov', 'its'):+.2f}, with the gradient "
-                     f"decay rate {correlation(per_t, 'decay_rate', 'its'):+.2f}.")
-        contracting = [r[f"iterations_{m}"] for r in rows if r["lyapunov"] < 0]
-        chaotic = [r[f"iterations_{m}"] / r["T"] for r in rows if r["lyapunov"] > 0]
-        if contracting:
-            lines.append(f"  Where the Lyapunov exponent is negative ({len(contracting)} points) "
-                         f"it took at most {max(contracting)} iterations.")
-        if chaotic:
-            lines.append(f"  Where it is positive ({len(chaotic)} points) it took "
-                         f"{min(chaotic):.2f}-{max(chaotic):.2f} T iterations.")
-    lines += ["", f"![iterations vs Lyapunov exponent and decay rate]({figure})", ""]
-    return "\n".join(lines)
-
-
-def _per_t(rows: list[dict[str, Any]], method: str) -> list[dict[str, Any]]:
-    return [{**r, "its": r[f"iterations_{method}"] / r["T"]} for r in rows]
+    """Measure every point of the config; return one row each."""
+    rows = []
+    for point in grid(config):
+        start = time.time()
+        rows += measure_stages(*point, config)
+        log.info("%s: measured in %.0fs", point, time.time() - start)
+    return rows
