@@ -97,9 +97,19 @@ def test_newton_at_t1024_random_and_large_weights(cell, method, scale):
 
 def test_deer_needs_fewer_iterations_than_quasi_deer():
     step, p, xs, h0, _ = problem("gru", 64, scale=1.5)
-    its = {m: int(pit.solve(step, pit.SolverOptions(m), p, xs, h0).iterations)
-           for m in pit.METHODS}
+    its = {m: int(jax.jit(lambda p, m=m: pit.solve(step, pit.SolverOptions(m), p, xs, h0))(p)
+                  .iterations) for m in pit.METHODS}
     assert its["deer"] < its["quasi_deer"], its
+
+
+def test_jacobian_diagonal_in_groups_equals_the_full_jacobians(monkeypatch):
+    step, p, xs, _, _ = problem("lstm", 5)
+    h_prev = jax.random.normal(jax.random.key(3), (5, B, 2 * H))
+    full = pit.jacobians(step, p, h_prev, xs, diagonal=False)
+    # Groups of 3 of the 12 basis vectors: the grouped path, not one group of all.
+    monkeypatch.setattr(pit, "DIAGONAL_GROUP_ELEMENTS", 3 * h_prev.size)
+    diag = pit.jacobians(step, p, h_prev, xs, diagonal=True)
+    np.testing.assert_allclose(diag, jnp.diagonal(full, axis1=-2, axis2=-1), atol=1e-6)
 
 
 def test_unconverged_solve_falls_back_to_the_sequential_scan():
@@ -110,8 +120,8 @@ def test_unconverged_solve_falls_back_to_the_sequential_scan():
     ref = pit.sequential_states(step, p, xs, h0)
     np.testing.assert_allclose(sol.states, ref, atol=1e-5)
     # Its gradient is that of the sequential scan too (the IFT holds at the exact states).
-    g = jax.grad(lambda p: jnp.sum(w * pit.solve(step, opts, p, xs, h0).states))(p)
-    g_ref = jax.grad(lambda p: jnp.sum(w * pit.sequential_states(step, p, xs, h0)))(p)
+    g = jax.jit(jax.grad(lambda p: jnp.sum(w * pit.solve(step, opts, p, xs, h0).states)))(p)
+    g_ref = jax.jit(jax.grad(lambda p: jnp.sum(w * pit.sequential_states(step, p, xs, h0))))(p)
     np.testing.assert_allclose(g["W"], g_ref["W"], rtol=1e-3, atol=1e-4)
 
 
@@ -132,7 +142,7 @@ def test_bad_options_are_rejected(options, field):
 
 @pytest.mark.parametrize("name,impl,options", [
     pytest.param("lstm", "deer", dict(num_layers=2), marks=pytest.mark.slow),
-    ("gru", "quasi_deer", dict(bidirectional=True)),
+    pytest.param("gru", "quasi_deer", dict(bidirectional=True), marks=pytest.mark.slow),
     ("rnn", "quasi_deer", dict(num_layers=2, bidirectional=True)),
 ])
 def test_models_with_newton_impl_equal_the_scan(name, impl, options):
