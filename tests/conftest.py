@@ -1,7 +1,6 @@
 """Test setup: 8 forced host devices (set before jax is imported) and shared helpers."""
 
 import os
-import tempfile
 
 from cnn_rnn.training.host_devices import patient_host_devices  # noqa: E402 - imports no JAX
 
@@ -9,15 +8,6 @@ from cnn_rnn.training.host_devices import patient_host_devices  # noqa: E402 - i
 # points that tests start as subprocesses add those flags themselves).
 patient_host_devices(os.environ, count=8)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# One persistent compilation cache for every test process (xdist workers and the CLI subprocesses
-# inherit the environment): the same small models compile in dozens of tests, and CI's time is
-# mostly compilation. A size limit makes JAX lock the cache with filelock, so that no process
-# reads a half-written entry. Results are unchanged: a hit loads the executable a miss compiles.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      os.path.join(tempfile.gettempdir(), f"cnn_rnn-test-jax-cache-{os.getuid()}"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))
 
 import subprocess  # noqa: E402
 import sys  # noqa: E402
