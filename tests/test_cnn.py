@@ -89,7 +89,7 @@ def _batch_stats(model, variables, x):
 
 @pytest.mark.parametrize("cls,kwargs", [
     (CNN2D, dict(features=(4, 4), hidden=0)),
-    (ResNet, dict(depth=8, width=4)),
+    pytest.param(ResNet, dict(depth=8, width=4), marks=pytest.mark.slow),  # same BatchNorm path
 ])
 def test_batchnorm_statistics_sync_across_pmap_devices(cls, kwargs):
     n = jax.local_device_count()

@@ -40,7 +40,9 @@ def _run_steps(model_cfg, n_dev, steps=3, batch_size=32):
     return jax.device_get(parallel.unreplicate(state))
 
 
-@pytest.mark.parametrize("name", sorted(SMALL_MODELS))
+# The CNN's case runs with -m slow (CI time); the GRU's, with its scan, in every run.
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.slow) if n == "cnn1d" else n for n in sorted(SMALL_MODELS)])
 def test_one_and_eight_devices_give_the_same_update(name):
     if SMALL_MODELS[name]["name"] not in model_names():
         pytest.fail(f"model {name} is not registered")
