@@ -114,21 +114,22 @@ def solver_check(step: pit.Step, options: pit.SolverOptions
     backpropagation through the sequential scan. Compiled once, reusable for other parameters
     of the same shapes.
     """
-    solve = functools.partial(pit.solve, step, options)
-    sequential = functools.partial(pit.sequential_states, step)
+    def states_loss_grad(states: Callable[..., Any]) -> Callable[..., Any]:
+        """Jitted (loss, states-or-solution), gradients: one forward and one backward pass."""
+        def loss(p: Any, xs: Any, h0: Array, w: Array) -> tuple[Array, Any]:
+            out = states(p, xs, h0)
+            h = out.states if isinstance(out, pit.Solution) else out
+            return jnp.sum(w * jnp.sin(h)), out
+        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True, allow_int=True))
 
-    def grad(states: Callable[..., Array]) -> Callable[..., Any]:
-        loss = lambda p, xs, h0, w: jnp.sum(w * jnp.sin(states(p, xs, h0)))  # noqa: E731
-        return jax.jit(jax.grad(loss, argnums=(0, 1, 2), allow_int=True))
-
-    solve_jit, sequential_jit = jax.jit(solve), jax.jit(sequential)
-    grads = grad(lambda *args: solve(*args).states), grad(sequential)
+    solved = states_loss_grad(functools.partial(pit.solve, step, options))
+    scanned = states_loss_grad(functools.partial(pit.sequential_states, step))
 
     def check(params: Any, xs: Any, h0: Array, weights: Array) -> SolverCheck:
-        sol = solve_jit(params, xs, h0)
-        got, ref = (g(params, xs, h0, weights) for g in grads)
+        (_, sol), got = solved(params, xs, h0, weights)
+        (_, ref_states), ref = scanned(params, xs, h0, weights)
         return SolverCheck(int(sol.iterations), bool(sol.converged),
-                           float(jnp.max(jnp.abs(sol.states - sequential_jit(params, xs, h0)))),
+                           float(jnp.max(jnp.abs(sol.states - ref_states))),
                            _relative_error(got, ref))
     return check
 

@@ -16,6 +16,8 @@ from cnn_rnn.diagnostics.report import fmt, table
 
 STATE_TOL, GRAD_TOL = 1e-4, 1e-3  # the accuracy the solvers must reach against the scan
 LONG_T = 1024  # the length the issue states that accuracy at
+# The two regimes the sentences split the points by: contracting, and chaotic (or neutral).
+EXPONENT_SIGNS = (("negative", lambda v: v < 0), ("positive or zero", lambda v: v >= 0))
 
 
 def correlation(rows: list[dict[str, Any]], x: str, y: str) -> float:
@@ -121,7 +123,7 @@ def _method_sentences(rows: list[dict[str, Any]], method: str) -> list[str]:
              "with the Lyapunov exponent: " + ", ".join(
                  f"T={t} {correlation([r for r in done if r['T'] == t], 'lyapunov', 'its'):+.2f}"
                  for t in sorted({r["T"] for r in done})) + "."]
-    for sign, keep in (("negative", lambda v: v < 0), ("positive or zero", lambda v: v >= 0)):
+    for sign, keep in EXPONENT_SIGNS:
         points = [r for r in rows if keep(r["lyapunov"])]
         its = [r[f"iterations_{method}"] for r in done if keep(r["lyapunov"])]
         per_t = [r["its"] for r in done if keep(r["lyapunov"])]
@@ -140,7 +142,7 @@ def accuracy_sentences(rows: list[dict[str, Any]], methods: Sequence[str]) -> li
     exp(lambda t), so no two evaluation orders (Newton's, the scan's) agree to a fixed tolerance.
     """
     out = []
-    for sign, keep in (("negative", lambda v: v < 0), ("positive or zero", lambda v: v >= 0)):
+    for sign, keep in EXPONENT_SIGNS:
         pairs = [(r, m) for r in rows for m in methods if keep(r["lyapunov"])]
         done = [(r, m) for r, m in pairs if r[f"converged_{m}"]]
         if not pairs:
