@@ -121,13 +121,16 @@ def _config(**changes):
     ({"models": ({"label": "x", "name": "resnet9"},)}, "model.name"),
     ({"models": ({"label": "x", "name": "lstm", "impls": ("keras",)},)}, "models[0].impls"),
     ({"models": ({"label": "x", "name": "lru", "impls": ("flax",)},)}, "models[0].impls"),
+    ({"models": ({"label": "x", "name": "gru", "impls": ("engine",)},)}, "models[0].impls"),
+    ({"models": ({"label": "x", "name": "lru", "impls": ("engine",), "options": {"impl": "fft"}},)},
+     "model.impl"),
     ({"models": ({"label": "x", "name": "lstm", "option": {}},)}, "models[0]"),
     ({"batches": ()}, "batches"),
     ({"baseline": "option:remat"}, "baseline"),
 ])
 def test_bad_config_values_are_config_errors(changes, field):
     with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")) as e:
-        suite.build_cases(_config(**changes))
+        suite.validate(_config(**changes))
     assert "\n" not in str(e.value)
 
 
@@ -141,6 +144,17 @@ def test_shipped_benchmark_configs_validate():
                     "gpu": ("lstm", "lengths", "cells")}.get(name, (None,))
         for variant in variants:
             assert suite.build_cases(module.get_config(variant)), (name, variant)
+
+
+def test_engine_rows_time_every_scan_engine_against_the_sequential_one():
+    c = importlib.import_module("configs.benchmarks.scan_engines").get_config()
+    c.update(seq_lens=(8,), batches=(2,), hiddens=(4,), repeats=2, warmup=0, budget_s=1.0)
+    rows = suite.run_suite(c)
+    assert sorted((r["model"], r["options"]["impl"]) for r in rows) == sorted(
+        (m, i) for m in ("lru", "mingru") for i in ("sequential", "associative", "chunked"))
+    for r in rows:
+        assert r["impl"] == "engine" and r["step_ms"] > 0 and r["peak_bytes"] > 0, r
+        assert (r["ratio_vs_baseline"] == 1.0) == (r["options"]["impl"] == "sequential"), r
 
 
 def test_ratios_follow_the_baseline_spec():

@@ -40,8 +40,10 @@ from cnn_rnn.registry import accepted_kwargs
 from cnn_rnn.training.parallel import BACKENDS
 from cnn_rnn.training.state import param_count
 
-# "pmap" and "jit": the training loop's step through that data-parallel backend (parallel_cases).
-IMPLS = ("cnn_rnn", "flax", "torch", *BACKENDS)
+# "pmap" and "jit": the training loop's step through that data-parallel backend (parallel_cases);
+# "engine": a linear-recurrence scan engine alone, forward + backward (engine_cases).
+IMPLS = ("cnn_rnn", "flax", "torch", "engine", *BACKENDS)
+ENGINE_MODELS = ("lru", "mingru")
 FLAX_CELLS: dict[str, Callable[[int], nn.Module]] = {
     "lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell, "rnn": nn.SimpleCell}
 TORCH_LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
@@ -228,6 +230,10 @@ def prepare(case: Case, learning_rate: float = 1e-3, seed: int = 0) -> Prepared:
     """Prepare any case (dispatch on `case.impl`)."""
     if case.impl == "torch":
         return prepare_torch(case, learning_rate, seed)
+    if case.impl == "engine":
+        from cnn_rnn.benchmarking.engine_cases import prepare_engine
+
+        return prepare_engine(case, learning_rate, seed)
     if case.impl in BACKENDS:
         from cnn_rnn.benchmarking.parallel_cases import prepare_parallel
 

@@ -2,8 +2,8 @@
 
 Config fields (see configs/benchmarks/*.py):
   models       list of {label, name, impls, options}: a registered model, the implementations
-               to run it with (cases.IMPLS; "flax"/"torch" exist for lstm, gru, rnn) and our
-               model's keyword arguments.
+               to run it with (cases.IMPLS; "flax"/"torch" exist for lstm, gru, rnn, "engine"
+               for lru, mingru) and our model's keyword arguments (for "engine": `impl`).
   seq_lens, batches, hiddens   the grid (every combination is run).
   input_dim, num_classes, learning_rate, seed   the problem and the optimizer.
   warmup, repeats, min_repeats, budget_s   the timing protocol (see timing.interleaved_times);
@@ -88,11 +88,14 @@ def build_cases(config: Mapping[str, Any]) -> list[cases.Case]:
             if impl in ("flax", "torch") and name not in cases.FLAX_CELLS:
                 raise ConfigError(f"{field}.impls", f"{impl!r} exists for "
                                   f"{', '.join(cases.FLAX_CELLS)} only, not {name!r}")
+            if impl == "engine" and name not in cases.ENGINE_MODELS:
+                raise ConfigError(f"{field}.impls", f"'engine' times the scan of "
+                                  f"{', '.join(cases.ENGINE_MODELS)} only, not {name!r}")
         for (t, b, h), impl in itertools.product(itertools.product(*grid), impls):
             out.append(cases.Case(
                 label=m.get("label", name), model=name, impl=impl, seq_len=t, batch=b, hidden=h,
                 input_dim=config["input_dim"], num_classes=config["num_classes"],
-                options=dict(m.get("options", {})) if impl == "cnn_rnn" else {}))
+                options=dict(m.get("options", {})) if impl in ("cnn_rnn", "engine") else {}))
     labels = [(c.label, c.impl, c.seq_len, c.batch, c.hidden) for c in out]
     if len(set(labels)) != len(labels):
         raise ConfigError("models", "two models share a label; give each a distinct label")
@@ -107,7 +110,7 @@ def validate(config: Mapping[str, Any]) -> list[cases.Case]:
     """
     case_list = build_cases(config)
     for c in case_list:
-        if c.impl == "cnn_rnn":
+        if c.impl in ("cnn_rnn", "engine"):  # an engine row checks its options on its model
             cases.build_module(c)
     return case_list
 

@@ -44,6 +44,7 @@ from cnn_rnn.models.linear_scan import IMPLS, Coeffs, add, linear_scan
 from cnn_rnn.models.readout import POOLS, pool_sequence
 from cnn_rnn.models.registry import register_model
 from cnn_rnn.models.rnn import StatesHook
+from cnn_rnn.models.rows import Dense, matmul_rows
 
 Array = jax.Array
 
@@ -158,12 +159,12 @@ class LRU(LinearRecurrence, EigenvalueInit):
         modulus = jnp.exp(-jnp.exp(nu_log))
         lam = (modulus * jnp.cos(jnp.exp(theta_log)), modulus * jnp.sin(jnp.exp(theta_log)))
         gamma = jnp.exp(gamma_log)
-        bx = ((x @ b_re) * gamma, (x @ b_im) * gamma)
+        bx = (matmul_rows(x, b_re) * gamma, matmul_rows(x, b_im) * gamma)
         if perturbation is not None:
             perturbation = (jnp.real(perturbation), jnp.imag(perturbation))
         a, b = masked_coefficients(lam, bx, mask, perturbation)
         h_re, h_im = linear_scan(a, b, self.impl)
-        y = h_re @ c_re - h_im @ c_im + d_skip * x
+        y = matmul_rows(h_re, c_re) - matmul_rows(h_im, c_im) + d_skip * x
         h = jax.lax.complex(h_re, h_im)
         return y, h
 
@@ -186,7 +187,7 @@ class MinGRU(LinearRecurrence):
         """Return (h, h), the states [B, T, H] (output and state coincide) for x [B, T, D]."""
         w_x = self.param("W_x", nn.initializers.lecun_normal(), (x.shape[-1], 2 * self.hidden))
         bias = self.param("b", nn.initializers.zeros_init(), (2 * self.hidden,))
-        z_pre, h_tilde = jnp.split(x @ w_x + bias, 2, axis=-1)
+        z_pre, h_tilde = jnp.split(matmul_rows(x, w_x) + bias, 2, axis=-1)
         z = jax.nn.sigmoid(z_pre)
         a, b = masked_coefficients(1.0 - z, z * h_tilde, mask, perturbation)
         h = linear_scan(a, b, self.impl)
@@ -211,7 +212,7 @@ class RecurrentBlock(nn.Module):
         """Return the block output [B, T, D] and the mixer's states [B, T, N]."""
         y, h = self.mixer(name="recurrence")(nn.LayerNorm(name="norm")(x), mask, perturbation)
         y = nn.gelu(y)
-        gate = nn.Dense(2 * x.shape[-1], name="glu")(y)
+        gate = Dense(2 * x.shape[-1], name="glu")(y)
         y = gate[..., : x.shape[-1]] * jax.nn.sigmoid(gate[..., x.shape[-1]:])
         return x + nn.Dropout(self.dropout, deterministic=not train)(y), h
 
@@ -260,11 +261,11 @@ class LinearRecurrentModel(StatesHook):
 
     def setup(self) -> None:
         """Create the embedding, the blocks, the final norm and the head."""
-        self.embed = nn.Dense(self.d_model or self.hidden)
+        self.embed = Dense(self.d_model or self.hidden)
         self.blocks = [RecurrentBlock(self.make_mixer(), self.dropout)
                        for _ in range(self.num_layers)]
         self.norm = nn.LayerNorm()
-        self.head = nn.Dense(self.num_outputs)
+        self.head = Dense(self.num_outputs)
 
     def outputs_and_states(self, inputs: Array, *, mask: Array | None = None, train: bool = False,
                            perturbations: Sequence[Array] | None = None

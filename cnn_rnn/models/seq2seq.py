@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from cnn_rnn.config_checks import check_choice, check_int
 from cnn_rnn.models.registry import register_model
 from cnn_rnn.models.rnn import CELLS, RNN
+from cnn_rnn.models.rows import Dense
 from cnn_rnn.models.transformer import (
     BlockSizes,
     EncoderBlock,
@@ -227,7 +228,7 @@ class TransformerDecoder(nn.Module):
         for i in range(self.num_layers):
             x = DecoderBlock(self.num_heads, self.mlp_dim, self.dropout, name=f"block{i}")(
                 x, memory, cross_mask, train)
-        return nn.Dense(self.num_outputs, name="head")(nn.LayerNorm(name="final_norm")(x))
+        return Dense(self.num_outputs, name="head")(nn.LayerNorm(name="final_norm")(x))
 
 
 def _greedy_step(decoder: TransformerDecoder, tokens: Array, t: Array, memory: Array,
@@ -269,7 +270,7 @@ class TransformerSeq2Seq(BlockSizes):
                  targets: Array | None = None) -> Array:
         """Return logits [B, target_len, num_outputs]; teacher forcing with `targets`."""
         check_lengths(inputs.shape[1], self.target_len, self.max_len)
-        x = nn.Dense(self.d_model, name="source_embedding")(inputs)
+        x = Dense(self.d_model, name="source_embedding")(inputs)
         x = x + sinusoidal_positions(inputs.shape[1], self.d_model)
         key_mask = None if mask is None else mask[:, None, None, :]
         for i in range(self.num_layers):

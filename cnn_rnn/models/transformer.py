@@ -26,6 +26,7 @@ from cnn_rnn.config_checks import check_choice, check_int, check_rate
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.readout import POOLS, pool_sequence
 from cnn_rnn.models.registry import register_model
+from cnn_rnn.models.rows import Dense
 from cnn_rnn.models.tcn import CausalConv
 
 POSITIONS = ("learned", "sinusoidal")
@@ -89,7 +90,7 @@ def residual_mlp(x: jax.Array, mlp_dim: int, drop: nn.Dropout) -> jax.Array:
 
     Call it inside a block's compact method: its LayerNorm and Dense layers are the block's.
     """
-    y = nn.Dense(x.shape[-1])(drop(nn.gelu(nn.Dense(mlp_dim)(nn.LayerNorm()(x)))))
+    y = Dense(x.shape[-1])(drop(nn.gelu(Dense(mlp_dim)(nn.LayerNorm()(x)))))
     return x + drop(y)
 
 
@@ -188,4 +189,4 @@ class Transformer(BlockSizes):
         x = nn.LayerNorm(name="final_norm")(x)
         if not self.return_sequences:
             x = pool_sequence(x, mask, self.pool)
-        return nn.Dense(self.num_outputs, name="head")(x)
+        return Dense(self.num_outputs, name="head")(x)

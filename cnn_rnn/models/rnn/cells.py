@@ -35,6 +35,7 @@ from cnn_rnn.models.rnn.initializers import (
     gate_blocks,
     recurrent_initializer,
 )
+from cnn_rnn.models.rows import matmul_rows
 
 Array = jax.Array
 Carry = Any  # h [B, H] for Elman and GRU; (c, h) for LSTM.
@@ -124,7 +125,8 @@ class RecurrentCell(nn.Module):
     @staticmethod
     def project(weights: Weights, x: Array) -> Gates:
         """Input projection W_x x + b for x [..., D], one [..., H] array per gate."""
-        return tuple(x @ w + b for w, b in zip(weights["W_x"], weights["b"], strict=True))
+        return tuple(matmul_rows(x, w) + b
+                     for w, b in zip(weights["W_x"], weights["b"], strict=True))
 
     @nn.nowrap
     def update(self, carry: Carry, pre: Gates) -> Carry:
