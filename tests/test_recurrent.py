@@ -12,10 +12,11 @@ from model_helpers import assert_padding_changes_nothing, layer_reference, train
 from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import build_model
+from cnn_rnn.models.rnn import parallel_in_time as pit
 from cnn_rnn.models.rnn.cells import ElmanCell, GRUCell, LSTMCell
 from cnn_rnn.models.rnn.initializers import recurrent_initializer
 from cnn_rnn.models.rnn.layer import RNN
-from cnn_rnn.models.rnn.scan import reverse_valid
+from cnn_rnn.models.rnn.scan import flat_step, reverse_valid
 
 B, T, D, H = 3, 5, 4, 6
 ATOL = 1e-5
@@ -258,6 +259,26 @@ def test_perturbation_hook_bidirectional_masked():
 
 
 # --- Models through the registry -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", [ElmanCell(5), ElmanCell(5, activation="relu"), LSTMCell(5),
+                                  GRUCell(5)], ids=["tanh", "relu", "lstm", "gru"])
+def test_closed_form_jacobian_diagonal_equals_the_full_jacobians(cell):
+    """quasi-DEER's diagonal from one product per carry leaf (scan.flat_step_diagonal) is the
+    diagonal of the full Jacobians (jax.jacfwd), masked steps included (diagonal 1)."""
+    t, b, d = 3, 4, 2
+    k = jax.random.split(jax.random.key(0), 4)
+    xs = jax.random.normal(k[0], (t, b, d))
+    params = cell.init(k[1], cell.initialize_carry(None, (b, d)), xs[0])["params"]
+    params = jax.tree.map(lambda u: 1.5 * u + 0.3 * jax.random.normal(k[2], u.shape), params)
+    h_prev = jax.random.normal(k[3], (t, b, cell.state_size()))
+    mask = jnp.arange(t)[:, None] < jnp.array([3, 2, 1, 3])
+    step = pit.cell_step(flat_step(cell), cell)
+    inputs = (xs, mask, None)
+    full = pit.jacobians(step.step, params, h_prev, inputs, diagonal=False)
+    diag = pit.jacobians(step, params, h_prev, inputs, diagonal=True)
+    np.testing.assert_allclose(diag, jnp.diagonal(full, axis1=-2, axis2=-1), atol=1e-6)
+    assert bool(jnp.all(jnp.where(mask[..., None], True, diag == 1.0)))
 
 
 def test_parameter_count_independent_of_length():

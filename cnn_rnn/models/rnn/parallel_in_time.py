@@ -36,6 +36,7 @@ pytree of [B, ...] arrays. Masks and the probe's perturbations are folded into x
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -45,6 +46,7 @@ import jax.numpy as jnp
 
 from cnn_rnn.config_checks import check_choice
 from cnn_rnn.models.linear_scan import linear_scan
+from cnn_rnn.models.rnn.scan import flat_step_diagonal
 
 Array = jax.Array
 Step = Callable[[Any, Array, Any], Array]
@@ -93,14 +95,35 @@ def _shifted(states: Array, h0: Array) -> Array:
     return jnp.concatenate([h0[None], states[:-1]], axis=0)
 
 
+@dataclasses.dataclass(frozen=True)
+class StepWithDiagonal:
+    """A step that also gives its Jacobian's diagonal directly (a cell's: `cell_step`).
+
+    Attributes:
+      step: f(params, h [B, H], x) -> h' [B, H].
+      diagonal: d(params, h, x) -> diag(df/dh) [B, H], used by `jacobians(diagonal=True)`.
+
+    """
+
+    step: Step
+    diagonal: Step
+
+    def __call__(self, params: Any, h: Array, x: Any) -> Array:
+        """Apply the step."""
+        return self.step(params, h, x)
+
+
 def jacobians(step: Step, params: Any, h_prev: Array, xs: Any, diagonal: bool) -> Array:
     """J_t = df/dh at (h_prev_t, x_t): [T, B, H, H], or only its diagonal [T, B, H].
 
-    The diagonal is built from H forward-mode products (one per basis vector, over all t and b
-    at once), vectorised in groups small enough that a group's tangents hold at most
-    DIAGONAL_GROUP_ELEMENTS numbers: the memory stays O(T B H) and the products run as batched
-    matrix products instead of H dependent loop steps.
+    A `StepWithDiagonal` gives the diagonal itself (for a cell: one or two forward-mode
+    products, see `scan.flat_step_diagonal`). For any other step it is built from H forward-mode
+    products (one per basis vector, over all t and b at once), vectorised in groups small enough
+    that a group's tangents hold at most DIAGONAL_GROUP_ELEMENTS numbers: the memory stays
+    O(T B H) and the products run as batched matrix products instead of H dependent loop steps.
     """
+    if diagonal and isinstance(step, StepWithDiagonal):
+        return _over_time(step.diagonal, params, h_prev, xs)
     f = functools.partial(_over_time, step, params)
     if not diagonal:
         # One example at a time: rows are independent, so each Jacobian is [H, H].
@@ -303,7 +326,13 @@ def cell_step(flat: Step, cell: Any) -> Step:
             new = cell.to_flat(cell.with_hidden(carry, cell.hidden_of(carry) + p))
         return jnp.where(m[:, None], new, state)
 
-    return step
+    flat_diagonal = flat_step_diagonal(cell)
+
+    def diagonal(params: Any, state: Array, inp: tuple[Array, Array, Array | None]) -> Array:
+        x, m, _ = inp  # the perturbation is an added constant: no term of its own
+        return jnp.where(m[:, None], flat_diagonal(params, state, x), 1.0)
+
+    return StepWithDiagonal(step, diagonal)
 
 
 def run_cell_newton(flat: Step, cell: Any, params: Any, xs: Array, mask: Array | None,

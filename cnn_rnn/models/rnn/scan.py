@@ -5,7 +5,8 @@ autodiff through it), with options that change speed and memory but not values: 
 hoisted input projection, rematerialisation per step or per segment (`scan_in_segments`),
 independent batch groups per step (`split_batch`), and a custom backward pass for the plain Elman
 RNN (`elman_scan`). The `resolve_*` functions turn "auto" into a choice for the backend.
-`flat_step` gives a cell's step as a pure function of a flat state, for parallel-in-time solvers.
+`flat_step` gives a cell's step as a pure function of a flat state, for parallel-in-time solvers,
+and `flat_step_diagonal` the diagonal of its Jacobian (for quasi-DEER) in one or two products.
 Why each "auto" choice is what it is, with the CPU measurements: docs/performance_notes.md.
 """
 
@@ -43,6 +44,64 @@ def flat_step(cell: RecurrentCell) -> Callable[[Mapping[str, Array], Array, Arra
         return cell.to_flat(carry)
 
     return f
+
+
+@jax.custom_jvp
+def _diagonal_tangent_product(h: Array, w: Array) -> Array:
+    return h @ w
+
+
+@_diagonal_tangent_product.defjvp
+def _diagonal_tangent_product_jvp(primals: tuple[Array, Array],
+                                  tangents: tuple[Array, Array]) -> tuple[Array, Array]:
+    h, w = primals
+    return h @ w, tangents[0] * jnp.diagonal(w)  # d(h @ w)_i / dh_i only; w held fixed
+
+
+class _DiagonalTangent:
+    """Stand-in for a recurrent block W in a step: `h @ W` with a diagonal-only tangent.
+
+    The product's value is the usual one; its tangent in h is h_dot * diag(W), the diagonal of
+    the product's Jacobian.
+    """
+
+    def __init__(self, w: Array) -> None:
+        self.w = w
+
+    def __rmatmul__(self, h: Array) -> Array:
+        return _diagonal_tangent_product(h, self.w)
+
+
+def flat_step_diagonal(cell: RecurrentCell) -> Callable[[Mapping[str, Array], Array, Array], Array]:
+    """Return d(params, s_{t-1}, x_t) = diag(ds_t/ds_{t-1}) [..., state_size] of `flat_step`.
+
+    A step depends on h_{t-1} through the products h @ W_h^k and through elementwise operations
+    (gates, f * c, z * h). Its Jacobian's diagonal therefore needs only each product's diagonal
+    diag(W_h^k): with the W_h^k blocks replaced by stand-ins whose product has exactly that
+    tangent, ONE forward-mode product per carry leaf gives the diagonal (two for the LSTM's
+    (c, h): a tangent of ones on both would add the cross terms dc_t/dh_{t-1}), where the generic
+    way takes state_size products. It relies on the cell writing its recurrent products as
+    `h @ w` with w from weights["W_h"] (every cell here does). Were some other product of h left
+    full, the result would include off-diagonal terms: an approximation quasi-Newton solvers
+    tolerate (they converge to the same states, with more iterations).
+    """
+    def d(params: Mapping[str, Array], state: Array, x: Array) -> Array:
+        weights = cell.unpack(params)
+        xp = cell.project(weights, x)
+        weights = {**weights, "W_h": tuple(_DiagonalTangent(w) for w in weights["W_h"])}
+
+        def f(s: Array) -> Array:
+            return cell.to_flat(cell.step(weights, cell.from_flat(s), xp))
+
+        leaves, treedef = jax.tree.flatten(cell.from_flat(state))
+        diag = []
+        for k in range(len(leaves)):  # a tangent of ones on carry leaf k, zeros on the others
+            tangent = cell.to_flat(jax.tree.unflatten(
+                treedef, [jnp.full_like(u, j == k) for j, u in enumerate(leaves)]))
+            diag.append(jnp.split(jax.jvp(f, (state,), (tangent,))[1], len(leaves), axis=-1)[k])
+        return jnp.concatenate(diag, axis=-1)
+
+    return d
 
 
 def run_cell(cell: RecurrentCell, weights: Weights, xs: Gates | Array,
