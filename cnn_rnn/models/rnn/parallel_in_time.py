@@ -17,7 +17,8 @@ and when they grow (chaotic dynamics: exploding gradients) convergence is slow o
                 O(T H^3) work per iteration.
   "quasi_deer"  only diag(J_t) (Gonzalez et al. 2024, "Towards scalable and stable
                 parallelization of nonlinear RNNs"): O(T H) memory, the diagonal scan runs on the
-                engines of `linear_scan` (impl "auto"); more, cheaper iterations.
+                engines of `linear_scan` (impl "auto"); more, cheaper iterations. A cell's
+                diagonal costs one or two forward-mode products (`StepWithDiagonal`).
 
 Iterations run in a `lax.while_loop` until max |h^{k+1} - h^k| < tol or max_iters. The result
 carries the iteration count and a converged flag, and is never silently unconverged: with
