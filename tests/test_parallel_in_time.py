@@ -86,20 +86,30 @@ def test_newton_equals_sequential_scan_in_states_and_gradients(cell, method):
     assert iterations < 24  # contracting at this init: far fewer than the T-step worst case
 
 
-# Known gap (issue 16, strict: it fails loudly once fixed): on the tanh-RNN with W_h x 2, DEER's
-# first iterate overflows float32 (the exact J_t of the h = 0 guess expand over 1024 steps), so the
-# solve falls back to the scan. A bounded-Jacobian restart (tried, not landed) converged but to
-# 1.35e-4 of the scan, above the 1e-4 target; ELK-style damping is the open fix.
-DEER_OVERFLOW = pytest.mark.xfail(strict=True, reason="DEER's first iterate overflows float32")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("cell,method,scale", [
-    pytest.param(c, m, s, marks=DEER_OVERFLOW) if (c, m, s) == ("rnn", "deer", 2.0) else (c, m, s)
-    for c in ("rnn", "gru", "lstm") for m in pit.METHODS for s in (1.0, 2.0)])
+    (c, m, s) for c in ("rnn", "gru", "lstm") for m in pit.METHODS for s in (1.0, 2.0)])
 def test_newton_at_t1024_random_and_large_weights(cell, method, scale):
-    """T = 1024; scale 2 mimics trained weights (recurrent spectral radius ~2)."""
+    """T = 1024; scale 2 mimics trained weights (recurrent spectral radius ~2).
+
+    On the tanh-RNN x2 DEER's first iterate from h = 0 overflows float32: the damped restart.
+    """
     check_against_sequential(cell, method, t=1024, scale=scale, max_iters=1024)
+
+
+def test_deer_overflowing_at_h0_converges_by_damped_newton():
+    """x6 recurrent weights: the J_t at the h = 0 guess have norm ~6, their products over 64
+    steps overflow float32 (the first iterate is non-finite), while along the true trajectory
+    tanh saturates and the dynamics contract (Lyapunov exponent < 0). The bounded-Jacobian
+    restart must converge by Newton (no sequential fallback) to the scan's states and gradients.
+    """
+    step, p, xs, h0, _ = problem("rnn", 64, 6.0)
+    assert newton.lyapunov_exponent(step, p, xs, h0, jax.random.key(2)) < -1.0
+    h_prev = pit._shifted(jnp.zeros((64, *h0.shape)), h0)  # the guess h = 0
+    exact = pit.jacobians(step, p, h_prev, xs, diagonal=False).at[0].set(0.0)
+    first = pit._affine_scan(exact, pit._over_time(step, p, h_prev, xs), diagonal=False)
+    assert not bool(jnp.all(jnp.isfinite(first)))  # plain DEER's first iterate: overflow
+    check_against_sequential("rnn", "deer", t=64, scale=6.0, max_iters=65)
 
 
 def test_deer_needs_fewer_iterations_than_quasi_deer():
