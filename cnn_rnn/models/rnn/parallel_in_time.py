@@ -206,35 +206,38 @@ def newton(step: Step, params: Any, xs: Any, h0: Array,
     as accurate as the sequential scan's even where products of the J_t amplify rounding.
 
     Damping: far from the solution (from h = 0 at large T) the products of the exact J_t can
-    overflow although the true trajectory contracts. A non-finite iterate is dropped and the
-    iterations go on from the last finite one with `bounded` Jacobians until the residual
+    overflow although the true trajectory contracts. A non-finite first phase iterate is dropped
+    and the iterations go on from the last finite one with `bounded` Jacobians until the residual
     max |r| < tol (near the solution, linear convergence), then exact again (quadratic). Only an
-    exact step with max |d| < tol converges; the measure returned is that max |d|, and otherwise
-    >= tol (also when a bounded step is non-finite: the caller falls back or raises).
+    exact step with max |d| < tol converges; the measure returned is that max |d|, else >= tol.
+    Damping is entered once: a non-finite iterate after it (the J_t overflow along the solution
+    itself, or a bounded step did) ends the loop unconverged (the caller falls back or raises).
     """
     diagonal = options.method == "quasi_deer"
     t = jax.tree.leaves(xs)[0].shape[0]
     huge = jnp.finfo(h0.dtype).max
+    exact, damped, refined = 0, 1, 2  # phases: from h = 0, bounded J_t, exact J_t again
 
     def body(carry: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
-        h, it, _, damped = carry
+        h, it, _, phase = carry
         h_prev = _shifted(h, h0)
         residual = _over_time(step, params, h_prev, xs) - h
         jac = jacobians(step, params, h_prev, xs, diagonal)
-        jac = jax.lax.cond(damped, lambda j: bounded(j, diagonal), lambda j: j, jac)
+        jac = jax.lax.cond(phase == damped, lambda j: bounded(j, diagonal), lambda j: j, jac)
         # d_0 = 0 (h0 is given): step 1's correction is its residual, whatever J_1.
         d = _affine_scan(jac.at[0].set(0.0), residual, diagonal)
         change = _max_change(d, jnp.zeros_like(d))
-        overflow = ~jnp.isfinite(change) & ~damped
-        undamp = damped & (jnp.max(jnp.abs(residual)) < options.tol)
-        measure = jnp.where(damped, jnp.maximum(change, options.tol), change)
-        return (jnp.where(overflow, h, h + d), it + 1, jnp.where(overflow, huge, measure),
-                (damped | overflow) & ~undamp)
+        restart = ~jnp.isfinite(change) & (phase == exact)
+        measure = jnp.where(phase == damped, jnp.maximum(change, options.tol), change)
+        phase = jnp.where(restart, damped, phase)
+        phase = jnp.where((phase == damped) & (jnp.max(jnp.abs(residual)) < options.tol),
+                          refined, phase)
+        return (jnp.where(restart, h, h + d), it + 1, jnp.where(restart, huge, measure), phase)
 
     h_init = jnp.zeros((t, *h0.shape), h0.dtype)
     h, it, measure, _ = jax.lax.while_loop(
         lambda carry: _iterating(options, carry[:3]), body,
-        (h_init, jnp.int32(0), jnp.array(jnp.inf, h0.dtype), jnp.array(False)))
+        (h_init, jnp.int32(0), jnp.array(jnp.inf, h0.dtype), jnp.int32(exact)))
     return h, it, measure
 
 
