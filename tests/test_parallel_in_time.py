@@ -97,19 +97,21 @@ def test_newton_at_t1024_random_and_large_weights(cell, method, scale):
     check_against_sequential(cell, method, t=1024, scale=scale, max_iters=1024)
 
 
-def test_deer_overflowing_at_h0_converges_by_damped_newton():
+@pytest.mark.parametrize("method,t", [("deer", 64), ("quasi_deer", 128)])
+def test_newton_overflowing_at_h0_converges_by_damped_restart(method, t):
     """x6 recurrent weights: the J_t at the h = 0 guess have norm ~6, their products over 64
     steps overflow float32 (the first iterate is non-finite), while along the true trajectory
     tanh saturates and the dynamics contract (Lyapunov exponent < 0). The bounded-Jacobian
     restart must converge by Newton (no sequential fallback) to the scan's states and gradients.
     """
-    step, p, xs, h0, _ = problem("rnn", 64, 6.0)
+    step, p, xs, h0, _ = problem("rnn", t, 6.0)
     assert newton.lyapunov_exponent(step, p, xs, h0, jax.random.key(2)) < -1.0
-    h_prev = pit._shifted(jnp.zeros((64, *h0.shape)), h0)  # the guess h = 0
-    exact = pit.jacobians(step, p, h_prev, xs, diagonal=False).at[0].set(0.0)
-    first = pit._affine_scan(exact, pit._over_time(step, p, h_prev, xs), diagonal=False)
-    assert not bool(jnp.all(jnp.isfinite(first)))  # plain DEER's first iterate: overflow
-    check_against_sequential("rnn", "deer", t=64, scale=6.0, max_iters=65)
+    diagonal = method == "quasi_deer"
+    h_prev = pit._shifted(jnp.zeros((t, *h0.shape)), h0)  # the guess h = 0
+    exact = pit.jacobians(step, p, h_prev, xs, diagonal).at[0].set(0.0)
+    first = pit._affine_scan(exact, pit._over_time(step, p, h_prev, xs), diagonal)
+    assert not bool(jnp.all(jnp.isfinite(first)))  # plain Newton's first iterate: overflow
+    check_against_sequential("rnn", method, t=t, scale=6.0, max_iters=t + 1)
 
 
 def test_deer_needs_fewer_iterations_than_quasi_deer():
