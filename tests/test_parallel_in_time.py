@@ -14,6 +14,7 @@ from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.diagnostics import newton, newton_report
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import build_model
+from cnn_rnn.models.rnn import damping
 from cnn_rnn.models.rnn import parallel_in_time as pit
 from configs.ablations.parallel_in_time import get_config as newton_config
 
@@ -112,6 +113,17 @@ def test_newton_overflowing_at_h0_converges_by_damped_restart(method, t):
     first = pit._affine_scan(exact, pit._over_time(step, p, h_prev, xs), diagonal)
     assert not bool(jnp.all(jnp.isfinite(first)))  # plain Newton's first iterate: overflow
     check_against_sequential("rnn", method, t=t, scale=6.0, max_iters=t + 1)
+
+
+def test_bounded_jacobians_never_expand_and_are_exact_where_they_contract():
+    scale = jnp.array([0.1, 0.5, 2.0, 8.0])[:, None, None]
+    jac = scale * jax.random.normal(jax.random.key(0), (4, 3, 3)) / 3
+    norms = np.linalg.norm(np.asarray(jac), axis=(-2, -1))
+    got = np.asarray(damping.bounded(jac, diagonal=False))
+    np.testing.assert_allclose(np.linalg.norm(got, axis=(-2, -1)), np.minimum(norms, 1), rtol=1e-6)
+    np.testing.assert_array_equal(got[norms <= 1], np.asarray(jac)[norms <= 1])
+    diag = jnp.array([-3.0, -0.5, 0.0, 0.9, 1.5])
+    np.testing.assert_allclose(damping.bounded(diag, diagonal=True), [-1, -0.5, 0, 0.9, 1])
 
 
 def test_deer_needs_fewer_iterations_than_quasi_deer():

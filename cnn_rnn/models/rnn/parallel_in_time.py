@@ -24,12 +24,9 @@ Each iteration solves for the correction h^{k+1} - h^k, driven by the residual
 f(h^k_{t-1}, x_t) - h^k_t (iterative refinement), so that float32 rounding in the scan's products
 is relative to a correction that vanishes at convergence: the solution is as accurate as the
 sequential scan's. Far from the solution the exact J_t can expand where the true trajectory
-contracts (from the guess h = 0, tanh'(0) = 1: at T = 1024 products of J_t of norm ~2
-overflow float32). Then the iterate is dropped and the iterations go on from the last finite
-one with bounded J_t (norm <= 1: a stable quasi-Newton step with the same fixed point, the
-exact J_t wherever they contract) until the residual is below tol, then exact again. This plays
-the part of the damping in ELK (Gonzalez et al. 2024: Levenberg-Marquardt steps, as a Kalman
-smoother), at no extra cost per iteration.
+contracts (from the guess h = 0 at T = 1024 their products can overflow float32): the iterate
+is then dropped and the iterations go on with bounded J_t until the residual is small, then
+exact again (`damping`: the part ELK's Levenberg-Marquardt damping plays, at no extra cost).
 
 Iterations run in a `lax.while_loop` until max |h^{k+1} - h^k| < tol or max_iters. The result
 carries the iteration count and a converged flag, and is never silently unconverged: with
@@ -58,6 +55,7 @@ import jax.numpy as jnp
 
 from cnn_rnn.config_checks import check_choice
 from cnn_rnn.models.linear_scan import linear_scan
+from cnn_rnn.models.rnn import damping
 from cnn_rnn.models.rnn.scan import flat_step_diagonal
 
 Array = jax.Array
@@ -183,19 +181,6 @@ def sequential_states(step: Step, params: Any, xs: Any, h0: Array) -> Array:
     return jax.lax.scan(lambda h, x: (step(params, h, x),) * 2, h0, xs)[1]
 
 
-def bounded(jac: Array, diagonal: bool) -> Array:
-    """Jacobians scaled to norm <= 1: diagonals clipped to [-1, 1], matrices J / max(1, |J|_F).
-
-    Their products cannot overflow, and Newton's fixed point is the true trajectory for ANY
-    approximation of the J_t (only the speed of convergence changes): a stable quasi-Newton step.
-    Where |J_t| <= 1 already (contracting steps) it is the exact J_t.
-    """
-    if diagonal:
-        return jnp.clip(jac, -1.0, 1.0)
-    norm = jnp.sqrt(jnp.sum(jac * jac, axis=(-2, -1), keepdims=True))
-    return jac / jnp.maximum(norm, 1.0)
-
-
 def newton(step: Step, params: Any, xs: Any, h0: Array,
            options: SolverOptions) -> tuple[Array, Array, Array]:
     """Newton iterations from h = 0; return (states [T, B, H], iterations, convergence measure).
@@ -203,41 +188,28 @@ def newton(step: Step, params: Any, xs: Any, h0: Array,
     Each iteration solves for the CORRECTION d = h^{k+1} - h^k, d_t = J_t d_{t-1} + r_t with the
     residual r_t = f(h^k_{t-1}, x_t) - h^k_t (iterative refinement): the scan's float32 rounding
     is then relative to |d|, which vanishes at convergence, instead of to |h|; so the solution is
-    as accurate as the sequential scan's even where products of the J_t amplify rounding.
-
-    Damping: far from the solution (from h = 0 at large T) the products of the exact J_t can
-    overflow although the true trajectory contracts. A non-finite first phase iterate is dropped
-    and the iterations go on from the last finite one with `bounded` Jacobians until the residual
-    max |r| < tol (near the solution, linear convergence), then exact again (quadratic). Only an
-    exact step with max |d| < tol converges; the measure returned is that max |d|, else >= tol.
-    Damping is entered once: a non-finite iterate after it (the J_t overflow along the solution
-    itself, or a bounded step did) ends the loop unconverged (the caller falls back or raises).
+    as accurate as the sequential scan's even where products of the J_t amplify rounding. An
+    iterate that overflows is restarted with bounded J_t (`damping`); the measure is < tol
+    only when an exact step's max |d| is.
     """
     diagonal = options.method == "quasi_deer"
     t = jax.tree.leaves(xs)[0].shape[0]
-    huge = jnp.finfo(h0.dtype).max
-    exact, damped, refined = 0, 1, 2  # phases: from h = 0, bounded J_t, exact J_t again
 
     def body(carry: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
         h, it, _, phase = carry
         h_prev = _shifted(h, h0)
         residual = _over_time(step, params, h_prev, xs) - h
-        jac = jacobians(step, params, h_prev, xs, diagonal)
-        jac = jax.lax.cond(phase == damped, lambda j: bounded(j, diagonal), lambda j: j, jac)
+        jac = damping.for_phase(phase, jacobians(step, params, h_prev, xs, diagonal), diagonal)
         # d_0 = 0 (h0 is given): step 1's correction is its residual, whatever J_1.
         d = _affine_scan(jac.at[0].set(0.0), residual, diagonal)
-        change = _max_change(d, jnp.zeros_like(d))
-        restart = ~jnp.isfinite(change) & (phase == exact)
-        measure = jnp.where(phase == damped, jnp.maximum(change, options.tol), change)
-        phase = jnp.where(restart, damped, phase)
-        phase = jnp.where((phase == damped) & (jnp.max(jnp.abs(residual)) < options.tol),
-                          refined, phase)
-        return (jnp.where(restart, h, h + d), it + 1, jnp.where(restart, huge, measure), phase)
+        out = damping.advance(phase, _max_change(d, jnp.zeros_like(d)),
+                              jnp.max(jnp.abs(residual)), options.tol)
+        return jnp.where(out.restart, h, h + d), it + 1, out.measure, out.phase
 
     h_init = jnp.zeros((t, *h0.shape), h0.dtype)
     h, it, measure, _ = jax.lax.while_loop(
         lambda carry: _iterating(options, carry[:3]), body,
-        (h_init, jnp.int32(0), jnp.array(jnp.inf, h0.dtype), jnp.int32(exact)))
+        (h_init, jnp.int32(0), jnp.array(jnp.inf, h0.dtype), jnp.int32(damping.EXACT)))
     return h, it, measure
 
 
