@@ -25,8 +25,9 @@ f(h^k_{t-1}, x_t) - h^k_t (iterative refinement), so that float32 rounding in th
 is relative to a correction that vanishes at convergence: the solution is as accurate as the
 sequential scan's. Far from the solution the exact J_t can expand where the true trajectory
 contracts (from the guess h = 0 at T = 1024 their products can overflow float32): the iterate
-is then dropped and the iterations go on with bounded J_t until the residual is small, then
-exact again (`damping`: the part ELK's Levenberg-Marquardt damping plays, at no extra cost).
+is then dropped and the iterations start again from h = 0 with bounded J_t until the residual is
+small, then exact again (`damping`: the part ELK's Levenberg-Marquardt damping plays, at no
+extra cost).
 
 Iterations run in a `lax.while_loop` until max |h^{k+1} - h^k| < tol or max_iters. The result
 carries the iteration count and a converged flag, and is never silently unconverged: with
@@ -189,11 +190,12 @@ def newton(step: Step, params: Any, xs: Any, h0: Array,
     residual r_t = f(h^k_{t-1}, x_t) - h^k_t (iterative refinement): the scan's float32 rounding
     is then relative to |d|, which vanishes at convergence, instead of to |h|; so the solution is
     as accurate as the sequential scan's even where products of the J_t amplify rounding. An
-    iterate that overflows is restarted with bounded J_t (`damping`); the measure is < tol
-    only when an exact step's max |d| is.
+    iterate that overflows is dropped and the solve restarts from h = 0 with bounded J_t
+    (`damping`); the measure is < tol only when an exact step's max |d| is.
     """
     diagonal = options.method == "quasi_deer"
     t = jax.tree.leaves(xs)[0].shape[0]
+    h_init = jnp.zeros((t, *h0.shape), h0.dtype)
 
     def body(carry: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
         h, it, _, phase = carry
@@ -204,9 +206,9 @@ def newton(step: Step, params: Any, xs: Any, h0: Array,
         d = _affine_scan(jac.at[0].set(0.0), residual, diagonal)
         out = damping.advance(phase, _max_change(d, jnp.zeros_like(d)),
                               jnp.max(jnp.abs(residual)), options.tol)
-        return jnp.where(out.restart, h, h + d), it + 1, out.measure, out.phase
+        # A restart begins again from the guess: the last finite iterate can be wild (|h| ~ 1e20).
+        return jnp.where(out.restart, h_init, h + d), it + 1, out.measure, out.phase
 
-    h_init = jnp.zeros((t, *h0.shape), h0.dtype)
     h, it, measure, _ = jax.lax.while_loop(
         lambda carry: _iterating(options, carry[:3]), body,
         (h_init, jnp.int32(0), jnp.array(jnp.inf, h0.dtype), jnp.int32(damping.EXACT)))
