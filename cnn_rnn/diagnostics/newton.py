@@ -8,8 +8,10 @@ Lyapunov exponent is negative) Newton converges in a few iterations, and when th
 length x arch x stage) this module measures, on one batch of the task:
 
   iterations[method]  Newton iterations of "deer" and "quasi_deer" on layer 0 to max |dh| < tol
-                      (max_iters = T + 1: always converges in exact arithmetic; `converged` says
-                      whether float32 did, else the solver fell back to the sequential scan)
+                      (max_iters = 2T + 1: enough in exact arithmetic, since every iteration
+                      makes one more step exact, even after one restart with bounded Jacobians
+                      (`damping`: at most T + 1 iterations before it, T + 1 after); `converged`
+                      says whether float32 did, else the solver fell back to the sequential scan)
   state_error[method] max |h - h_seq| of the solver's states against the sequential scan's
   grad_error[method]  max over the layer's parameters, inputs and h_0 of max |g - g_seq| /
                       max |g_seq|, g the gradient of a random loss on the states through the
@@ -57,6 +59,12 @@ Array = jax.Array
 LAYER = "layer0_fwd"  # the bottom layer of the model's RNN submodule "rnn"
 STAGES = ("init", "trained")
 log = logging.getLogger(__name__)
+
+
+
+def max_iters(length: int) -> int:
+    """The Newton iteration budget of a solve over `length` steps (see the module docstring)."""
+    return 2 * length + 1
 
 
 def lyapunov_exponent(step: Any, params: Any, xs: Array, h0: Array, key: Array) -> float:
@@ -160,7 +168,7 @@ def make_measure(model: Any, spec: TaskSpec, batch: Mapping[str, Any], config: A
     length = xs.shape[0]
     h0 = cell.to_flat(cell.initialize_carry(None, (xs.shape[1], 1)))
     weights = jax.random.normal(jax.random.key(3), (length, *h0.shape))
-    checks = {m: solver_check(step, pit.SolverOptions(m, config.tol, length + 1))
+    checks = {m: solver_check(step, pit.SolverOptions(m, config.tol, max_iters(length)))
               for m in config.methods}
 
     def measure(params: Any) -> dict[str, Any]:
