@@ -1,5 +1,7 @@
 """LRU and minGRU: chunked == associative == sequential scan == the equations; masks; hook."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -136,8 +138,8 @@ def test_parallel_and_sequential_agree_in_outputs_and_gradients(name):
     def loss(p, model):
         return jnp.sum(jnp.sin(model.apply({"params": p}, x, mask=mask)))
 
-    outs = [m.apply({"params": params}, x, mask=mask) for m in models]
-    grads = [jax.grad(loss)(params, m) for m in models]
+    outs = [jax.jit(m.apply)({"params": params}, x, mask=mask) for m in models]
+    grads = [jax.jit(jax.grad(functools.partial(loss, model=m)))(params) for m in models]
     for out, grad in zip(outs[:-1], grads[:-1], strict=True):
         np.testing.assert_allclose(out, outs[-1], atol=TOL, rtol=TOL)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=TOL, rtol=1e-4),

@@ -3,6 +3,7 @@
 The step functions here are written from the cells' equations (independent of cnn_rnn's cells).
 """
 
+import functools
 import json
 
 import jax
@@ -196,7 +197,8 @@ def test_models_with_newton_impl_equal_the_scan(name, impl, options):
     # T + 1 iterations at most: after T every step is exact, one more confirms it.
     assert any("newton_iterations" in jax.tree_util.keystr(k) and 1 <= v <= 13 for k, v in sown)
     assert all(bool(v) for k, v in sown if "newton_converged" in jax.tree_util.keystr(k))
-    g_newton, g_scan = (jax.grad(loss, argnums=(0, 1))(variables, zeros, m) for m in models)
+    g_newton, g_scan = (jax.jit(jax.grad(functools.partial(loss, model=m), argnums=(0, 1)))(
+        variables, zeros) for m in models)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-3),
                  g_newton, g_scan)
 
