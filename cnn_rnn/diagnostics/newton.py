@@ -61,7 +61,6 @@ STAGES = ("init", "trained")
 log = logging.getLogger(__name__)
 
 
-
 def max_iters(length: int) -> int:
     """The Newton iteration budget of a solve over `length` steps (see the module docstring)."""
     return 2 * length + 1

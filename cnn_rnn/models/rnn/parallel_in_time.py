@@ -172,11 +172,6 @@ def _affine_scan(a: Array, b: Array, diagonal: bool, reverse: bool = False) -> A
     return flip(jax.lax.associative_scan(combine, (a, b), axis=0)[1])
 
 
-def _apply(a: Array, x: Array, diagonal: bool) -> Array:
-    """Multiply x by a diagonal a [..., H] or a matrix a [..., H, H]."""
-    return a * x if diagonal else jnp.einsum("...ij,...j->...i", a, x)
-
-
 def sequential_states(step: Step, params: Any, xs: Any, h0: Array) -> Array:
     """The reference: all states [T, B, H] by `lax.scan` through time."""
     return jax.lax.scan(lambda h, x: (step(params, h, x),) * 2, h0, xs)[1]

@@ -94,11 +94,12 @@ def flat_step_diagonal(cell: RecurrentCell) -> Callable[[Mapping[str, Array], Ar
             return cell.to_flat(cell.step(weights, cell.from_flat(s), xp))
 
         leaves, treedef = jax.tree.flatten(cell.from_flat(state))
+        f_jvp = jax.linearize(f, state)[1]  # the step evaluated once for every leaf's product
         diag = []
         for k in range(len(leaves)):  # a tangent of ones on carry leaf k, zeros on the others
             tangent = cell.to_flat(jax.tree.unflatten(
                 treedef, [jnp.full_like(u, j == k) for j, u in enumerate(leaves)]))
-            diag.append(jnp.split(jax.jvp(f, (state,), (tangent,))[1], len(leaves), axis=-1)[k])
+            diag.append(jnp.split(f_jvp(tangent), len(leaves), axis=-1)[k])
         return jnp.concatenate(diag, axis=-1)
 
     return d
