@@ -120,7 +120,7 @@ def _mtimes(workdir, name):
             if os.path.exists(os.path.join(workdir, d, name))}
 
 
-@pytest.mark.slow  # long; CI keeps under 15 minutes (run with -m slow)
+@pytest.mark.slow  # long: in the slow suite, which CI runs after the fast one
 def test_smoke_ablation_end_to_end_and_a_rerun_redoes_nothing(tmp_path, cli, caplog):
     workdir = str(tmp_path / "abl")
     first = cli("experiments.ablate", f"--config={CONFIG}:smoke", f"--workdir={workdir}",

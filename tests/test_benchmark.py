@@ -47,7 +47,7 @@ def _write_tiny_config(tmp_path):
     return str(path)
 
 
-@pytest.mark.slow  # long; CI keeps under 15 minutes (run with -m slow)
+@pytest.mark.slow  # long: in the slow suite, which CI runs after the fast one
 def test_benchmark_end_to_end(tmp_path, cli):
     workdir = tmp_path / "out"
     r = cli("experiments.benchmark", f"--config={_write_tiny_config(tmp_path)}",
@@ -340,7 +340,7 @@ def test_cudnn_packing_matches_lstm_ref(num_layers, bidirectional):
     np.testing.assert_allclose(ours, ref, atol=1e-5)
 
 
-@pytest.mark.slow  # long; CI keeps under 15 minutes (run with -m slow)
+@pytest.mark.slow  # long: in the slow suite, which CI runs after the fast one
 def test_cudnn_layer_path_with_reference_kernel(monkeypatch):
     """The layer's cuDNN branch (packing, lengths, finals, gradients) with lstm_ref as kernel."""
     layer, x, params = _lstm_params(2, True)
