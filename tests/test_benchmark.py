@@ -3,6 +3,7 @@
 No timing assertions: speed targets live in the benchmark's output as ratios.
 """
 
+import functools
 import glob
 import importlib
 import json
@@ -205,13 +206,22 @@ def _layer_grads(kind, x, mask, **kwargs):
     return jax.jit(jax.value_and_grad(loss))(params)
 
 
+def _segment_data(t=11):
+    x = jax.random.normal(jax.random.key(0), (3, t, 4))
+    return x, jnp.arange(t)[None, :] < jnp.array([11, 6, 2])[:, None]
+
+
+@functools.cache
+def _plain_segment_grads(kind):
+    """The reference of every segment length, compiled once per cell (not once per length)."""
+    return _layer_grads(kind, *_segment_data(), remat="none")
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("segment", [None, 4, 11, 50])  # sqrt, with a partial tail, T, > T
 def test_segment_remat_gradient_equals_plain(kind, segment):
-    t = 11
-    x = jax.random.normal(jax.random.key(0), (3, t, 4))
-    mask = jnp.arange(t)[None, :] < jnp.array([11, 6, 2])[:, None]
-    loss0, g0 = _layer_grads(kind, x, mask, remat="none")
+    x, mask = _segment_data()
+    loss0, g0 = _plain_segment_grads(kind)
     loss1, g1 = _layer_grads(kind, x, mask, remat="segments", remat_segment=segment)
     np.testing.assert_allclose(loss1, loss0, rtol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g0)
