@@ -2,7 +2,7 @@
 
 Arguments (`configs/mnist1d.py:model=lstm,shuffle=true`): model, shuffle, steps, seed. The
 per-model `configs/mnist1d_<model>.py` files hold each family's tuned defaults; this one puts
-every family on the same footing (the README's comparison table).
+every family on the same footing (the comparison table in docs/models.md).
 """
 
 import importlib

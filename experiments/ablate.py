@@ -21,7 +21,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from cnn_rnn.errors import ConfigError
-from experiments.cli import config_and_workdir, fail, load_points_module, run_main
+from experiments.cli import command_line, config_and_workdir, fail, load_points_module, run_main
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Ablation config file.",
                                           lock_config=True)
@@ -71,6 +71,7 @@ def main(argv: list[str]) -> None:
         fail(f"--config: {e}")
     rows = run_sweep(points, workdir, after_point=hook)
     paths = write_report(rows, workdir, settings=config.to_dict(),
+                         command=command_line("experiments.ablate"),
                          threshold=probe.threshold, beat_ratio=config.get("beat_ratio", 0.9))
     print(f"{len(rows)} points done in {time.time() - t0:.0f}s; report: {paths['report']}; "
           f"results: {os.path.join(workdir, 'results.json')}")

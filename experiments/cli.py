@@ -28,6 +28,11 @@ def _line(text: str) -> None:
     sys.stderr.flush()
 
 
+def command_line(module: str) -> str:
+    """The command that is running, as a generated document names it (`python -m module ...`)."""
+    return " ".join([f"python -m {module}", *sys.argv[1:]])
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print `error: message` as one line on stderr and exit with `code`."""
     _line(f"error: {message}")

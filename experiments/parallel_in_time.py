@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.cli import config_and_workdir, run_main
+from experiments.cli import command_line, config_and_workdir, run_main
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results.json, report.md, figure.")
@@ -36,9 +35,9 @@ def main(argv: list[str]) -> None:
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(rows, f, indent=1)
     newton_report.plot(rows, config.methods, os.path.join(workdir, FIGURE))
-    command = " ".join(["python -m experiments.parallel_in_time", *sys.argv[1:]])
     with open(os.path.join(workdir, "report.md"), "w") as f:
-        f.write(newton_report.report(rows, config, command, FIGURE))
+        f.write(newton_report.report(rows, config, command_line("experiments.parallel_in_time"),
+                                     FIGURE))
     print(f"{len(rows)} points in {time.time() - t0:.0f}s; report {workdir}/report.md")
 
 

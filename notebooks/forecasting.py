@@ -125,7 +125,7 @@ plt.show()
 #
 # The network must beat persistence. Whether it beats the linear AR fit is the honest
 # question (`python -m experiments.sweep --config=configs/sweeps/forecast.py` gives the full
-# table for every model on both shipped series; see the README).
+# table for every model on both shipped series; see docs/forecasting.md).
 
 # %%
 assert gru["mse_original"] < data.baselines["persistence"]["mse"], gru

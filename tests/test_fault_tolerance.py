@@ -195,7 +195,7 @@ OPTIMIZER_CHANGES = [
 ]
 
 
-@pytest.mark.slow  # long; CI keeps under 15 minutes (run with -m slow)
+@pytest.mark.slow  # long: in the slow suite, which CI runs after the fast one
 def test_resume_with_a_different_optimizer_is_refused_and_touches_nothing(tmp_path):
     train_and_evaluate(_config(steps=10), str(tmp_path))
     before = _workdir_files(tmp_path)

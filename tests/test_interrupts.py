@@ -97,7 +97,7 @@ def test_signal_saves_at_the_step_reached_and_resumes_exactly(tmp_path, uninterr
     _interrupt(tmp_path, uninterrupted, signum, after=40)
 
 
-@pytest.mark.slow  # long; CI keeps under 15 minutes (run with -m slow)
+@pytest.mark.slow  # long: in the slow suite, which CI runs after the fast one
 def test_second_ctrl_c_stops_at_once_and_loses_nothing_older(tmp_path, uninterrupted):
     _interrupt(tmp_path, uninterrupted, signal.SIGINT, after=60, twice=True)
 

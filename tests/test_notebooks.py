@@ -112,8 +112,8 @@ def test_kernel_runs_this_interpreter(tmp_path):
     assert os.path.realpath(text_outputs(nb).strip()) == os.path.realpath(sys.executable)
 
 
-# The longest notebooks run with -m slow, to keep CI under 15 minutes; quickstart (the README's
-# first notebook) and forecasting stay in every run.
+# The longest notebooks run in the slow suite (CI runs it after the fast one); quickstart (the
+# first notebook) and forecasting stay in the fast one.
 SLOW_NOTEBOOKS = {"vanishing_gradients", "cnn_vs_rnn", "seq2seq"}
 
 

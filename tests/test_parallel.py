@@ -47,7 +47,7 @@ def _max_diff(a, b):
                                strict=True))
 
 
-@pytest.mark.slow  # long; CI keeps under 15 minutes (run with -m slow)
+@pytest.mark.slow  # long: in the slow suite, which CI runs after the fast one
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_backends_and_device_counts_give_the_same_update_with_dropout(name):
     assert jax.device_count() == 8

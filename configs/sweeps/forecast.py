@@ -1,5 +1,6 @@
-"""The README's forecasting table: causal TCN, LSTM, GRU and Transformer on the shipped monthly
-sunspot and Mauna Loa CO2 series, next to persistence, seasonal naive and a linear AR fit.
+"""The forecasting table of docs/forecasting.md: causal TCN, LSTM, GRU and Transformer on the
+shipped monthly sunspot and Mauna Loa CO2 series, next to persistence, seasonal naive and a
+linear AR fit.
 
     python -m experiments.sweep --config=configs/sweeps/forecast.py --workdir=runs/forecast
 

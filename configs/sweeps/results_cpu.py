@@ -1,5 +1,5 @@
-"""The README's results tables at CPU scale: adding and copy at two lengths for tanh-RNN, LSTM,
-GRU and TCN; MNIST-1D for every model family (each with its own tuned config); and shuffled
+"""The results tables of docs/models.md at CPU scale: adding and copy at two lengths for tanh-RNN,
+LSTM, GRU and TCN; MNIST-1D for every model family (each with its own tuned config); and shuffled
 MNIST-1D for CNN, GRU, LSTM, TCN and Transformer.
 
 `python -m experiments.sweep --config=configs/sweeps/results_cpu.py --workdir=runs/results_cpu`
