@@ -141,6 +141,9 @@ def test_forced_host_devices_get_the_contention_flags_and_nothing_else_does():
     (dict(num_processes=2, coordinator_address="h:1", process_id=2), "process_id"),
     (dict(num_processes=2, coordinator_address="nohostport", process_id=0),
      "coordinator_address"),
+    # Ports JAX does not refuse (it waited for peers in silence): 0 and beyond 65535.
+    (dict(num_processes=2, coordinator_address="h:0", process_id=0), "coordinator_address"),
+    (dict(num_processes=2, coordinator_address="h:65536", process_id=0), "coordinator_address"),
 ])
 def test_bad_cluster_flags_are_config_errors(flags, field):
     with pytest.raises(ConfigError, match=f"^{field}: "):
