@@ -71,8 +71,11 @@ def launch(command: Sequence[str], num_processes: int, devices: int | None, port
     for i in range(num_processes):
         args = [*command, f"--coordinator_address={address}",
                 f"--num_processes={num_processes}", f"--process_id={i}"]
+        # Own sessions: a Ctrl-C in the terminal reaches them once, forwarded by the launcher,
+        # not twice (a second signal means "stop at once, without saving").
         procs.append(subprocess.Popen(args, env=process_env(i, devices), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, bufsize=1))
+                                      stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                      start_new_session=True))
     lock = threading.Lock()
     pumps = [threading.Thread(target=_pump, args=(i, p, lock), daemon=True)
              for i, p in enumerate(procs)]

@@ -17,7 +17,10 @@ With `--doc=docs/reliability.md` the check's table replaces its section of that 
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import dataclasses
+import json
 import os
 import random
 import re
@@ -40,7 +43,9 @@ _TRIALS = flags.DEFINE_integer("trials", 10, "Number of trials.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random moments.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Scratch directory for the runs (emptied).")
 _DOC = flags.DEFINE_string("doc", None, "Markdown page whose section for the check is replaced.")
-_PARALLEL = flags.DEFINE_integer("parallel", 1, "Signal trials run at once.")
+_PARALLEL = flags.DEFINE_integer("parallel", 1, "Signal or contention trials run at once.")
+_RECORDED = flags.DEFINE_bool("recorded", False, "Signals: only tabulate the trials recorded "
+                              "in --workdir (e.g. by a check cut short).")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A small run with every phase: compile, train, evaluation, saves (steps 20, 40, 60).
@@ -51,6 +56,7 @@ SMALL = ["--config=configs/mnist1d_cnn.py", "--config.model.features=(8,16)",
 CRASH_MARKS = ("Traceback", "Fatal Python error", "Segmentation fault", "Exception ignored",
                "core dumped", "Aborted")
 EXIT_LIMIT_S = 60.0
+TRIALS_FILE = "signal_trials.jsonl"
 
 
 def run_command(workdir: str, *extra: str) -> list[str]:
@@ -187,6 +193,8 @@ def signal_trials(trials: int, seed: int, scratch: str,
     `parallel` trials run at once. A run stopped before training wrote nothing to resume from:
     it is checked for that instead of rerun (its rerun would be a fresh run).
     """
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(scratch, TRIALS_FILE))
     length_s = _reference_runs(scratch, parallel)
     expected = final_state(os.path.join(scratch, "reference0"))
     rng, lock, done = random.Random(seed), threading.Lock(), []
@@ -213,6 +221,9 @@ def signal_trials(trials: int, seed: int, scratch: str,
                 if len(done) >= trials:
                     return
                 done.append(trial)
+                with open(os.path.join(scratch, TRIALS_FILE), "a") as f:  # kept as they come
+                    f.write(json.dumps({**dataclasses.asdict(trial), "length_s": length_s})
+                            + "\n")
                 print(f"trial {len(done)}/{trials}: {signal.Signals(signum).name} at "
                       f"{trial.delay_s:.1f}s: exit {trial.code} in {trial.exit_s:.1f}s, "
                       f"{trial.phase}, lines {len(trial.lines)}, exact resume {trial.exact}",
@@ -224,6 +235,14 @@ def signal_trials(trials: int, seed: int, scratch: str,
     for t in threads:
         t.join()
     return done, length_s
+
+
+def recorded_trials(scratch: str) -> tuple[list[SignalTrial], float]:
+    """The signal trials recorded so far in `scratch` (e.g. of a check cut short)."""
+    with open(os.path.join(scratch, TRIALS_FILE)) as f:
+        rows = [json.loads(line) for line in f]
+    length_s = rows[0]["length_s"] if rows else 0.0
+    return [SignalTrial(**{k: v for k, v in r.items() if k != "length_s"}) for r in rows], length_s
 
 
 def signals_table(trials: Sequence[SignalTrial], length_s: float) -> str:
@@ -287,8 +306,6 @@ def _kill_once(victim: int, scratch: str) -> dict[str, Any]:
                        check=True, capture_output=True)
     with open(os.path.join(whole, "summary.json")) as a, \
             open(os.path.join(workdir, "summary.json")) as b:
-        import json
-
         exact = rerun.returncode == 0 and json.load(a)["eval"] == json.load(b)["eval"]
     return {"victim": victim, "exit_s": exit_s, "lines": after, "exact": exact,
             "errors": sum(ln.startswith(f"[{1 - victim}] error:") for ln in after)}
@@ -318,38 +335,41 @@ def kill_table(results: Sequence[dict[str, Any]]) -> str:
         "|---|---|---|---|---|", *rows, "", f"The survivor's line: `{example}`"])
 
 
-def contention_trials(trials: int, scratch: str) -> list[tuple[int, float]]:
-    """`trials` 8-device runs with two busy loops running: (exit code, seconds) of each."""
+def contention_trials(trials: int, scratch: str, parallel: int = 1) -> list[tuple[int, float]]:
+    """`trials` 8-device runs (`parallel` at once) with two busy loops: (exit code, seconds)."""
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
-    results = []
+
+    def one(i: int) -> tuple[int, float]:
+        workdir = os.path.join(scratch, f"busy{i}")
+        shutil.rmtree(workdir, ignore_errors=True)
+        start = time.monotonic()
+        try:
+            code = subprocess.run(run_command(workdir, "--config.steps=40"), cwd=ROOT,
+                                  env=env_with(8), capture_output=True, timeout=900).returncode
+        except subprocess.TimeoutExpired:
+            code = -1
+        print(f"run {i + 1}/{trials}: exit {code} in {time.monotonic() - start:.0f}s",
+              flush=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return code, time.monotonic() - start
+
     try:
-        for i in range(trials):
-            workdir = os.path.join(scratch, f"busy{i}")
-            shutil.rmtree(workdir, ignore_errors=True)
-            start = time.monotonic()
-            try:
-                code = subprocess.run(run_command(workdir, "--config.steps=40"), cwd=ROOT,
-                                      env=env_with(8), capture_output=True,
-                                      timeout=600).returncode
-            except subprocess.TimeoutExpired:
-                code = -1
-            results.append((code, time.monotonic() - start))
-            print(f"run {i + 1}/{trials}: exit {code} in {results[-1][1]:.0f}s", flush=True)
-            shutil.rmtree(workdir, ignore_errors=True)
+        with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+            return list(pool.map(one, range(trials)))
     finally:
         for p in busy:
             p.kill()
-    return results
 
 
-def contention_table(results: Sequence[tuple[int, float]], load: float) -> str:
+def contention_table(results: Sequence[tuple[int, float]], load: float, parallel: int) -> str:
     """The markdown section of the contention trials."""
     ok = sum(code == 0 for code, _ in results)
     times = sorted(t for _, t in results)
     return "\n".join([
         f"{ok} of {len(results)} runs on 8 simulated host devices (40 steps, the gradient "
-        "all-reduce at every step) finished with two busy loops (`while True: pass`) running "
-        f"beside them on this {os.cpu_count()}-core machine, whose load average (other users "
+        f"all-reduce at every step; {parallel} at a time) finished with two busy loops (`while "
+        f"True: pass`) running beside them on this {os.cpu_count()}-core machine, whose load "
+        "average (other users "
         f"included) was {load:.1f} at the start; run time median {times[len(times) // 2]:.0f} s,"
         f" slowest {times[-1]:.0f} s."])
 
@@ -382,14 +402,17 @@ def main(argv: list[str]) -> None:
         fail("--workdir: required (a scratch directory for the runs)")
     os.makedirs(_WORKDIR.value, exist_ok=True)
     load = os.getloadavg()[0]
-    if _CHECK.value == "signals":
+    if _CHECK.value == "signals" and _RECORDED.value:
+        text = signals_table(*recorded_trials(_WORKDIR.value))
+    elif _CHECK.value == "signals":
         text = signals_table(*signal_trials(_TRIALS.value, _SEED.value, _WORKDIR.value,
                                             _PARALLEL.value))
     elif _CHECK.value == "kill":
         text = kill_table([_kill_once(i % 2, _WORKDIR.value)
                            for i in range(_TRIALS.value)])
     else:
-        text = contention_table(contention_trials(_TRIALS.value, _WORKDIR.value), load)
+        text = contention_table(contention_trials(_TRIALS.value, _WORKDIR.value,
+                                                  _PARALLEL.value), load, _PARALLEL.value)
     print(text)
     if _DOC.value:
         replace_section(_DOC.value, _CHECK.value, text)
