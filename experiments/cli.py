@@ -146,7 +146,8 @@ def run_main(main: Callable[[list[str]], Any]) -> None:
     preempted multi-process run (every process saved) exits 143; in a multi-process run any other
     failure (e.g. a lost peer) is one line and exit 1.
     """
-    # experiments/__init__.py has installed it before any import; this covers other callers.
+    # The signal watcher: experiments/__init__.py installed it before any import already;
+    # this covers a program that calls run_main without that package running it.
     interrupts.install()
     # Before JAX starts: simulated CPU devices must not abort on a busy host.
     patient_host_devices()

@@ -15,6 +15,7 @@ non-zero code of a process, else 0.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -88,7 +89,8 @@ def launch(command: Sequence[str], num_processes: int, devices: int | None, port
         signalled_at.append(time.monotonic())
         for p in procs:
             if p.poll() is None:
-                p.send_signal(signum)
+                with contextlib.suppress(ProcessLookupError):  # it may end meanwhile
+                    p.send_signal(signum)
 
     interrupts.forward_signals(forward)  # on the watcher thread: works while we wait, too
     code, failed_at = 0, None

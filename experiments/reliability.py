@@ -35,6 +35,7 @@ from typing import Any
 
 from absl import flags
 
+from cnn_rnn.training import interrupts
 from experiments.cli import fail, run_main
 
 CHECKS = ("signals", "kill", "contention")
@@ -338,6 +339,13 @@ def kill_table(results: Sequence[dict[str, Any]]) -> str:
 def contention_trials(trials: int, scratch: str, parallel: int = 1) -> list[tuple[int, float]]:
     """`trials` 8-device runs (`parallel` at once) with two busy loops: (exit code, seconds)."""
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+
+    def stop(signum: int) -> None:  # the busy loops must not outlive a stopped check
+        for p in busy:
+            p.kill()
+        interrupts.exit_once(interrupts.Interrupted(signum).line(), 128 + signum)
+
+    interrupts.forward_signals(stop)
 
     def one(i: int) -> tuple[int, float]:
         workdir = os.path.join(scratch, f"busy{i}")

@@ -220,3 +220,16 @@ def test_the_filter_adds_no_line_after_the_process_s_own_error_line():
     text = ("error: process 1 of 2 stopped: JaxRuntimeError: Gloo all-reduce failed\n"
             "terminate called after throwing an instance of 'std::bad_cast'\n")
     assert _filtered(text) == text.splitlines(keepends=True)[0]
+
+
+def test_a_signal_ends_the_process_even_when_its_stderr_reader_is_gone():
+    # E.g. a run piped into a program that has exited: the line cannot be written, the exit
+    # must happen anyway (the watcher thread died on EPIPE and the process ignored signals).
+    code = ("from cnn_rnn.training import interrupts; interrupts.install()\nimport time\n"
+            "print('ready', flush=True)\ntime.sleep(30)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.stderr.close()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 130

@@ -179,7 +179,8 @@ def exit_once(line: str, code: int) -> None:
     _exit_lock.acquire()  # never released
     with contextlib.suppress(Exception):
         sys.stdout.flush()
-    os.write(2, (line + "\n").encode())
+    with contextlib.suppress(OSError):  # stderr closed (its reader gone): exit all the same
+        os.write(2, (line + "\n").encode())
     os._exit(code)
 
 
