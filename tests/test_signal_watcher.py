@@ -233,3 +233,15 @@ def test_a_signal_ends_the_process_even_when_its_stderr_reader_is_gone():
     proc.stderr.close()
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 130
+
+
+def test_other_signals_with_python_handlers_are_not_stop_requests():
+    code = ("import signal, time\nsignal.signal(signal.SIGUSR1, lambda s, f: print('usr1', "
+            "flush=True))\nprint('ready', flush=True)\ntime.sleep(3)\nprint('done', flush=True)\n")
+    prelude = "from cnn_rnn.training import interrupts; interrupts.install()\n"
+    proc = subprocess.Popen([sys.executable, "-c", prelude + code], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGUSR1)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out.split(), err) == (0, ["usr1", "done"], "")

@@ -138,8 +138,10 @@ class Watcher:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready, _, _ = select.select([read], [], [], timeout)
             if ready:
+                # Every signal with a Python handler writes its number here, not only ours.
                 for signum in os.read(read, 64):
-                    self.received(signum)
+                    if signum in SIGNALS:
+                        self.received(signum)
             elif self.deadline is not None and time.monotonic() >= self.deadline:
                 signum = self.request.signum if self.request else signal.SIGINT
                 self.exit(Interrupted(signum, detail=hung(STOP_DEADLINE_S)))
