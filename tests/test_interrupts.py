@@ -136,13 +136,16 @@ def test_sigterm_during_a_hung_step_exits_within_30s_and_keeps_the_last_checkpoi
     args = [*RUN[3:], "--config.checkpoint_every=20", f"--workdir={workdir}"]
     proc = subprocess.Popen([sys.executable, "-c", HANG, *args], cwd=ROOT, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for_step(proc, workdir, 20)
-    while not (workdir / "checkpoints" / "20").is_dir():
-        time.sleep(0.05)
-    time.sleep(3)  # into the hung step 30
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _wait_for_step(proc, workdir, 20, timeout=900)  # start-up on a loaded CI machine
+        while not (workdir / "checkpoints" / "20").is_dir():
+            time.sleep(0.05)
+        time.sleep(3)  # into the hung step 30
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()  # it hangs for ever if the test fails before its exit
     assert time.monotonic() - sent < 30, err
     assert proc.returncode == 143, err
     lines = [ln for ln in err.splitlines() if ln.startswith("interrupted")]
