@@ -166,10 +166,19 @@ def _interrupt_once(workdir: str, signum: int, delay_s: float) -> SignalTrial | 
     trial.lines = [ln for ln in err.splitlines() if ln.startswith("interrupted")]
     trial.crashed = proc.returncode < 0 or any(m in err for m in CRASH_MARKS)
     if "before training" in " ".join(trial.lines):
-        trial.written_before_training = any(
-            os.path.exists(os.path.join(workdir, name)) for name in ("checkpoints",
-                                                                     "metrics.jsonl"))
+        trial.written_before_training = wrote_results(workdir)
     return trial
+
+
+def wrote_results(workdir: str) -> bool:
+    """Whether `workdir` holds a checkpoint or a metrics record.
+
+    Not counted: what a run sets up before its first step, each whole (the folder, its lock,
+    config.json, an empty checkpoints/ folder, an empty metrics.jsonl and event file).
+    """
+    ckpts, metrics = os.path.join(workdir, "checkpoints"), os.path.join(workdir, "metrics.jsonl")
+    return ((os.path.isdir(ckpts) and any(n.isdigit() for n in os.listdir(ckpts)))
+            or (os.path.exists(metrics) and os.path.getsize(metrics) > 0))
 
 
 def _reference_runs(scratch: str, parallel: int) -> float:
@@ -271,7 +280,7 @@ def signals_table(trials: Sequence[SignalTrial], length_s: float) -> str:
         "before training is checked to have written nothing instead (its rerun is a fresh run).",
         "",
         "| signal | trials | one line, exit 128+n | exact resume | ignored (exit 0) | crashed "
-        "| written before training | slowest exit (s) | where it landed |",
+        "| results written before training | slowest exit (s) | where it landed |",
         "|---|---|---|---|---|---|---|---|---|",
         *rows])
 
