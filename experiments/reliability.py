@@ -362,7 +362,7 @@ def contention_trials(trials: int, scratch: str, parallel: int = 1) -> list[tupl
         start = time.monotonic()
         try:
             code = subprocess.run(run_command(workdir, "--config.steps=40"), cwd=ROOT,
-                                  env=env_with(8), capture_output=True, timeout=900).returncode
+                                  env=env_with(8), capture_output=True, timeout=3600).returncode
         except subprocess.TimeoutExpired:
             code = -1
         print(f"run {i + 1}/{trials}: exit {code} in {time.monotonic() - start:.0f}s",
