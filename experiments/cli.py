@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -14,7 +13,7 @@ from absl import logging as absl_logging
 from ml_collections.config_flags.config_flags import is_config_flag
 
 from cnn_rnn.errors import ConfigError, NonFiniteError
-from cnn_rnn.training import distributed
+from cnn_rnn.training import distributed, interrupts
 from cnn_rnn.training.host_devices import patient_host_devices
 from cnn_rnn.training.interrupts import Interrupted
 from experiments import config_file
@@ -133,11 +132,9 @@ def _report_errors(main: Callable[[list[str]], Any], argv: list[str]) -> Any:
     except NonFiniteError as e:
         fail(str(e), code=3)
     except Interrupted as e:
-        _line(e.line())
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:  # Ctrl-C outside the training loop: nothing to save
-        _line("interrupted (SIGINT); stopped")
-        sys.exit(128 + signal.SIGINT)
+        interrupts.exit_interrupted(e)
+    except KeyboardInterrupt:  # Ctrl-C without the watcher (run in-process): nothing to save
+        interrupts.exit_interrupted(Interrupted(signal.SIGINT))
     except distributed.Preempted as e:
         _line(str(e))
         sys.exit(PREEMPTED_EXIT)
@@ -149,9 +146,7 @@ def _report_errors(main: Callable[[list[str]], Any], argv: list[str]) -> Any:
             raise
         # Exit at once: atexit's jax.distributed.shutdown would wait at a barrier for a dead
         # peer until the heartbeat timeout, then abort with a stack trace.
-        _line(f"error: {distributed.describe_failure(e)}")
-        sys.stdout.flush()
-        os._exit(1)
+        interrupts.exit_once(f"error: {distributed.describe_failure(e)}", 1)
 
 
 def execute(main: Callable[[list[str]], Any], argv: list[str]) -> Any:
@@ -168,11 +163,6 @@ def execute(main: Callable[[list[str]], Any], argv: list[str]) -> Any:
         sys.argv = saved
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    del frame
-    raise Interrupted(signum, detail="stopped before training started or after it ended")
-
-
 def run_main(main: Callable[[list[str]], Any]) -> None:
     """`absl.app.run(main)` with one-line errors for bad flags, ConfigError and divergence.
 
@@ -181,8 +171,9 @@ def run_main(main: Callable[[list[str]], Any]) -> None:
     preempted multi-process run (every process saved) exits 143; in a multi-process run any other
     failure (e.g. a lost peer) is one line and exit 1.
     """
+    # The signal watcher: experiments/__init__.py installed it before any import already;
+    # this covers a program that calls run_main without that package running it.
+    interrupts.install()
     # Before JAX starts: simulated CPU devices must not abort on a busy host.
     patient_host_devices()
-    # SIGTERM's default is a silent exit; outside the training loop make it one line as well.
-    signal.signal(signal.SIGTERM, _terminate)
     app.run(lambda argv: _report_errors(main, argv), flags_parser=_parse_flags)

@@ -8,12 +8,14 @@ appended (a free port is picked), and `--devices_per_process` devices: forced ho
 CPU (XLA_FLAGS) and the I-th block of GPUs (JAX_LOCAL_DEVICE_IDS). Output lines are prefixed with
 `[I]`. When a process fails, the others get `--grace_s` seconds to stop on their own (a lost peer
 stops them within the distributed heartbeat timeout), then SIGTERM, then SIGKILL. SIGTERM or
-SIGINT to the launcher is passed on to every process (a preemption: they save and exit). The exit
-code is the first non-zero code of a process, else 0.
+SIGINT to the launcher is passed on to every process (a preemption: they save and exit); processes
+still running 5 s past their own stop deadline (a hung step) are killed. The exit code is the first
+non-zero code of a process, else 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
+from cnn_rnn.training import interrupts
 from experiments.cli import fail, run_main
 
 _NUM = flags.DEFINE_integer("num_processes", 2, "Number of local processes to start.")
@@ -69,21 +72,27 @@ def launch(command: Sequence[str], num_processes: int, devices: int | None, port
     for i in range(num_processes):
         args = [*command, f"--coordinator_address={address}",
                 f"--num_processes={num_processes}", f"--process_id={i}"]
+        # Own sessions: a Ctrl-C in the terminal reaches them once, forwarded by the launcher,
+        # not twice (a second signal means "stop at once, without saving").
         procs.append(subprocess.Popen(args, env=process_env(i, devices), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, bufsize=1))
+                                      stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                      start_new_session=True))
     lock = threading.Lock()
     pumps = [threading.Thread(target=_pump, args=(i, p, lock), daemon=True)
              for i, p in enumerate(procs)]
     for t in pumps:
         t.start()
 
-    def forward(signum: int, _frame: object) -> None:
+    signalled_at: list[float] = []
+
+    def forward(signum: int) -> None:
+        signalled_at.append(time.monotonic())
         for p in procs:
             if p.poll() is None:
-                p.send_signal(signum)
+                with contextlib.suppress(ProcessLookupError):  # it may end meanwhile
+                    p.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    interrupts.forward_signals(forward)  # on the watcher thread: works while we wait, too
     code, failed_at = 0, None
     while any(p.poll() is None for p in procs):
         for i, p in enumerate(procs):
@@ -93,6 +102,14 @@ def launch(command: Sequence[str], num_processes: int, devices: int | None, port
                       f"others get {grace_s:.0f}s to stop")
         if failed_at is not None and time.monotonic() - failed_at > grace_s:
             _stop(procs, lock)
+            break
+        # Signalled processes save and stop within the deadline; a hung step never does.
+        if signalled_at and time.monotonic() - signalled_at[0] > interrupts.STOP_DEADLINE_S + 5:
+            _note(lock, f"the processes did not stop within {interrupts.STOP_DEADLINE_S + 5:.0f}"
+                  " s of the signal; killing them; rerun to resume from the newest checkpoint")
+            for p in procs:
+                p.kill()
+            code = code or 128 + signal.SIGTERM
             break
         time.sleep(0.2)
     for p in procs:

@@ -108,3 +108,61 @@ def test_second_ctrl_c_stops_at_once_and_loses_nothing_older(tmp_path, uninterru
 def test_ten_random_moments(tmp_path, uninterrupted, signum, trial):
     after = 20 * int(np.random.default_rng(1000 * signum + trial).integers(1, 11))
     _interrupt(tmp_path, uninterrupted, signum, after)
+
+
+# A step that never completes (as a collective whose peer never arrives): the run's main thread
+# waits inside XLA, where no Python handler runs; the watcher thread stops it at the deadline.
+HANG = """
+import sys, threading
+import jax
+from cnn_rnn.training import interrupts, loop, steps
+interrupts.install()
+
+def hanging(state, batch, **static):
+    state, metrics = steps.train_step(state, batch, **static)
+    jax.debug.callback(lambda s: s >= 30 and threading.Event().wait(), state.step)
+    return state, metrics
+
+loop.train_step = hanging
+from experiments import cli, run
+sys.argv = ["run", *sys.argv[1:]]
+cli.run_main(run.main)
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_hung_step_exits_within_30s_and_keeps_the_last_checkpoint(tmp_path):
+    workdir = tmp_path / "run"
+    args = [*RUN[3:], "--config.checkpoint_every=20", f"--workdir={workdir}"]
+    proc = subprocess.Popen([sys.executable, "-c", HANG, *args], cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_step(proc, workdir, 20, timeout=900)  # start-up on a loaded CI machine
+        while not (workdir / "checkpoints" / "20").is_dir():
+            time.sleep(0.05)
+        time.sleep(3)  # into the hung step 30
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()  # it hangs for ever if the test fails before its exit
+    assert time.monotonic() - sent < 30, err
+    assert proc.returncode == 143, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("interrupted")]
+    assert lines == ["interrupted (SIGTERM); the step in progress did not finish within 25 s; "
+                     "stopped without saving; run the same command to resume from the newest "
+                     "checkpoint"], err
+    assert "Traceback" not in err
+    # The resume point: the newest checkpoint is the one before the hang, and it restores
+    # (resuming from a checkpoint exactly is the other tests' subject).
+    assert _steps_and_final(str(workdir))[0][-1] == 20
+
+
+@pytest.mark.slow
+def test_signals_at_random_moments_of_a_run_s_whole_life(tmp_path):
+    """A few of experiments.reliability's trials (docs/reliability.md has 60)."""
+    from experiments.reliability import signal_trials
+
+    trials, _ = signal_trials(4, seed=1, scratch=str(tmp_path))
+    for t in trials:
+        assert t.one_line and t.exact is not False and not t.written_before_training, t

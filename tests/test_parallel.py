@@ -14,7 +14,10 @@ from cnn_rnn.training.example_dropout import keyed_by_example
 from cnn_rnn.training.host_devices import (
     DEVICE_COUNT_FLAG,
     EIGEN_FLAG,
+    POOL_SIZE_VAR,
+    THREADS_PER_DEVICE,
     TIMEOUT_FLAG,
+    patient_host_devices,
     with_host_devices,
 )
 from cnn_rnn.training.optim import build_optimizer
@@ -136,11 +139,26 @@ def test_forced_host_devices_get_the_contention_flags_and_nothing_else_does():
     assert kept == [f"{DEVICE_COUNT_FLAG}=8", f"{TIMEOUT_FLAG}=5", f"{EIGEN_FLAG}=false"]
 
 
+def test_forced_host_devices_get_thread_pools_wider_than_the_devices():
+    env = {"XLA_FLAGS": f"{DEVICE_COUNT_FLAG}=4"}
+    patient_host_devices(env)
+    assert env[POOL_SIZE_VAR] == str(4 * THREADS_PER_DEVICE)
+    env = {"XLA_FLAGS": f"{DEVICE_COUNT_FLAG}=4", POOL_SIZE_VAR: "3"}
+    patient_host_devices(env)
+    assert env[POOL_SIZE_VAR] == "3"  # the user's choice is kept
+    env = {}
+    patient_host_devices(env)
+    assert env == {}  # nothing forced, nothing set
+
+
 @pytest.mark.parametrize("flags, field", [
     (dict(num_processes=0, coordinator_address="h:1", process_id=0), "num_processes"),
     (dict(num_processes=2, coordinator_address="h:1", process_id=2), "process_id"),
     (dict(num_processes=2, coordinator_address="nohostport", process_id=0),
      "coordinator_address"),
+    # Ports JAX does not refuse (it waited for peers in silence): 0 and beyond 65535.
+    (dict(num_processes=2, coordinator_address="h:0", process_id=0), "coordinator_address"),
+    (dict(num_processes=2, coordinator_address="h:65536", process_id=0), "coordinator_address"),
 ])
 def test_bad_cluster_flags_are_config_errors(flags, field):
     with pytest.raises(ConfigError, match=f"^{field}: "):

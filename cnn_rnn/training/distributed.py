@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cnn_rnn.errors import ConfigError
+from cnn_rnn.training import fatal_filter
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,11 @@ def check_flags(flags: ClusterFlags) -> None:
         raise ConfigError("process_id", f"{flags.process_id}; accepted: 0 <= process_id < "
                           f"num_processes ({flags.num_processes})")
     address = flags.coordinator_address
-    if address is not None and (":" not in address or not address.rsplit(":", 1)[1].isdigit()):
-        raise ConfigError("coordinator_address", f"{address!r}; accepted: HOST:PORT")
+    port = address.rsplit(":", 1)[1] if address is not None and ":" in address else ""
+    # A port out of range is not refused by JAX: the process would wait for peers in silence.
+    if address is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError("coordinator_address", f"{address!r}; accepted: HOST:PORT with a "
+                          "port from 1 to 65535")
     if cluster_detected():
         return  # JAX fills in what is missing from the scheduler's environment
     missing = [f.name for f in dataclasses.fields(flags) if getattr(flags, f.name) is None]
@@ -94,6 +98,9 @@ def initialize(flags: ClusterFlags = ClusterFlags()) -> bool:
 
     # CPU collectives between processes go through gloo (TCP); other platforms ignore this.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # The runtime aborts a survivor with pages of output when the coordinator dies: one line.
+    fatal_filter.start(f"process {flags.process_id} of {flags.num_processes}"
+                       if flags.process_id is not None else "this process")
     jax.distributed.initialize(coordinator_address=flags.coordinator_address,
                                num_processes=flags.num_processes, process_id=flags.process_id,
                                heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S)

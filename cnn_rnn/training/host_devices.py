@@ -9,7 +9,16 @@ deadline was raised from 40 s to 600 s), and XLA aborts the process (SIGABRT, `r
 Termination timeout for all reduce`). So wherever this project forces host devices it also runs
 each device's ops single-threaded (`--xla_cpu_multi_thread_eigen=false`: nothing waits on the
 shared pool inside an op; 8 devices keep a 2-core CPU busy anyway) and gives a starved thread a
-longer deadline. This module imports no JAX: it must run before JAX reads XLA_FLAGS.
+longer deadline.
+
+Both of XLA:CPU's pools (the client's, which runs each device's program, and the intra-op one,
+on which the thunk executor runs a program's independent operations, collectives included) have
+max(cores, devices) threads: exactly one per device on a small machine. A device waiting at a
+rendezvous holds its thread; when the others hold every thread of a pool, the device that has
+not arrived has its remaining work queued behind them, and it stays queued after the load is
+gone. So where host devices are forced the pools get THREADS_PER_DEVICE threads per device
+(XLA sizes them from the NPROC variable; idle threads cost nothing but memory). This module
+imports no JAX: it must run before JAX reads XLA_FLAGS and NPROC.
 """
 
 from __future__ import annotations
@@ -22,6 +31,9 @@ TIMEOUT_FLAG = "--xla_cpu_collective_call_terminate_timeout_seconds"
 EIGEN_FLAG = "--xla_cpu_multi_thread_eigen"
 # Flags added where host devices are forced and the user did not set them.
 PATIENT_FLAGS = {EIGEN_FLAG: "false", TIMEOUT_FLAG: "600"}
+# XLA's DefaultThreadPoolSize() reads this variable (else the core count).
+POOL_SIZE_VAR = "NPROC"
+THREADS_PER_DEVICE = 8
 
 
 def with_host_devices(xla_flags: str, count: int | None) -> str:
@@ -41,7 +53,15 @@ def with_host_devices(xla_flags: str, count: int | None) -> str:
 
 def patient_host_devices(environ: MutableMapping[str, str] = os.environ,
                          count: int | None = None) -> None:
-    """Rewrite `environ["XLA_FLAGS"]` with `with_host_devices` (before JAX starts)."""
+    """Rewrite `environ["XLA_FLAGS"]` with `with_host_devices` (before JAX starts).
+
+    Where host devices are forced, also size XLA's thread pools (POOL_SIZE_VAR) to
+    THREADS_PER_DEVICE threads per device, unless the variable is set.
+    """
     flags = with_host_devices(environ.get("XLA_FLAGS", ""), count)
     if flags:
         environ["XLA_FLAGS"] = flags
+    forced = [f for f in flags.split() if f.startswith(DEVICE_COUNT_FLAG + "=")]
+    value = forced[-1].split("=", 1)[1] if forced else ""
+    if value.isdigit() and POOL_SIZE_VAR not in environ:
+        environ[POOL_SIZE_VAR] = str(THREADS_PER_DEVICE * int(value))
