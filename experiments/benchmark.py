@@ -46,8 +46,7 @@ def environment() -> dict[str, Any]:
 
 def main(argv: list[str]) -> None:
     """Run the benchmark grid, then write the table, results.json and the plot."""
-    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR,
-                                         "configs/benchmarks/recurrent_cpu.py")
+    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR, "experiments.benchmark")
     from cnn_rnn.benchmarking import report, suite, timing
     from cnn_rnn.training.loop import prepare_workdir
 

@@ -125,6 +125,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     """
     cfg = to_dict(config)
     validate_config(cfg)
+    record.check_workdir_entries(workdir)  # before the slow part: the data and the model
     data, model, tx = build_run(cfg)
     key = jax.random.PRNGKey(cfg["seed"])
     with init_errors_as_config(cfg, data.spec.input_shape):

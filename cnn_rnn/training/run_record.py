@@ -44,8 +44,36 @@ def write_json_atomic(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+# What a run keeps in its workdir: folders and files. Something else in their place (a file
+# where checkpoints/ should be, a folder named metrics.jsonl) is refused before anything is read.
+WORKDIR_FOLDERS = ("checkpoints", "tensorboard")
+WORKDIR_FILES = ("config.json", "metrics.jsonl", "summary.json", ".lock")
+
+
+def check_workdir_entries(workdir: str) -> None:
+    """Raise ConfigError (field "workdir") if the workdir or one of its entries has the wrong kind.
+
+    A workdir that is a regular file, `checkpoints/` replaced by a file, `metrics.jsonl` a folder:
+    each is named in one line before any library trips over it.
+    """
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError("workdir", f"{workdir!r} is a file, not a directory; accepted: a new "
+                          "or existing directory")
+    for name in WORKDIR_FOLDERS:
+        path = os.path.join(workdir, name)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ConfigError("workdir", f"{path!r} should be the run's {name} folder but is a "
+                              "file; move it away or use a new --workdir")
+    for name in WORKDIR_FILES:
+        path = os.path.join(workdir, name)
+        if os.path.isdir(path):
+            raise ConfigError("workdir", f"{path!r} should be the run's {name} file but is a "
+                              "directory; move it away or use a new --workdir")
+
+
 def prepare_workdir(workdir: str) -> None:
     """Create `workdir` if needed; raise ConfigError (field "workdir") if it cannot be written."""
+    check_workdir_entries(workdir)
     try:
         os.makedirs(workdir, exist_ok=True)
     except OSError as e:
