@@ -10,6 +10,7 @@ file over another (a single object is replaced whole instead, which is atomic th
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from typing import Any
@@ -19,6 +20,9 @@ from etils import epath
 from cnn_rnn.errors import ConfigError
 
 OBJECT_STORES = ("gs://", "s3://", "az://", "hf://")
+# What a gs:// workdir needs beyond our dependencies: epath reads and writes through gcsfs, and
+# Orbax asks google-cloud-storage about the bucket's layout.
+CLIENTS = {"gs://": ("gcsfs", "google.cloud.storage")}
 
 
 def is_object_store(path: str) -> bool:
@@ -69,6 +73,23 @@ def listdir(path: str) -> list[str]:
     return sorted(c.name for c in p.iterdir()) if p.exists() else []
 
 
+def files_under(folder: str) -> list[str]:
+    """Paths relative to `folder` of every file below it, sorted."""
+    if not is_object_store(folder):
+        return sorted(os.path.relpath(os.path.join(root, name), folder)
+                      for root, _, names in os.walk(folder) for name in names)
+    out = []  # listings only: object stores differ in what their glob returns
+    for name in listdir(folder):
+        path = join(folder, name)
+        out += [f"{name}/{rel}" for rel in files_under(path)] if isdir(path) else [name]
+    return sorted(out)
+
+
+def read_bytes(path: str) -> bytes:
+    """The bytes of the file `path`."""
+    return as_path(path).read_bytes()
+
+
 def read_text(path: str) -> str:
     """The text of the file `path`."""
     return as_path(path).read_text()
@@ -106,6 +127,17 @@ def move(src: str, dst: str) -> None:
     as_path(src).rename(dst)
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package missing
+        return False
+
+
+def _pip_name(module: str) -> str:
+    return module.replace(".", "-")
+
+
 def check_reachable(workdir: str) -> None:
     """Raise ConfigError ("workdir") unless a bucket workdir can be reached, before any write.
 
@@ -114,6 +146,13 @@ def check_reachable(workdir: str) -> None:
     """
     if not is_object_store(workdir):
         return
+    for prefix, modules in CLIENTS.items():
+        missing = [m for m in modules if workdir.startswith(prefix) and not _importable(m)]
+        if missing:
+            pip = " ".join(_pip_name(m) for m in missing)
+            raise ConfigError("workdir", f"{workdir}: a {prefix} workdir needs "
+                              f"{' and '.join(missing)}, not installed; accepted: a local "
+                              f"directory, or pip install {pip}")
     try:
         as_path(workdir).exists()
     except Exception as e:  # noqa: BLE001 - any client, network or credential failure

@@ -22,7 +22,6 @@ import errno
 import logging
 import os
 import re
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -32,6 +31,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from cnn_rnn import paths
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.training import distributed, integrity
 from cnn_rnn.training.state import TrainState
@@ -43,7 +43,7 @@ class Checkpointer:
     """Saves and restores TrainStates with an Orbax CheckpointManager (the `args=` API)."""
 
     def __init__(self, directory: str, keep: int):
-        self.directory = os.path.abspath(directory)
+        self.directory = paths.absolute(directory)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=False,
             cleanup_tmp_directories=True)
@@ -86,10 +86,11 @@ class Checkpointer:
         # Orbax's temporary folder for `step` (and a committed folder without its manifest).
         # Writes still in flight when the save failed may recreate it: look again until none.
         for _ in range(20):
-            partial = [name for name in os.listdir(self.directory)
+            partial = [name for name in paths.listdir(self.directory)
                        if name == str(step) or name.startswith(f"{step}.orbax-checkpoint-tmp")]
             for name in partial:
-                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    paths.remove_tree(paths.join(self.directory, name))
             if not partial:
                 break
             time.sleep(0.1)
@@ -191,8 +192,8 @@ class Checkpointer:
         dst_dir = os.path.join(os.path.dirname(self.directory), "unreadable_checkpoints")
         dst = os.path.join(dst_dir, f"{step}-{int(time.time())}")
         if distributed.is_primary():  # one mover; the others wait for it
-            os.makedirs(dst_dir, exist_ok=True)
-            shutil.move(src, dst)
+            paths.makedirs(dst_dir)
+            paths.move(src, dst)
         distributed.barrier(f"checkpoint-set-aside-{step}")
         self.manager.reload()
         return dst
