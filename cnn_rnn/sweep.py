@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from cnn_rnn import paths
 from cnn_rnn.data.base import DataSource
 from cnn_rnn.data.registry import DATA, data_names
 from cnn_rnn.errors import ConfigError
@@ -134,31 +135,26 @@ def check_unchanged(point: Point, workdir: str) -> None:
     applied to the config.json of the point's earlier run: a finished point is skipped without
     reaching the checkpoint check, so its stale results would be reported as this config's.
     """
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
+    path = paths.join(workdir, "config.json")
+    if not paths.exists(path):
         return
-    with open(path) as f:
-        saved = json.load(f)
+    saved = json.loads(paths.read_text(path))
     with _naming(point):
         check_same_run({"config": run_identity(saved)}, complete(point.config))
 
 
 def finished_summary(workdir: str, steps: int) -> dict[str, Any] | None:
     """The point's summary if it already ran to `steps`, else None."""
-    path = os.path.join(workdir, "summary.json")
-    if not os.path.exists(path):
+    path = paths.join(workdir, "summary.json")
+    if not paths.exists(path):
         return None
-    with open(path) as f:
-        summary = json.load(f)
+    summary = json.loads(paths.read_text(path))
     return summary if summary.get("step", 0) >= steps else None
 
 
 def _write_results(workdir: str, rows: list[dict[str, Any]]) -> None:
-    path = os.path.join(workdir, RESULTS_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(rows, f, indent=1, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    paths.write_text_atomic(paths.join(workdir, RESULTS_FILE),
+                            json.dumps(rows, indent=1, sort_keys=True, default=str))
 
 
 def run_sweep(points: Sequence[Point], workdir: str, *,

@@ -14,6 +14,18 @@ RECURRENT_GATES = {"rnn": 1, "irnn": 1, "lstm": 4, "gru": 3, "mingru": 2, "lru":
 MODELS = ("rnn", "irnn", "lstm", "gru", "tcn", "transformer", "lru", "mingru", "cnn1d")
 
 
+def check_budget(budget: Any) -> int:
+    """`budget` if it is a positive integer, else ValueError (the config argument's message).
+
+    A negative or zero budget is meaningless; sizing from it would silently build the smallest
+    model instead.
+    """
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
+        raise ValueError(f"config argument budget={budget!r}: the parameter budget must be a "
+                         "positive integer; accepted: e.g. budget=20000")
+    return budget
+
+
 def recurrent_hidden(model: str, budget: int, input_dim: int, outputs: int) -> int:
     """Hidden size H with G*(H*H + H*D + 2H) + H*O about `budget` (one layer)."""
     g = RECURRENT_GATES[model]
@@ -33,6 +45,7 @@ def model_config(model: str, *, budget: int, input_dim: int, outputs: int,
       tcn: kwargs of the TCN (levels, hidden, kernel_size, dropout) from the paper's tables.
       many_to_many: whether the task needs an output per step (transformer becomes causal).
     """
+    check_budget(budget)
     if model in ("rnn", "lstm", "gru"):
         return dict(name=model, hidden=recurrent_hidden(model, budget, input_dim, outputs))
     if model == "irnn":

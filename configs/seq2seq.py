@@ -17,6 +17,7 @@ import jax
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.task import TaskSpec
 from configs.common import base_config, parse_arg
+from configs.presets import check_budget
 
 MODELS = ("none", "additive", "dot", "transformer")
 
@@ -36,6 +37,7 @@ def matched_model(model, cell, budget, vocab, length=8):
     """The model section whose width puts the parameter count closest to `budget`."""
     if model not in MODELS:
         raise ValueError(f"config argument model={model!r}; accepted: {', '.join(MODELS)}")
+    check_budget(budget)
 
     def section(width):
         if model == "transformer":  # 2 encoder + 2 decoder layers, 2 heads

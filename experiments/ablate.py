@@ -51,8 +51,7 @@ def validate_probe(probe: Any) -> None:
 
 def main(argv: list[str]) -> None:
     """Validate, run and probe every point, write the report."""
-    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR,
-                                         "configs/ablations/vanishing_gradients.py")
+    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR, "experiments.ablate")
     if "probe" not in config:
         fail("--config: the config has no `probe` section; it is not an ablation config")
     validate_probe(config.probe)

@@ -89,8 +89,7 @@ def run_benchmark(config: Any, workdir: str) -> list[dict[str, Any]]:
 
 def main(argv: list[str]) -> None:
     """Run the benchmark grid, then write the table, results.json and the plot."""
-    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR,
-                                         "configs/benchmarks/recurrent_cpu.py")
+    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR, "experiments.benchmark")
     run_benchmark(config, workdir)
 
 

@@ -16,7 +16,7 @@ from cnn_rnn.errors import ConfigError, NonFiniteError
 from cnn_rnn.training import distributed, interrupts
 from cnn_rnn.training.host_devices import patient_host_devices
 from cnn_rnn.training.interrupts import Interrupted
-from experiments import config_file
+from experiments import config_file, config_kind
 
 # What a run stopped by SIGTERM exits with (128 + 15), after saving a checkpoint.
 PREEMPTED_EXIT = 143
@@ -70,17 +70,19 @@ def load_config(holder: Any) -> Any:
 
 
 def config_and_workdir(argv: list[str], config: Any, workdir: Any,
-                       example: str) -> tuple[Any, str]:
+                       command: str) -> tuple[Any, str]:
     """The loaded config and the workdir of a `--config ... --workdir ...` entry point.
 
-    Exits with one line for stray arguments, a missing flag or a config that fails to load.
+    Exits with one line for stray arguments, a missing flag, a config that fails to load, or a
+    config of another entry point's kind (a sweep given to the benchmark, ...).
 
     Args:
       argv: what absl left after parsing the flags (the program name first).
       config: the `config_flags.DEFINE_config_file` holder.
       workdir: the `--workdir` flag holder.
-      example: a config file to suggest when --config is missing.
+      command: the entry point, e.g. "experiments.run" (one of config_kind.BY_COMMAND).
     """
+    example = config_kind.BY_COMMAND[command].example
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; accepted: --config=..., --workdir=..., "
              "--config.<field>=value")
@@ -88,7 +90,10 @@ def config_and_workdir(argv: list[str], config: Any, workdir: Any,
         fail(f"--config: required; e.g. --config={example}")
     if not workdir.value:
         fail(f"--workdir: required ({flags.FLAGS[workdir.name].help.rstrip('.')})")
-    return load_config(config), workdir.value
+    loaded = load_config(config)
+    path = flags.FLAGS[config.name].config_filename
+    config_kind.check_kind(loaded, config_file.load_module(path.split(":", 1)[0]), path, command)
+    return loaded, workdir.value
 
 
 def load_points_module(path: str, kind: str) -> Any:

@@ -30,6 +30,9 @@ def load_module(path: str, flag: str = "--config") -> ModuleType:
     """Import the Python file `path` (no `:arg`) as a fresh module; ConfigError if it fails."""
     if not path:
         raise ConfigError(flag, "empty path; e.g. --config=configs/mnist1d_cnn.py")
+    if os.path.isdir(path):
+        raise ConfigError(flag, f"{path!r} is a directory, not a config file; e.g. "
+                          f"{flag}=configs/mnist1d_cnn.py")
     if not os.path.isfile(path):
         raise ConfigError(flag, f"no such file {path!r}")
     if not path.endswith(".py"):

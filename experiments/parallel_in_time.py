@@ -23,8 +23,7 @@ FIGURE = "iterations.png"
 
 def main(argv: list[str]) -> None:
     """Measure every point, then write results.json, the figure and report.md."""
-    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR,
-                                         "configs/ablations/parallel_in_time.py")
+    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR, "experiments.parallel_in_time")
     from cnn_rnn.diagnostics import newton, newton_report
     from cnn_rnn.training.loop import prepare_workdir
 

@@ -47,7 +47,7 @@ def main(argv: list[str]) -> None:
             fail("--config: required with --show_config; e.g. --config=configs/mnist1d_cnn.py")
         print(load_config(_CONFIG))
         return
-    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR, "configs/mnist1d_cnn.py")
+    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR, "experiments.run")
     from cnn_rnn.training import distributed
 
     distributed.initialize(distributed.ClusterFlags(

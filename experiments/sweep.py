@@ -36,8 +36,7 @@ def default_report(rows: list[dict[str, Any]], workdir: str, config: Any) -> Non
 
 def main(argv: list[str]) -> None:
     """Validate, run every point, write the report."""
-    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR,
-                                         "configs/sweeps/results_cpu.py")
+    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR, "experiments.sweep")
     module = load_points_module(flags.FLAGS["config"].config_filename, "a sweep")
     from cnn_rnn.sweep import run_sweep
 

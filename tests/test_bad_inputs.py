@@ -101,7 +101,7 @@ def _broken_files(tmp_path):
         ([f"--config={tmp_path}/returns_none.py"], "returned NoneType"),
         ([f"--config={tmp_path}/bad_import.py"], "no_such_module_xyz"),
         ([f"--config={tmp_path}/notes.txt"], "not a Python config file"),
-        ([f"--config={tmp_path}/folder.py"], "no such file"),
+        ([f"--config={tmp_path}/folder.py"], "is a directory, not a config file"),
         ([f"--config={tmp_path}/missing.py", "--config.steps=3"], "no such file"),
         (["--config=", "--config.steps=3"], "--config"),
         (["--config.steps=3"], "--config"),

@@ -16,13 +16,19 @@ problem with the file is a one-line ConfigError on `data.path` (or the override 
 
 from __future__ import annotations
 
-import os
 import zipfile
 from typing import Any
 
 import numpy as np
 
 from cnn_rnn.data.base import DataSource
+from cnn_rnn.data.file_checks import (
+    check_axes,
+    check_file,
+    check_npz_sizes,
+    float32_values,
+    int32_labels,
+)
 from cnn_rnn.data.images import check_view_options, classification_spec, normalized_source
 from cnn_rnn.data.registry import register_data
 from cnn_rnn.data.sequential import check_choice
@@ -39,8 +45,7 @@ def load_npz(path: Any) -> dict[str, np.ndarray]:
     """Return the four Keras-convention arrays of the `.npz` at `path`, or raise ConfigError."""
     if not isinstance(path, str) or not path:
         raise ConfigError("data.path", f"must be the path of {ACCEPTED}, got {path!r}")
-    if not os.path.isfile(path):
-        raise ConfigError("data.path", f"no such file {path!r}; accepted: {ACCEPTED}")
+    check_file("data.path", path, ACCEPTED)
     if not zipfile.is_zipfile(path):  # np.load would try it as a pickle
         raise ConfigError("data.path", f"cannot read {path} as .npz (not a zip archive); "
                           f"accepted: {ACCEPTED}")
@@ -50,6 +55,7 @@ def load_npz(path: Any) -> dict[str, np.ndarray]:
             if missing:
                 raise ConfigError("data.path", f"{path} has no {', '.join(missing)} (it holds "
                                   f"{', '.join(npz.files) or 'nothing'}); accepted: {ACCEPTED}")
+            check_npz_sizes(path, "data.path")  # before np.load allocates what a header claims
             return {k: npz[k] for k in KEYS}
     except ValueError as e:  # object arrays need pickle, which could run code: refused
         if isinstance(e, ConfigError):
@@ -71,11 +77,8 @@ def check_inputs(d: dict[str, np.ndarray], path: str) -> None:
         if not 2 <= x.ndim <= 4:
             raise ConfigError("data.path", f"{path}: {key} has shape {x.shape}; accepted: "
                               "[N, T], [N, T, D], [N, H, W] or [N, H, W, C]")
-        if x.dtype.kind == "f" and not np.isfinite(x).all():
-            bad = np.argwhere(~np.isfinite(x))[0]
-            raise ConfigError("data.path", f"{path}: {key} holds {(~np.isfinite(x)).sum()} "
-                              f"NaN/inf values (first at index {tuple(int(i) for i in bad)}); "
-                              "accepted: finite inputs")
+        axes = "examples, steps or rows, features or columns, channels"
+        check_axes("data.path", f"{path}: {key}", x.shape, axes)
     if d["x_train"].shape[1:] != d["x_test"].shape[1:]:
         raise ConfigError("data.path", f"{path}: x_train examples {d['x_train'].shape[1:]} and "
                           f"x_test examples {d['x_test'].shape[1:]} differ in shape")
@@ -86,7 +89,7 @@ def check_inputs(d: dict[str, np.ndarray], path: str) -> None:
                               f"{ny}; accepted: equal, non-zero lengths")
 
 
-def with_channels(x: np.ndarray, layout: str) -> np.ndarray:
+def with_channels(x: np.ndarray, layout: str, where: str = "inputs") -> np.ndarray:
     """Return inputs as [N, *positions, C]: images [N, H, W, C] or sequences [N, T, D]."""
     if layout == "auto":
         layout = "images" if x.ndim == 4 or (x.ndim == 3 and x.dtype == np.uint8) else "sequences"
@@ -95,7 +98,7 @@ def with_channels(x: np.ndarray, layout: str) -> np.ndarray:
         raise ConfigError("data.layout", f"{layout!r} needs inputs with {wanted[0]} or "
                           f"{wanted[1]} axes, got shape {x.shape}; accepted: {', '.join(LAYOUTS)}")
     x = x if x.ndim == wanted[1] else x[..., None]
-    return x if x.dtype == np.uint8 else x.astype(np.float32)
+    return x if x.dtype == np.uint8 else float32_values(x, "data.path", where)
 
 
 def targets_and_task(d: dict[str, np.ndarray], task: str,
@@ -117,11 +120,13 @@ def targets_and_task(d: dict[str, np.ndarray], task: str,
         if any(y.ndim != 1 for y in ys) or min(int(y.min()) for y in ys) < 0:
             raise ConfigError("data.path", f"{path}: classification labels must be integers "
                               f">= 0 of shape [N], got {ys[0].shape} / {ys[1].shape}")
-        return ys[0].astype(np.int32), ys[1].astype(np.int32), task
-    ys = [np.asarray(y, np.float32).reshape(len(y), -1) for y in ys]
-    if ys[0].shape[1] != ys[1].shape[1] or not all(np.isfinite(y).all() for y in ys):
-        raise ConfigError("data.path", f"{path}: regression targets must be finite, with the "
-                          f"same width in train and test, got {ys[0].shape} / {ys[1].shape}")
+        return (int32_labels(ys[0], "data.path", f"{path}: y_train"),
+                int32_labels(ys[1], "data.path", f"{path}: y_test"), task)
+    ys = [float32_values(y.reshape(len(y), -1), "data.path", f"{path}: y_{split}")
+          for y, split in zip(ys, ("train", "test"), strict=True)]
+    if ys[0].shape[1] != ys[1].shape[1] or ys[0].shape[1] == 0:
+        raise ConfigError("data.path", f"{path}: regression targets must have the same, non-zero "
+                          f"width in train and test, got {ys[0].shape} / {ys[1].shape}")
     return ys[0], ys[1], task
 
 
@@ -147,7 +152,7 @@ def arrays(seed: int, path: str = "", task: str = "auto", layout: str = "auto",
     d = load_npz(path)
     check_inputs(d, path)
     y_train, y_test, task = targets_and_task(d, task, path)
-    x_train, x_test = with_channels(d["x_train"], layout), with_channels(d["x_test"], layout)
+    x_train, x_test = (with_channels(d[k], layout, f"{path}: {k}") for k in ("x_train", "x_test"))
     if task == "classification":
         spec = classification_spec(int(max(y_train.max(), y_test.max())) + 1, x_train.shape[1:],
                                    y_train)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import os
 from collections.abc import Sequence
 from importlib import resources
 
@@ -43,6 +42,7 @@ import numpy as np
 
 from cnn_rnn.data import forecast_baselines
 from cnn_rnn.data.base import ArraySource
+from cnn_rnn.data.file_checks import check_axes, check_file, check_npy_sizes, float32_values
 from cnn_rnn.data.registry import register_data
 from cnn_rnn.data.sequential import check_choice, check_int
 from cnn_rnn.errors import ConfigError
@@ -64,9 +64,12 @@ def shipped_path(name: str) -> str:
     return str(resources.files("cnn_rnn.data") / "series" / SHIPPED[name][0])
 
 
+def _accepted() -> str:
+    return f"a {' or '.join(SUFFIXES)} file, or one of {', '.join(SHIPPED)}"
+
+
 def _bad_path(path: str, why: str) -> ConfigError:
-    return ConfigError("data.path", f"{why}; accepted: a {' or '.join(SUFFIXES)} file, or one of "
-                       f"{', '.join(SHIPPED)}")
+    return ConfigError("data.path", f"{why}; accepted: {_accepted()}")
 
 
 def _select(names: list[str], columns: Sequence[str | int], path: str) -> list[int]:
@@ -90,10 +93,18 @@ def _select(names: list[str], columns: Sequence[str | int], path: str) -> list[i
 
 
 def _read_csv(path: str) -> tuple[list[str], list[list[str]]]:
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r]
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which is not part of the
+    # first column's name.
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+    except UnicodeDecodeError as e:
+        raise _bad_path(path, f"{path} is not UTF-8 text (byte {e.start}); save it as CSV "
+                        "UTF-8") from None
+    if not rows:
+        raise _bad_path(path, f"{path} holds no rows (expected a header row, then data rows)")
     if len(rows) < 2:
-        raise _bad_path(path, f"{path} has no header row and data rows")
+        raise _bad_path(path, f"{path} has a header row ({', '.join(rows[0])}) but no data rows")
     return [h.strip() for h in rows[0]], rows[1:]
 
 
@@ -123,16 +134,17 @@ def read_series(path: str, columns: tuple[str | int, ...] = ()) -> np.ndarray:
         path = shipped_path(path)
     if not isinstance(path, str) or not path.endswith(SUFFIXES):
         raise _bad_path(str(path), f"{path!r} is neither a shipped series nor a .csv/.npy path")
-    if not os.path.isfile(path):
-        raise _bad_path(path, f"no such file {path!r}")
+    check_file("data.path", path, _accepted())
     if path.endswith(".npy"):
+        shape, dtype = check_npy_sizes(path, "data.path")  # before np.load allocates it
+        if len(shape) not in (1, 2) or dtype.kind not in "biuf":
+            raise _bad_path(path, f"{path} holds a {dtype} array of shape {shape}, "
+                            "not numbers [N] or [N, C]")
+        check_axes("data.path", path, shape, "steps, columns")
         try:
             array = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise _bad_path(path, f"cannot read {path}: {str(e).splitlines()[0]}") from e
-        if array.ndim not in (1, 2) or not np.issubdtype(array.dtype, np.number):
-            raise _bad_path(path, f"{path} holds a {array.dtype} array of shape {array.shape}, "
-                            "not numbers [N] or [N, C]")
         array = array.reshape(len(array), -1).astype(np.float64)
         names = [str(i) for i in range(array.shape[1])]
         series = array[:, _select(names, [int(c) if str(c).isdigit() else c for c in columns],
@@ -144,6 +156,7 @@ def read_series(path: str, columns: tuple[str | int, ...] = ()) -> np.ndarray:
         bad = int(np.argwhere(~np.isfinite(series))[0, 0])
         raise ConfigError("data.path", f"{path} has a missing or non-finite value at data row "
                           f"{bad + 1}; accepted: finite numbers (fill or drop gaps first)")
+    float32_values(series, "data.path", path)  # the model's float32 would turn them into inf
     return series
 
 

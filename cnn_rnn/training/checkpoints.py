@@ -22,7 +22,7 @@ import errno
 import logging
 import os
 import re
-import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -31,6 +31,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from cnn_rnn import paths
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.training import distributed, integrity
 from cnn_rnn.training.state import TrainState
@@ -42,11 +43,12 @@ class Checkpointer:
     """Saves and restores TrainStates with an Orbax CheckpointManager (the `args=` API)."""
 
     def __init__(self, directory: str, keep: int):
-        self.directory = os.path.abspath(directory)
+        self.directory = paths.absolute(directory)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=False,
             cleanup_tmp_directories=True)
         # Handlers named up front: item_metadata() needs them before any save or restore.
+        _drop_closed_loop_reports()
         handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
         self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              item_handlers=handlers)
@@ -82,9 +84,16 @@ class Checkpointer:
 
     def _remove_partial(self, step: int) -> None:
         # Orbax's temporary folder for `step` (and a committed folder without its manifest).
-        for name in os.listdir(self.directory):
-            if name == str(step) or name.startswith(f"{step}.orbax-checkpoint-tmp"):
-                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        # Writes still in flight when the save failed may recreate it: look again until none.
+        for _ in range(20):
+            partial = [name for name in paths.listdir(self.directory)
+                       if name == str(step) or name.startswith(f"{step}.orbax-checkpoint-tmp")]
+            for name in partial:
+                with contextlib.suppress(OSError):
+                    paths.remove_tree(paths.join(self.directory, name))
+            if not partial:
+                break
+            time.sleep(0.1)
         self.manager.reload()
 
     def read_meta(self, step: int) -> dict[str, Any]:
@@ -183,8 +192,8 @@ class Checkpointer:
         dst_dir = os.path.join(os.path.dirname(self.directory), "unreadable_checkpoints")
         dst = os.path.join(dst_dir, f"{step}-{int(time.time())}")
         if distributed.is_primary():  # one mover; the others wait for it
-            os.makedirs(dst_dir, exist_ok=True)
-            shutil.move(src, dst)
+            paths.makedirs(dst_dir)
+            paths.move(src, dst)
         distributed.barrier(f"checkpoint-set-aside-{step}")
         self.manager.reload()
         return dst
@@ -193,6 +202,34 @@ class Checkpointer:
         """Finish pending writes and release the manager."""
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _drop_closed_loop_reports() -> None:
+    """Keep late I/O callbacks of a failed save from printing tracebacks (installed once).
+
+    When a write fails (a full disk), TensorStore still completes the writes in flight on its own
+    threads, during the clean-up and up to the process's exit; each completion calls back into
+    Orbax's asyncio loop, already closed by the failure, and the callback's RuntimeError is
+    reported as unraisable: pages of tracebacks around our one line. Those (and only those) are
+    dropped.
+    """
+    if getattr(sys.unraisablehook, "drops_closed_loop", False):
+        return
+    previous = sys.excepthook, sys.unraisablehook
+
+    def closed_loop(value: BaseException | None) -> bool:
+        return isinstance(value, RuntimeError) and str(value) == "Event loop is closed"
+
+    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if not closed_loop(value):
+            previous[0](kind, value, tb)
+
+    def unraisablehook(info: Any) -> None:
+        if not closed_loop(info.exc_value):
+            previous[1](info)
+
+    unraisablehook.drops_closed_loop = True
+    sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
 
 
 def _is_structure_mismatch(e: Exception) -> bool:

@@ -20,6 +20,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from cnn_rnn import paths
+
 MANIFEST = "checksums.json"
 _SEAL = "record_sha256"
 
@@ -63,24 +65,20 @@ def check_seal(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _file_digests(folder: str) -> dict[str, str]:
-    out = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            rel = os.path.relpath(path, folder)
-            if rel in (MANIFEST, MANIFEST + ".tmp"):
-                continue
-            with open(path, "rb") as f:
-                out[rel] = hashlib.file_digest(f, "sha256").hexdigest()
-    return dict(sorted(out.items()))
+    return {rel: hashlib.sha256(paths.read_bytes(paths.join(folder, rel))).hexdigest()
+            for rel in paths.files_under(folder) if rel not in (MANIFEST, MANIFEST + ".tmp")}
 
 
 def write_manifest(folder: str) -> None:
     """Write `<folder>/checksums.json`: the SHA-256 of every file in the committed checkpoint."""
     files = _file_digests(folder)
+    text = json.dumps(seal({"files": files}), sort_keys=True)
+    if paths.is_object_store(folder):  # one object upload: whole or absent
+        paths.write_text_atomic(paths.join(folder, MANIFEST), text)
+        return
     tmp = os.path.join(folder, MANIFEST + ".tmp")
     with open(tmp, "w") as f:
-        json.dump(seal({"files": files}), f, sort_keys=True)
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, os.path.join(folder, MANIFEST))
@@ -88,12 +86,11 @@ def write_manifest(folder: str) -> None:
 
 def check_manifest(folder: str) -> None:
     """ChecksumError naming the first file that differs from the manifest (none: nothing to do)."""
-    path = os.path.join(folder, MANIFEST)
-    if not os.path.exists(path):
+    path = paths.join(folder, MANIFEST)
+    if not paths.exists(path):
         return
     try:
-        with open(path) as f:
-            manifest = check_seal(json.load(f))
+        manifest = check_seal(json.loads(paths.read_text(path)))
         wanted = dict(manifest["files"])
     except (ValueError, KeyError, TypeError) as e:
         raise ChecksumError("its checksum manifest is unreadable") from e

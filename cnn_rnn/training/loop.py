@@ -122,6 +122,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     Resumes from the newest checkpoint in `<workdir>/checkpoints` if there is one; a run already
     at `config.steps` only reports. Returns the summary also written to `<workdir>/summary.json`.
     """
+    record.check_workdir_entries(workdir)  # before the slow part: the data and the model
     cfg = complete(config)
     finished = record.finished_summary(workdir, cfg)
     if finished is not None:  # nothing to build: say what it was

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from cnn_rnn import paths
 from cnn_rnn.data.base import DataSource
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.training.config import complete_sections
@@ -31,21 +32,45 @@ _LEGACY_FIELDS = ("model", "data", "seed", "batch_size")
 _ABSENT = "(absent)"
 
 
-def write_json_atomic(path: str, obj: Any) -> None:
-    """Write `obj` as JSON to `path` through a temporary file, so a crash leaves old or new."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+write_json_atomic = paths.write_json_atomic  # re-exported: a crash leaves old or new
+
+
+# What a run keeps in its workdir: folders and files. Something else in their place (a file
+# where checkpoints/ should be, a folder named metrics.jsonl) is refused before anything is read.
+WORKDIR_FOLDERS = ("checkpoints", "tensorboard")
+WORKDIR_FILES = ("config.json", "metrics.jsonl", "summary.json", ".lock")
+
+
+def check_workdir_entries(workdir: str) -> None:
+    """Raise ConfigError (field "workdir") if the workdir or one of its entries has the wrong kind.
+
+    A workdir that is a regular file, `checkpoints/` replaced by a file, `metrics.jsonl` a folder:
+    each is named in one line before any library trips over it.
+    """
+    paths.check_reachable(workdir)  # an offline bucket: one line, before anything else
+    if paths.isfile(workdir):
+        raise ConfigError("workdir", f"{workdir!r} is a file, not a directory; accepted: a new "
+                          "or existing directory")
+    for name in WORKDIR_FOLDERS:
+        path = paths.join(workdir, name)
+        if paths.isfile(path):
+            raise ConfigError("workdir", f"{path!r} should be the run's {name} folder but is a "
+                              "file; move it away or use a new --workdir")
+    for name in WORKDIR_FILES:
+        path = paths.join(workdir, name)
+        if paths.isdir(path):
+            raise ConfigError("workdir", f"{path!r} should be the run's {name} file but is a "
+                              "directory; move it away or use a new --workdir")
 
 
 def prepare_workdir(workdir: str) -> None:
     """Create `workdir` if needed; raise ConfigError (field "workdir") if it cannot be written."""
+    check_workdir_entries(workdir)
     try:
-        os.makedirs(workdir, exist_ok=True)
+        paths.makedirs(workdir)
     except OSError as e:
         raise ConfigError("workdir", f"cannot create {workdir!r}: {e.strerror or e}") from e
-    if not os.access(workdir, os.W_OK):
+    if not paths.is_object_store(workdir) and not os.access(workdir, os.W_OK):
         raise ConfigError("workdir", f"{workdir!r} is not writable")
 
 
@@ -111,8 +136,7 @@ def checkpoint_meta(cfg: Mapping[str, Any], train_seconds: float,
 def _summary_seconds(workdir: str, step: int) -> float | None:
     """train_seconds of the summary.json written at `step`, if there is one."""
     try:
-        with open(os.path.join(workdir, "summary.json")) as f:
-            summary = json.load(f)
+        summary = json.loads(paths.read_text(paths.join(workdir, "summary.json")))
         return float(summary["train_seconds"]) if summary.get("step") == step else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -189,7 +213,7 @@ def write_summary(workdir: str, cfg: Mapping[str, Any], data: DataSource, n_para
                "eval": {k: v for k, v in (evals[-1] if evals else {}).items()
                         if k not in ("step", "split")}}
     if write:
-        write_json_atomic(os.path.join(workdir, "summary.json"), summary)
+        write_json_atomic(paths.join(workdir, "summary.json"), summary)
     return summary
 
 
