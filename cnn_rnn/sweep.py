@@ -221,3 +221,11 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, 
              "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r, k) for _, k in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def write_page(path: str, lines: Sequence[str]) -> None:
+    """Write a generated markdown page (its folder created) and say where it went."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    print(f"report: {path}")
