@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from cnn_rnn.data.registry import build_data
+from cnn_rnn.data.registry import build_data, data_fields
 from cnn_rnn.data.timeseries import PROTOCOLS
 from cnn_rnn.diagnostics.model_selection import KeptModelOnTest, early_stopping
 from cnn_rnn.errors import ConfigError
@@ -193,6 +193,9 @@ def test_ltsf_config_epochs_and_recipes():
     assert c.data.columns == ("OT",) and c.eval_every == (8640 - 336 - 720 + 1) // 32
     with pytest.raises(ValueError, match="features"):
         ltsf_config("features=X")
+    # Every keyword of the source is a typed config field (settable as --config.data.<field>).
+    for key, field_type in data_fields("timeseries").items():
+        assert c.data[key] is None or isinstance(c.data[key], field_type), key
 
 
 @pytest.mark.parametrize("losses,patience,expected", [
