@@ -169,5 +169,7 @@ DIFFERENCES = [
     "DLinear's weights at 1/L as in the reference), one seed (0); the reference fixes seed 2021.",
     "- GRU, LSTM, TCN and Transformer are not in the reference: they get batch 32, rate 1e-3 "
     "(Adam), the same epochs, schedule and selection; models as configs/forecast.py (width 32, "
-    "a readout from the last step to horizon x 7 outputs).",
+    "a readout from the last step to horizon x 7 outputs), inputs z-scored but not shifted by "
+    "the last value. Untuned: these rows measure the networks under the linear models' "
+    "10-epoch recipe, not their best.",
 ]
