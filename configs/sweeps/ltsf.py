@@ -102,7 +102,8 @@ def write_report(rows, workdir, c):
         "Test MSE and MAE on z-scored values (training statistics), averaged over every stride-1 "
         "test window x horizon step x variable, of the checkpoint that early stopping on the "
         "validation loss keeps (patience 3 of 10 epochs). Published: Zeng et al., AAAI 2023, "
-        "Table 2.",
+        "Table 2. \"unfinished\": started, not finished (rerun the command to resume); "
+        "\"not run\": not started.",
         "",
         f"| model | {head} |",
         "|---|" + "---|---|" * len(HORIZONS),
@@ -112,7 +113,9 @@ def write_report(rows, workdir, c):
         for h in HORIZONS:
             sel = done.get((model, h))
             if sel is None or "test" not in sel[0]:
-                cells.append("not run | not run")
+                # A folder without a result: started, interrupted (resumable), or no finite loss.
+                started = os.path.isdir(os.path.join(workdir, point_name(c, model, h)))
+                cells.append("unfinished | unfinished" if started else "not run | not run")
                 continue
             test = sel[0]["test"]
             cells.append(f"{test['loss']:.4f} | {test['mae']:.4f}")
