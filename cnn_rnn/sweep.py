@@ -196,3 +196,12 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
         rows.append(row)
         _write_results(workdir, rows)
     return rows
+
+
+def write_page(path: str, lines: Sequence[str]) -> None:
+    """Write a generated markdown page (its folder created) and say where it went."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        f.write("\
+".join(lines))
+    print(f"report: {path}")

@@ -190,3 +190,25 @@ def test_bad_input_in_a_real_process(cli, tmp_path, argv, text):
     proc = cli("experiments.run", *argv, f"--workdir={workdir}", devices=1, timeout=180)
     _assert_one_error_line(proc.returncode, proc.stderr, workdir, text)
 
+
+
+def test_forecasting_protocol_bad_inputs(tmp_path, capsys):
+    """Borders that do not fit, a window longer than a part, horizon 0, a missing column."""
+    path = tmp_path / "ett.csv"
+    cols = "HUFL,HULL,MUFL,MULL,LUFL,LULL,OT"
+    path.write_text(f"date,{cols}\n" + "".join(f"d{i}," + ",".join(
+        f"{(i * (k + 3)) % 17 + 0.5 * k}" for k in range(7)) + "\n" for i in range(1000)))
+    base = f"--config=configs/ltsf.py:path={path},window=24,horizon=12"
+    cases = [
+        (f"{base},protocol=borders,borders=600;800;5000", "data.borders"),
+        (f"{base},protocol=borders,borders=800;600;1000", "data.borders"),
+        (base, "data.protocol"),  # ett_hourly needs 14,400 rows
+        (f"{base},protocol=borders,borders=600;700;1000,window=120", "data.window"),
+        (f"{base},protocol=borders,borders=600;800;1000,horizon=0", "data.horizon"),
+        (f"{base},protocol=borders,borders=600;800;1000,columns=OT;oil", "data.columns"),
+    ]
+    for i, (arg, field) in enumerate(cases):
+        workdir = tmp_path / f"w{i}"
+        code, err = _run_in_process([arg], workdir, capsys)
+        line = _assert_one_error_line(code, err, workdir, f"error: {field}:")
+        assert "ACCEPTED" not in line, line

@@ -23,9 +23,19 @@ error, so metrics are unchanged by it. `center="none"` keeps the globally normal
 Batches carry `target_scale` (the training std of each target), so eval logs report MSE and MAE
 in the series' original units (`mse_original`, `mae_original`) next to the normalised loss.
 
-Baselines (persistence, seasonal naive when `period` is given, and a linear AR least-squares fit
-on the same window; see `forecast_baselines`) are computed on the evaluation part in original
-units; persistence's MSE is the TaskSpec baseline, and the note lists all of them.
+Baselines (persistence, seasonal naive when `period` is given, and, under protocol="split", a
+linear AR least-squares fit on the same window; see `forecast_baselines`) are computed on the
+evaluation part in original units; persistence's MSE is the TaskSpec baseline, and the note
+lists all of them.
+
+Long-horizon benchmark protocol (`protocol`; Informer 2021, DLinear 2023, PatchTST 2023): explicit
+row borders instead of fractions. `protocol="ett_hourly"` takes rows [0, 8640) / [8640, 11520) /
+[11520, 14400) (12/4/4 months of 30 days; "ett_minute" the same months at 15-minute steps),
+`protocol="borders"` the ends given in `borders`. Validation and test windows then START `window`
+rows before their border (the first forecast is the part's first row; the inputs may reach back
+into the part before), every stride-1 window of the part is scored, and the training part's
+statistics z-score every column. With `center="none"` the eval `loss` and `mae` are the
+protocol's MSE and MAE on z-scored values, averaged over windows x horizon x variables.
 
 The training batch at step s is a seeded-permutation draw of the training windows, a pure function
 of (seed, s) (`ArraySource`).
@@ -56,6 +66,11 @@ SHIPPED = {
 MODES = ("many_to_one", "many_to_many")
 CENTERS = ("last", "none")
 SPLITS = ("validation", "test")
+# protocol -> the ends of the train, validation and test parts (None: from `split` or `borders`).
+_MONTH_H = 30 * 24  # the protocol's month: 30 days of hourly rows
+PROTOCOLS = {"split": None, "borders": None,
+             "ett_hourly": (12 * _MONTH_H, 16 * _MONTH_H, 20 * _MONTH_H),
+             "ett_minute": (48 * _MONTH_H, 64 * _MONTH_H, 80 * _MONTH_H)}
 SUFFIXES = (".csv", ".npy")
 
 
@@ -171,6 +186,33 @@ def split_bounds(n: int, split: Sequence[float]) -> list[tuple[int, int]]:
     return [(0, a), (a, b), (b, n)]
 
 
+def protocol_bounds(n: int, protocol: str, borders: Sequence[int]) -> list[tuple[int, int]]:
+    """[start, stop) of the train, validation and test parts under a border protocol.
+
+    Raises:
+      ConfigError: on `data.borders` (or `data.protocol`) when the borders are not three
+        increasing row counts that fit the series' N rows.
+
+    """
+    preset = PROTOCOLS[protocol]
+    if preset is not None:
+        if borders:
+            raise ConfigError("data.borders", f"protocol {protocol!r} fixes its borders {preset}; "
+                              "accepted: no borders, or protocol=borders")
+        if preset[-1] > n:
+            raise ConfigError("data.protocol", f"{protocol!r} needs {preset[-1]} rows (borders "
+                              f"{preset}), the series has {n}; accepted: a longer series, or "
+                              "protocol=borders with borders that fit")
+        borders = preset
+    ends = tuple(borders) if isinstance(borders, list | tuple) else ()
+    if (len(ends) != 3 or any(isinstance(b, bool) or not isinstance(b, int | np.integer)
+                              for b in ends) or not 0 < ends[0] < ends[1] < ends[2] <= n):
+        raise ConfigError("data.borders", f"{tuple(borders) if ends else borders!r} do not fit a "
+                          f"series of {n} rows; accepted: the ends of the train, validation and "
+                          f"test parts, three increasing integers, the last <= {n}")
+    return [(0, int(ends[0])), (int(ends[0]), int(ends[1])), (int(ends[1]), int(ends[2]))]
+
+
 def windows_of(part: np.ndarray, window: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
     """All windows [M, window, C] of a part and their next `horizon` values [M, horizon, C]."""
     total = window + horizon
@@ -240,7 +282,8 @@ def _arrays(norm: np.ndarray, bounds: tuple[int, int], window: int, horizon: int
 def timeseries(seed: int, path: str = "sunspots", columns: Sequence[str | int] = (),
                window: int = 24, horizon: int = 1, period: int | None = None,
                mode: str = "many_to_one", split: Sequence[float] = (0.7, 0.15),
-               eval_split: str = "validation", center: str = "last") -> TimeSeriesSource:
+               eval_split: str = "validation", center: str = "last", protocol: str = "split",
+               borders: Sequence[int] = ()) -> TimeSeriesSource:
     """Build a forecasting source from a CSV/.npy series or a shipped one.
 
     Args:
@@ -257,6 +300,11 @@ def timeseries(seed: int, path: str = "sunspots", columns: Sequence[str | int] =
       split: fractions of the series for the train and validation parts (test: the rest).
       eval_split: the part that evaluation (and the baselines) use: "validation" or "test".
       center: "last" (inputs and targets relative to the window's last value) or "none".
+      protocol: "split" (fractions, windows inside each part), or the long-horizon benchmark's
+        fixed borders: "ett_hourly" (8,640 / 2,880 / 2,880 rows), "ett_minute" (34,560 /
+        11,520 / 11,520), "borders" (`borders`); validation and test windows then start
+        `window` rows before their border.
+      borders: with protocol="borders", the ends of the train, validation and test parts (rows).
 
     """
     if not isinstance(path, str):
@@ -266,6 +314,7 @@ def timeseries(seed: int, path: str = "sunspots", columns: Sequence[str | int] =
     check_choice("mode", mode, MODES)
     check_choice("eval_split", eval_split, SPLITS)
     check_choice("center", center, CENTERS)
+    check_choice("protocol", protocol, tuple(PROTOCOLS))
     if isinstance(columns, str | int):
         columns = (columns,)
     series = read_series(path, tuple(columns))
@@ -275,9 +324,20 @@ def timeseries(seed: int, path: str = "sunspots", columns: Sequence[str | int] =
     if period > window:
         raise ConfigError("data.period", f"{period} is longer than window={window}: the seasonal "
                           f"baseline needs a whole period inside the window; accepted: 0..{window}")
-    bounds = split_bounds(len(series), split)
+    if protocol == "split":
+        if borders:
+            raise ConfigError("data.borders", f"{tuple(borders)!r} given with protocol='split' "
+                              "(fractions); accepted: protocol=borders, or no borders")
+        bounds = split_bounds(len(series), split)
+        reach = 0  # windows stay inside their part
+    else:
+        bounds = protocol_bounds(len(series), protocol, borders)
+        reach = window  # evaluation windows start `window` rows before their border
     for name, (a, b) in zip(("train", "validation", "test"), bounds, strict=True):
-        if b - a < window + horizon + (1 if name == "train" else 0):
+        if protocol != "split" and window > b - a:
+            raise ConfigError("data.window", f"{window} is longer than the {name} part ({b - a} "
+                              f"rows); accepted: <= {min(b - a for a, b in bounds)}")
+        if b - a + (reach if name != "train" else 0) < window + horizon + (name == "train"):
             raise ConfigError("data.window", f"window + horizon = {window + horizon} steps do not "
                               f"fit the {name} part ({b - a} of {len(series)} steps); accepted: "
                               "a shorter window or horizon, or a longer series")
@@ -287,12 +347,13 @@ def timeseries(seed: int, path: str = "sunspots", columns: Sequence[str | int] =
         raise ConfigError("data.columns", "a column is constant over the training part; "
                           "accepted: columns that vary")
     norm = (series - mean) / std
-    ev = bounds[SPLITS.index(eval_split) + 1]
+    ev_part = bounds[SPLITS.index(eval_split) + 1]
+    ev = (ev_part[0] - reach, ev_part[1])
     train = _arrays(norm, bounds[0], window, horizon, mode, std, True, center)
     test = _arrays(norm, ev, window, horizon, mode, std, False, center)
     baselines = forecast_baselines.all_baselines(
-        windows_of(train_part, window, horizon), windows_of(series[ev[0]:ev[1]], window, horizon),
-        horizon, period or None)
+        windows_of(train_part, window, horizon) if protocol == "split" else None,
+        windows_of(series[ev[0]:ev[1]], window, horizon), horizon, period or None)
     kind = "regression" if mode == "many_to_one" else "sequence_regression"
     spec = TaskSpec(kind=kind, num_outputs=horizon * series.shape[1],
                     input_shape=(window, series.shape[1]),

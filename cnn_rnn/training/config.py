@@ -19,7 +19,7 @@ from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import MODELS
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "linear")
+SCHEDULES = ("constant", "cosine", "linear", "step")
 # Data-parallel backends (cnn_rnn/training/parallel): jax.pmap, or jax.jit + NamedSharding.
 PARALLELISMS = ("pmap", "jit")
 NONFINITE_POLICIES = ("stop", "skip")

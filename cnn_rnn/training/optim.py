@@ -7,16 +7,20 @@ from typing import Any
 
 import optax
 
+from cnn_rnn.config_checks import check_int, check_number
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.training.config import OPTIMIZER_DEFAULTS, OPTIMIZERS, SCHEDULES
 
 
 def learning_rate_schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Schedule:
-    """Warmup (linear from 0) followed by a constant, cosine or linear decay to 0.
+    """Warmup (linear from 0) followed by a constant, cosine or linear decay to 0, or steps.
 
-    The decay spans `total_steps` (the config's `steps`). Extending `steps` of an existing run
-    therefore re-stretches the schedule from the resume point: the rate at step s follows the
-    new total (the loop logs a warning when that happens).
+    "step" multiplies the rate by `decay_rate` every `decay_every` steps after the first
+    `decay_begin` (the long-horizon forecasting recipe, LTSF-Linear's lradj "type1": epochs 1
+    and 2 at the full rate, then halved each epoch, is decay_every = decay_begin = one epoch,
+    decay_rate = 0.5). The other decays span `total_steps` (the config's `steps`): extending
+    `steps` of an existing run re-stretches them from the resume point, the rate at step s
+    following the new total (the loop logs a warning when that happens).
     """
     cfg = {**OPTIMIZER_DEFAULTS, **cfg}
     lr = float(cfg["learning_rate"])
@@ -29,6 +33,13 @@ def learning_rate_schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Sc
         main = optax.cosine_decay_schedule(lr, decay_steps)
     elif name == "linear":
         main = optax.linear_schedule(lr, 0.0, decay_steps)
+    elif name == "step":
+        main = optax.exponential_decay(
+            lr, transition_steps=check_int("optimizer.decay_every", cfg.get("decay_every"), 1),
+            decay_rate=check_number("optimizer.decay_rate", cfg.get("decay_rate", 0.5),
+                                    strict=True),
+            transition_begin=check_int("optimizer.decay_begin", cfg.get("decay_begin", 0), 0),
+            staircase=True)
     else:
         raise ConfigError("optimizer.schedule",
                           f"unknown {name!r}; accepted: {', '.join(SCHEDULES)}")

@@ -9,12 +9,11 @@ Every run evaluates on the TEST part (the last 15% of the series, never seen in 
 early stopping or model selection reads it), in the series' original units.
 """
 
-import os
 
 import ml_collections
 
 from cnn_rnn.data.registry import build_data
-from cnn_rnn.sweep import grid_points
+from cnn_rnn.sweep import grid_points, write_page
 from configs.forecast import MODELS, SERIES
 from configs.forecast import get_config as experiment
 
@@ -77,7 +76,4 @@ def write_report(rows, workdir, c):
                         f"{best['eval']['mse_original']:.4g}) is "
                         f"{'BELOW' if below else 'NOT below'} the linear AR fit ({ar:.4g}).")
     lines += ["", *verdicts, ""]
-    os.makedirs(os.path.dirname(c.report) or ".", exist_ok=True)
-    with open(c.report, "w") as f:
-        f.write("\n".join(lines))
-    print(f"report: {c.report}")
+    write_page(c.report, lines)
