@@ -93,6 +93,7 @@ def validate_config(config: Mapping[str, Any]) -> None:
     """Raise ConfigError naming the first bad standard training field and what it accepts."""
     # Imported here so that data sources and models can use the checks above without optax.
     from cnn_rnn.training.optim import OPTIMIZERS, SCHEDULES
+    from cnn_rnn.training.stopping import stop_rule
 
     for key in ("seed", "model", "data", "optimizer", *POSITIVE_INTS):
         if key not in config:
@@ -114,6 +115,8 @@ def validate_config(config: Mapping[str, Any]) -> None:
     check_number("optimizer.learning_rate", opt.get("learning_rate"), strict=True)
     for key in ("grad_clip_norm", "weight_decay", "momentum"):
         check_number(f"optimizer.{key}", opt.get(key, 0.0))
+    if "decay" in opt:  # RMSprop's squared-gradient average
+        check_number("optimizer.decay", opt["decay"], below=1.0)
     if "warmup_steps" in opt and check_int("optimizer.warmup_steps", opt["warmup_steps"],
                                            0) > config["steps"]:
         log.warning("optimizer.warmup_steps=%d is longer than the run (steps=%d): the learning "
@@ -124,3 +127,4 @@ def validate_config(config: Mapping[str, Any]) -> None:
     if policy not in NONFINITE_POLICIES:
         raise ConfigError("on_nonfinite",
                           f"unknown {policy!r}; accepted: {', '.join(NONFINITE_POLICIES)}")
+    stop_rule(config)  # the optional early stop (cnn_rnn/training/stopping.py)

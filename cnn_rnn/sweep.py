@@ -39,6 +39,7 @@ from cnn_rnn.training.loop import (  # a sweep applies the loop's rules
     to_dict,
     train_and_evaluate,
 )
+from cnn_rnn.training.stopping import stop_rule
 
 log = logging.getLogger(__name__)
 
@@ -145,14 +146,16 @@ def check_unchanged(point: Point, workdir: str) -> None:
         check_same_run({"config": run_identity(saved)}, to_dict(point.config))
 
 
-def finished_summary(workdir: str, steps: int) -> dict[str, Any] | None:
-    """The point's summary if it already ran to `steps`, else None."""
+def finished_summary(workdir: str, steps: int, rule: str | None = None) -> dict[str, Any] | None:
+    """The point's summary if it already ran to `steps` or its stop rule `rule` ended it."""
     path = os.path.join(workdir, "summary.json")
     if not os.path.exists(path):
         return None
     with open(path) as f:
         summary = json.load(f)
-    return summary if summary.get("step", 0) >= steps else None
+    stopped = summary.get("stopped") or {}
+    done = summary.get("step", 0) >= steps or (rule is not None and stopped.get("rule") == rule)
+    return summary if done else None
 
 
 def _write_results(workdir: str, rows: list[dict[str, Any]]) -> None:
@@ -182,7 +185,8 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
     ran_seconds: list[float] = []
     for i, point in enumerate(points):
         pdir = os.path.join(workdir, point.name)
-        summary = finished_summary(pdir, int(point.config.steps))
+        rule = stop_rule(to_dict(point.config)).describe()
+        summary = finished_summary(pdir, int(point.config.steps), rule)
         todo = len(points) - i
         eta = (f", ETA {sum(ran_seconds) / len(ran_seconds) * todo / 60:.1f} min"
                if ran_seconds else "")
