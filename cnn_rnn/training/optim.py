@@ -10,15 +10,17 @@ import optax
 from cnn_rnn.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "linear")
+SCHEDULES = ("constant", "cosine", "linear", "step")
 
 
 def learning_rate_schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Schedule:
-    """Warmup (linear from 0) followed by a constant, cosine or linear decay to 0.
+    """Warmup (linear from 0) followed by a constant, cosine, linear or step decay.
 
-    The decay spans `total_steps` (the config's `steps`). Extending `steps` of an existing run
-    therefore re-stretches the schedule from the resume point: the rate at step s follows the
-    new total (the loop logs a warning when that happens).
+    Cosine and linear decay to 0; `step` is constant, then a tenth of it from halfway (Bai et al.
+    2018's MNIST: lr / 10 after 10 of 20 epochs). The decay spans `total_steps` (the config's
+    `steps`). Extending `steps` of an existing run therefore re-stretches the schedule from the
+    resume point: the rate at step s follows the new total (the loop logs a warning when that
+    happens).
     """
     lr = float(cfg["learning_rate"])
     warmup = int(cfg.get("warmup_steps", 0))
@@ -30,6 +32,8 @@ def learning_rate_schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Sc
         main = optax.cosine_decay_schedule(lr, decay_steps)
     elif name == "linear":
         main = optax.linear_schedule(lr, 0.0, decay_steps)
+    elif name == "step":
+        main = optax.piecewise_constant_schedule(lr, {decay_steps // 2: 0.1})
     else:
         raise ConfigError("optimizer.schedule",
                           f"unknown {name!r}; accepted: {', '.join(SCHEDULES)}")
@@ -42,7 +46,8 @@ def build_optimizer(cfg: Mapping[str, Any], total_steps: int) -> optax.GradientT
     """The optax chain: optional clipping by global norm, then the named optimizer.
 
     `weight_decay` is decoupled (AdamW-style) for adamw and added to the gradient (L2, as in the
-    classic SGD recipes) for the others.
+    classic SGD recipes) for the others. RMSprop takes `decay` (optax's 0.9 unless given; torch's
+    `alpha` is 0.99) and `eps_in_sqrt` (optax's True; torch adds eps outside the square root).
     """
     name = cfg.get("name", "")
     schedule = learning_rate_schedule(cfg, total_steps)
@@ -54,7 +59,9 @@ def build_optimizer(cfg: Mapping[str, Any], total_steps: int) -> optax.GradientT
     elif name == "sgd":
         opt = optax.sgd(schedule, momentum=float(cfg.get("momentum", 0.0)) or None)
     elif name == "rmsprop":
-        opt = optax.rmsprop(schedule, momentum=float(cfg.get("momentum", 0.0)))
+        opt = optax.rmsprop(schedule, decay=float(cfg.get("decay", 0.9)),
+                            eps_in_sqrt=bool(cfg.get("eps_in_sqrt", True)),
+                            momentum=float(cfg.get("momentum", 0.0)))
     else:
         raise ConfigError("optimizer.name", f"unknown {name!r}; accepted: {', '.join(OPTIMIZERS)}")
     if wd > 0 and name != "adamw":
