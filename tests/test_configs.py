@@ -22,7 +22,7 @@ EXPERIMENT_CONFIGS = sorted(
     os.path.relpath(p, ROOT)[:-3].replace(os.sep, ".")
     for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
     # arrays.py needs the user's .npz: tests/test_arrays.py validates it with one.
-    if not p.endswith(("__init__.py", "common.py", "presets.py", "arrays.py")))
+    if not p.endswith(("__init__.py", "common.py", "presets.py", "bai2018.py", "arrays.py")))
 VARIANTS = [
     ("configs.adding", f"model={m},T=600") for m in ("rnn", "irnn", "lstm", "gru", "tcn",
                                                     "transformer", "lru", "mingru")
