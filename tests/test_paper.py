@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 
 from cnn_rnn import paper_report
 from cnn_rnn.data.registry import build_data
+from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.sweep import run_sweep, validate_points
 from cnn_rnn.training.optim import build_optimizer, learning_rate_schedule
@@ -134,3 +135,9 @@ def test_copy_inputs_as_the_papers_generator():
     np.testing.assert_array_equal(batch["inputs"][..., 0], x)
     np.testing.assert_array_equal(batch["targets"], y)
     assert batch["inputs"].shape == (5, T + 20, 1) and seq.min() >= 1 and seq.max() <= 8
+
+
+@pytest.mark.parametrize("field, value", [("encoding", "bits"), ("marker", "twice")])
+def test_a_bad_copy_option_names_its_field(field, value):
+    with pytest.raises(ConfigError, match=f"^data.{field}: must be one of"):
+        build_data({"name": "copy", "length": 5, field: value}, seed=0)
