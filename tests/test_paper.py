@@ -114,6 +114,7 @@ def test_the_sweep_fills_the_table_and_estimates_the_rest(tmp_path):
     assert "99" in smnist_tcn  # the paper's number
     assert (tmp_path / "docs" / "paper" / "curves_synthetic.png").exists()
     assert "load average 1.5 to 2.5" in text
+    assert f"Not yet run, measured (smnist tcn): at most {hours:.0f} h" in text
 
 
 def test_the_estimate_counts_evaluations():
