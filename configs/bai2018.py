@@ -16,7 +16,8 @@ from typing import Any
 # of an epoch is partial, so an epoch is ceil(examples / batch) steps.
 TASKS: dict[str, dict[str, Any]] = {
     # The code's defaults (30 channels, k=7) are for its default T=400 and give 96K parameters;
-    # at T=600 the paper's TCN table has k=8, 8 levels of 24: 70K, the paper's budget.
+    # at T=600 the paper's TCN table (as recalled: docs/paper_protocol.md) has k=8, 8 levels of
+    # 24: 70K, the paper's budget.
     "adding": dict(T=600, examples=50_000, epochs=10, batch_size=32, budget=70_000,
                    tcn=dict(levels=8, hidden=24, kernel_size=8, dropout=0.0),
                    tcn_optimizer=dict(name="adam", learning_rate=4e-3, grad_clip_norm=0.0)),
