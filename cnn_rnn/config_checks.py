@@ -78,3 +78,4 @@ def check_int_tuple(field: str, values: Any, minimum: int = 1, *,
         raise ConfigError(field, f"must be a {'' if allow_empty else 'non-empty '}list of "
                           f"integers >= {minimum}, got {values!r}")
     return tuple(int(v) for v in seq)
+

@@ -29,7 +29,7 @@ from cnn_rnn.data.base import DataSource
 from cnn_rnn.data.registry import DATA, data_names
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import MODELS, model_names
-from cnn_rnn.training.config import complete
+from cnn_rnn.training.config import complete, to_dict
 from cnn_rnn.training.loop import (  # a sweep applies the loop's rules
     NonFiniteError,
     build_run,
@@ -39,6 +39,7 @@ from cnn_rnn.training.loop import (  # a sweep applies the loop's rules
     run_identity,
     train_and_evaluate,
 )
+from cnn_rnn.training.stopping import stop_rule
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +144,15 @@ def check_unchanged(point: Point, workdir: str) -> None:
         check_same_run({"config": run_identity(saved)}, complete(point.config))
 
 
-def finished_summary(workdir: str, steps: int) -> dict[str, Any] | None:
-    """The point's summary if it already ran to `steps`, else None."""
+def finished_summary(workdir: str, steps: int, rule: str | None = None) -> dict[str, Any] | None:
+    """The point's summary if it already ran to `steps` or its stop rule `rule` ended it."""
     path = paths.join(workdir, "summary.json")
     if not paths.exists(path):
         return None
     summary = json.loads(paths.read_text(path))
-    return summary if summary.get("step", 0) >= steps else None
+    stopped = summary.get("stopped") or {}
+    done = summary.get("step", 0) >= steps or (rule is not None and stopped.get("rule") == rule)
+    return summary if done else None
 
 
 def _write_results(workdir: str, rows: list[dict[str, Any]]) -> None:
@@ -176,7 +179,8 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
     ran_seconds: list[float] = []
     for i, point in enumerate(points):
         pdir = os.path.join(workdir, point.name)
-        summary = finished_summary(pdir, int(point.config.steps))
+        rule = stop_rule(to_dict(point.config)).describe()
+        summary = finished_summary(pdir, int(point.config.steps), rule)
         todo = len(points) - i
         eta = (f", ETA {sum(ran_seconds) / len(ran_seconds) * todo / 60:.1f} min"
                if ran_seconds else "")

@@ -63,12 +63,21 @@ def main(argv: list[str]) -> None:
 
     t0 = time.time()
     probe = config.probe
-    hook = ProbeHook(probe.batch_size, probe.num_probes or None, probe.threshold)
+    hooks = [ProbeHook(probe.batch_size, probe.num_probes or None, probe.threshold)]
+    if "newton" in config:  # Newton solves of the trained long points (the `paper` variant)
+        from cnn_rnn.diagnostics.newton_points import NewtonHook
+
+        n = config.newton
+        hooks.append(NewtonHook(n.min_length, n.batch_size, n.tol))
     try:
         points = module.get_points(config)
     except (ValueError, KeyError) as e:  # a bad grid value, e.g. an unknown architecture
         fail(f"--config: {e}")
-    rows = run_sweep(points, workdir, after_point=hook)
+
+    def after_point(point: Any, point_dir: str, row: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for hook in hooks for k, v in hook(point, point_dir, row).items()}
+
+    rows = run_sweep(points, workdir, after_point=after_point)
     paths = write_report(rows, workdir, settings=config.to_dict(),
                          command=command_line("experiments.ablate"),
                          threshold=probe.threshold, beat_ratio=config.get("beat_ratio", 0.9))

@@ -75,7 +75,7 @@ def describe(directory: str = "configs") -> str:
             blocks.append(f"{path}\n    (cannot be loaded: {e})")
             continue
         if not callable(getattr(module, "get_config", None)):
-            continue  # a helper module (common.py, presets.py)
+            continue  # a helper module (common.py, presets.py, bai2018.py)
         try:
             args = _arguments(module)
         except Exception as e:  # noqa: BLE001 - a broken config must not break the listing

@@ -154,3 +154,46 @@ def test_smoke_ablation_end_to_end_and_a_rerun_redoes_nothing(tmp_path, cli, cap
     assert _mtimes(workdir, "probe.json") == probes
     assert _mtimes(workdir, "metrics.jsonl") == metrics
     assert [r["probes"] for r in again] == [r["probes"] for r in rows]
+
+
+def test_the_paper_variant_reaches_t1000_under_one_budget_rule():
+    c = vg.get_config("paper")
+    points = vg.get_points(c)
+    validate_points(points)
+    assert max(c.lengths.adding) == max(c.lengths.copy) == 1000
+    assert {p.tags["arch"] for p in points} == {"rnn", "irnn", "lstm", "gru", "tcn", "lru"}
+    assert all(p.config.stop.to_dict() == c.stop.to_dict() for p in points)
+    assert {(p.config.steps, p.config.eval_every) for p in points} == {(10_000, 250)}
+    assert c.stop.solved_fraction == 0.01 and c.stop.plateau_steps == 2000
+
+
+def test_the_paper_variant_at_tiny_size_stops_reports_and_solves(tmp_path):
+    """Tiny lengths and models: each point stops on its plateau, the report states the rule and
+    the steps run, and the longest recurrent points get Newton solves (section 4)."""
+    from cnn_rnn.diagnostics.newton_points import NEWTON_FILE, NewtonHook
+
+    c = vg.get_config("paper")
+    c.tasks, c.archs = ("adding",), ("rnn", "tcn")
+    c.lengths.adding, c.steps, c.eval_every, c.batch_size, c.num_eval = (6, 12), 40, 10, 16, 32
+    c.budget.adding, c.tcn_hidden, c.tcn_kernel = 300, 6, 3
+    c.stop.plateau_steps, c.stop.min_improvement = 10, 0.99  # a plateau 10 steps after step 10
+    c.probe.update(batch_size=8, num_probes=2, checkpoints=1)
+    c.newton.min_length = 12
+    probe = ProbeHook(c.probe.batch_size, c.probe.num_probes, c.probe.threshold)
+    newton = NewtonHook(c.newton.min_length, c.newton.batch_size, c.newton.tol)
+    workdir = str(tmp_path)
+    rows = run_sweep(vg.get_points(c), workdir,
+                     after_point=lambda p, d, r: {**probe(p, d, r), **newton(p, d, r)})
+    assert [(r["arch"], r["T"], r["step"], r["stopped"]["reason"]) for r in rows] == [
+        ("rnn", 6, 20, "plateau"), ("tcn", 6, 20, "plateau"),
+        ("rnn", 12, 20, "plateau"), ("tcn", 12, 20, "plateau")]
+    solved = [r for r in rows if "newton" in r]
+    assert [(r["arch"], r["T"]) for r in solved] == [("rnn", 12)]
+    assert solved[0]["newton"]["iterations_deer"] >= 1 and "lyapunov" in solved[0]["newton"]
+    assert os.path.exists(os.path.join(workdir, "adding_T12_rnn_s0", NEWTON_FILE))
+    write_report(rows, workdir, settings=c.to_dict())
+    md = open(os.path.join(workdir, "report.md")).read()
+    assert "Budget per point: at most 40 steps" in md and "20 (plateau)" in md
+    assert "## 4. Newton solvers" in md and "figures/newton.png" in md
+    assert re.search(r"tanh-RNN (stops beating it|does not beat it|beats it)", md)
+    assert os.path.getsize(os.path.join(workdir, "figures", "loss_vs_length_adding.png")) > 0

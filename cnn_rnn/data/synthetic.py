@@ -114,28 +114,40 @@ def adding(seed: int, length: int = 100, placement: str = "halves",
 
 # --- copy memory ------------------------------------------------------------------------------
 
-def copy_batch(rng: np.random.Generator, n: int, length: int) -> Batch:
+COPY_ENCODINGS = ("one_hot", "value")
+COPY_MARKERS = ("delimiter", "repeated")
+
+
+def copy_batch(rng: np.random.Generator, n: int, length: int, encoding: str = "one_hot",
+               marker: str = "delimiter") -> Batch:
     """`n` copy-memory examples of total length `length` + 20.
 
-    Input tokens: 10 symbols from 1..8, `length` - 1 blanks, the delimiter 9, 10 blanks, fed as
-    one-hot [n, length + 20, 10]. Targets [n, length + 20]: blanks, then the 10 symbols in the last
-    10 steps. The loss counts every step; `accuracy_weights` marks only the recalled symbols.
+    Input tokens: 10 symbols from 1..8, `length` - 1 blanks, the delimiter 9, then 10 blanks
+    (`marker="delimiter"`, Arjovsky et al.) or 10 more 9s (`"repeated"`, as Bai et al.'s code),
+    fed one-hot [n, length + 20, 10] or as the token's value in one channel [n, length + 20, 1]
+    (`encoding="value"`, Bai et al.'s code). Targets [n, length + 20]: blanks, then the 10
+    symbols in the last 10 steps. The loss counts every step; `accuracy_weights` marks only the
+    recalled symbols.
     """
     total = length + 2 * COPY_SYMBOLS
     symbols = rng.integers(1, COPY_ALPHABET + 1, (n, COPY_SYMBOLS))
     tokens = np.full((n, total), COPY_BLANK, np.int32)
     tokens[:, :COPY_SYMBOLS] = symbols
-    tokens[:, length + COPY_SYMBOLS - 1] = COPY_DELIMITER
+    recall_from = length + COPY_SYMBOLS - 1
+    tokens[:, recall_from:recall_from + (1 if marker == "delimiter" else 1 + COPY_SYMBOLS)] = (
+        COPY_DELIMITER)
     targets = np.full((n, total), COPY_BLANK, np.int32)
     targets[:, -COPY_SYMBOLS:] = symbols
     recall = np.zeros((n, total), np.float32)
     recall[:, -COPY_SYMBOLS:] = 1.0
-    return {"inputs": one_hot(tokens, COPY_DELIMITER + 1), "targets": targets,
-            "accuracy_weights": recall}
+    inputs = (one_hot(tokens, COPY_DELIMITER + 1) if encoding == "one_hot"
+              else tokens[..., None].astype(np.float32))
+    return {"inputs": inputs, "targets": targets, "accuracy_weights": recall}
 
 
 @register_data("copy")
-def copy(seed: int, length: int = 100, num_eval: int = 1000) -> GeneratedSource:
+def copy(seed: int, length: int = 100, num_eval: int = 1000, encoding: str = "one_hot",
+         marker: str = "delimiter") -> GeneratedSource:
     """Build copy memory (Arjovsky et al. 2016) as a many-to-many classification source.
 
     Outputs have 9 classes (blank + 8 symbols): the delimiter is never a target, so it needs no
@@ -145,18 +157,26 @@ def copy(seed: int, length: int = 100, num_eval: int = 1000) -> GeneratedSource:
       seed: training-stream seed.
       length: the delay T; sequences have T + 20 steps (Bai et al. 2018 report T=1000).
       num_eval: size of the fixed evaluation set.
+      encoding: "one_hot" (10 channels) or "value" (the token 0..9 as one number, Bai et al.'s
+        code).
+      marker: after the symbols' delay, "delimiter" (one 9, then blanks) or "repeated" (eleven
+        9s, Bai et al.'s code).
 
     """
     length = check_int("length", length, 1)
     num_eval = check_int("num_eval", num_eval, 1)
+    check_choice("encoding", encoding, COPY_ENCODINGS)
+    check_choice("marker", marker, COPY_MARKERS)
     total = length + 2 * COPY_SYMBOLS
     # A memoryless model predicts blanks perfectly and guesses the 10 symbols uniformly.
     baseline = COPY_SYMBOLS * math.log(COPY_ALPHABET) / total
+    channels = COPY_DELIMITER + 1 if encoding == "one_hot" else 1
     spec = TaskSpec(kind="sequence_classification", num_outputs=COPY_ALPHABET + 1,
-                    input_shape=(total, COPY_DELIMITER + 1), baseline=baseline,
+                    input_shape=(total, channels), baseline=baseline,
                     baseline_metric="loss",
                     baseline_note=f"memoryless cross-entropy 10*ln(8)/(T+20) = {baseline:.4g}")
-    return GeneratedSource(spec, functools.partial(copy_batch, length=length), seed, num_eval)
+    gen = functools.partial(copy_batch, length=length, encoding=encoding, marker=marker)
+    return GeneratedSource(spec, gen, seed, num_eval)
 
 
 # --- procedural digits ------------------------------------------------------------------------

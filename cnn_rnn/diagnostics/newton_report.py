@@ -95,7 +95,8 @@ def _metric(row: dict[str, Any]) -> str:
     return fmt(row["loss"]) + ("" if acc is None else f" / {fmt(acc)}")
 
 
-def _table(rows: list[dict[str, Any]], methods: Sequence[str]) -> str:
+def solver_table(rows: list[dict[str, Any]], methods: Sequence[str]) -> str:
+    """A markdown table of every point: metrics, Lyapunov exponent, each method's solve."""
     head = ["task", "arch", "stage", "W_h scale", "T", "eval loss / acc.", "baseline",
             "Lyapunov", "decay rate", *[f"{m} {col}" for m in methods
                                         for col in ("iters", "state err.", "grad err.")]]
@@ -106,7 +107,7 @@ def _table(rows: list[dict[str, Any]], methods: Sequence[str]) -> str:
     return table(head, body)
 
 
-def _method_sentences(rows: list[dict[str, Any]], method: str) -> list[str]:
+def method_sentences(rows: list[dict[str, Any]], method: str) -> list[str]:
     """Correlations and iteration ranges of one method over its converged points.
 
     A solve that fell back to the scan (max_iters reached, or a non-finite iterate) has no
@@ -171,9 +172,9 @@ def report(rows: list[dict[str, Any]], config: Any, command: str, figure: str) -
              f"{config.train_batch_size}). See `cnn_rnn/diagnostics/newton.py` for the "
              "definitions; the eval metrics are on the task's fixed evaluation set, the baseline "
              "is the task's (e.g. predicting the mean, chance).",
-             "", _table(rows, config.methods), ""]
+             "", solver_table(rows, config.methods), ""]
     for m in config.methods:
-        lines += _method_sentences(rows, m)
+        lines += method_sentences(rows, m)
     if trained:
         exponents = [r["lyapunov"] for r in trained]
         lines.append(f"- Trained points: Lyapunov exponents {min(exponents):+.3g} to "

@@ -19,6 +19,7 @@ from cnn_rnn.diagnostics import figures
 from cnn_rnn.diagnostics.ablation import DEFAULT_BEAT_RATIO, SUMMARY_LAYER, analyse
 from cnn_rnn.diagnostics.figures import arch_order, label
 from cnn_rnn.diagnostics.profiles import DEFAULT_THRESHOLD
+from cnn_rnn.training.stopping import StopRule
 
 REPORT_FILE = "report.md"
 ANALYSIS_FILE = "analysis.json"
@@ -171,6 +172,12 @@ def write_report(rows: Sequence[Mapping[str, Any]], workdir: str, *,
     p = figures.plot_clipping(rows, os.path.join(fig_dir, "clipping.png"))
     if p:
         paths["clipping"] = p
+    solved = newton_rows(rows)
+    if solved:
+        from cnn_rnn.diagnostics import newton_report  # it imports this module's helpers
+
+        paths["newton"] = newton_report.plot(solved, newton_methods(solved),
+                                             os.path.join(fig_dir, "newton.png"))
     result["figures"] = {k: os.path.relpath(v, workdir) for k, v in paths.items()}
     result["settings"] = dict(settings or {})
     with open(os.path.join(workdir, ANALYSIS_FILE), "w") as f:
@@ -181,6 +188,66 @@ def write_report(rows: Sequence[Mapping[str, Any]], workdir: str, *,
     paths["report"] = os.path.join(workdir, REPORT_FILE)
     paths["analysis"] = os.path.join(workdir, ANALYSIS_FILE)
     return paths
+
+
+def newton_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The NewtonHook rows of the trained long points (empty without that hook)."""
+    return [dict(r["newton"], T=r["T"]) for r in rows if r.get("newton")]
+
+
+def newton_methods(solved: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The solver names measured in the Newton rows ("deer", "quasi_deer")."""
+    return sorted({k.removeprefix("iterations_") for r in solved for k in r
+                   if k.startswith("iterations_")})
+
+
+def budget_lines(rows: Sequence[Mapping[str, Any]], settings: Mapping[str, Any],
+                 lengths: Mapping[str, Sequence[int]]) -> list[str]:
+    """The budget rule of a variant that has one, and the steps each point ran and why."""
+    stop = settings.get("stop")
+    if not stop:
+        return []
+    rule = StopRule(**stop)
+    lines = [f"Budget per point: at most {settings.get('steps', 0):,} steps; {rule.describe()} "
+             f"(`stop`, the same for every architecture). A point that fails here failed "
+             "under that rule, not for lack of steps it could have used. Steps run "
+             "(reason: solved, plateau, or the whole budget):", ""]
+    main = [r for r in rows if r.get("group") == "main"]
+    for task in sorted(lengths):
+        cells = {(r["arch"], r["T"]): r for r in main if r["task"] == task and r["seed"] == 0}
+        archs = arch_order(list(dict.fromkeys(a for a, _ in cells)))
+        body = [[label(a), *[_steps_cell(cells.get((a, t))) for t in lengths[task]]]
+                for a in archs]
+        lines += [f"**{task}**", "", table(["architecture", *[f"T={t}" for t in lengths[task]]],
+                                           body), ""]
+    return lines
+
+
+def _steps_cell(row: Mapping[str, Any] | None) -> str:
+    if row is None:
+        return "n/a"
+    reason = (row.get("stopped") or {}).get("reason", "budget")
+    return f"{row['step']:,} ({reason})"
+
+
+def newton_lines(rows: Sequence[Mapping[str, Any]], result: Mapping[str, Any]) -> list[str]:
+    """Section 4: the Newton solvers on the trained long points, from the NewtonHook rows."""
+    solved = newton_rows(rows)
+    if not solved:
+        return []
+    from cnn_rnn.diagnostics import newton_report  # it imports this module's helpers
+
+    methods = newton_methods(solved)
+    lines = ["## 4. Newton solvers on the trained points at the papers' lengths", "",
+             f"The trained recurrent points at T >= {min(r['T'] for r in solved)}, each solved "
+             "for all steps at once by Newton's method on its bottom layer (a probe batch; "
+             "max_iters 2T + 1, else the sequential scan takes over), against the largest "
+             "Lyapunov exponent measured along the same trajectory (cnn_rnn/diagnostics/"
+             "newton.py).", "", newton_report.solver_table(solved, methods), ""]
+    for m in methods:
+        lines += newton_report.method_sentences(solved, m)
+    return [*lines, "", _figure(result, "newton", "Newton iterations against the Lyapunov "
+                                "exponent, trained points")]
 
 
 def jsonable(value: Any) -> Any:
@@ -247,7 +314,8 @@ def render(result: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
         lines.append(_figure(result, f"gradients_{task}",
                              f"log10 gradient norm against distance, {task}"))
     lines += ["## 2. Final loss against length", "",
-              *[f"- {t}" for t in failure_text(result["failure_length"], lengths)], ""]
+              *[f"- {t}" for t in failure_text(result["failure_length"], lengths)], "",
+              *budget_lines(rows, s, lengths)]
     for task in sorted(lengths):
         archs = arch_order([e["arch"] for e in metric if e["task"] == task])
         cells = {(e["arch"], e["T"]): e for e in metric if e["task"] == task}
@@ -279,6 +347,7 @@ def render(result: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
                           "without clipping")]
     else:
         lines.append("(no clipping runs in this variant)")
+    lines += ["", *newton_lines(rows, result)]
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,7 @@ from cnn_rnn.config_checks import check_int, check_number
 from cnn_rnn.data.registry import DATA
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import MODELS
+from cnn_rnn.training.stopping import stop_rule
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "linear", "step")
@@ -107,9 +108,12 @@ def validate(cfg: Mapping[str, Any]) -> None:
     check_number("optimizer.learning_rate", opt.get("learning_rate"), strict=True)
     for key in ("grad_clip_norm", "weight_decay", "momentum"):
         check_number(f"optimizer.{key}", opt[key])
+    if "decay" in opt:  # RMSprop's squared-gradient average
+        check_number("optimizer.decay", opt["decay"], below=1.0)
     if check_int("optimizer.warmup_steps", opt["warmup_steps"], 0) > cfg["steps"]:
         log.warning("optimizer.warmup_steps=%d is longer than the run (steps=%d): the learning "
                     "rate never reaches its peak", opt["warmup_steps"], cfg["steps"])
+    stop_rule(cfg)  # the optional early stop (cnn_rnn/training/stopping.py)
 
 
 def complete(config: Any) -> RunConfig:

@@ -30,7 +30,7 @@ from cnn_rnn.training import run_record as record
 from cnn_rnn.training.checkpoints import Checkpointer
 from cnn_rnn.training.config import RunConfig, complete, to_dict
 from cnn_rnn.training.interrupts import stop_requests
-from cnn_rnn.training.metrics import MetricWriter, NullWriter
+from cnn_rnn.training.metrics import MetricWriter, NullWriter, read_metrics
 from cnn_rnn.training.optim import build_optimizer, learning_rate_schedule
 from cnn_rnn.training.run_record import (  # re-exported: sweeps apply the same rules
     check_same_run,
@@ -44,6 +44,7 @@ from cnn_rnn.training.state import (
     param_count,
 )
 from cnn_rnn.training.steps import eval_step, train_step
+from cnn_rnn.training.stopping import StopRule, check_applies, stop_reason, stop_rule
 from cnn_rnn.training.train_window import TrainWindow, sums_to_metrics
 from cnn_rnn.training.workdir_lock import WorkdirLock
 
@@ -129,6 +130,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
         log.info("already finished: %s", record.summary_line(finished))
         return finished
     data, model, tx = build_run(cfg)
+    check_applies(stop_rule(cfg), data.spec.baseline, data.spec.baseline_metric)
     key = jax.random.PRNGKey(cfg["seed"])
     with init_errors_as_config(cfg, data.spec.input_shape):
         check_fits_in_memory(model, tx, data.spec.input_shape, key, cfg["model"]["name"])
@@ -147,7 +149,8 @@ def _train_locked(cfg: RunConfig, workdir: str, data: DataSource, model: Any,
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), cfg["keep_checkpoints"])
     with contextlib.closing(ckpt):
         restored = ckpt.restore_latest(state, check_meta=lambda m: check_same_run(m, cfg))
-        start, seconds_before, meta = 0, 0.0, {}
+        start, seconds_before, meta, reason = 0, 0.0, {}, None
+        rule = stop_rule(cfg)
         if restored is not None:
             state, meta = restored
             start = int(state.step)
@@ -155,9 +158,12 @@ def _train_locked(cfg: RunConfig, workdir: str, data: DataSource, model: Any,
                 raise ConfigError("steps", f"{steps} is below the step of this workdir's newest "
                                   f"checkpoint ({start}); a run cannot be shortened after the "
                                   f"fact; accepted: >= {start}, or a new --workdir")
-            seconds_before = record.previous_seconds(workdir, meta, start, start >= steps)
+            # A run the rule stopped earlier (same records, same answer) only reports again.
+            reason = stop_reason(rule, _evals_until(workdir, start), data.spec.baseline)
+            seconds_before = record.previous_seconds(workdir, meta, start,
+                                                     start >= steps or reason is not None)
             log.info("resuming from checkpoint at step %d of %d", start, steps)
-            if start < steps:
+            if start < steps and not reason:
                 record.warn_if_schedule_stretched(meta, cfg, start)
         if primary:
             record.write_json_atomic(os.path.join(workdir, "config.json"), cfg)
@@ -172,20 +178,32 @@ def _train_locked(cfg: RunConfig, workdir: str, data: DataSource, model: Any,
         def seconds() -> float:  # training seconds of every session so far
             return seconds_before + _clock() - t0
 
-        if start < steps:
-            _train(cfg, workdir, data, model, state, start, meta.get("window", []), ckpt, seconds)
-        total = seconds() if start < steps else seconds_before
-    summary = record.write_summary(workdir, cfg, data, n_params, max(start, steps), total,
-                                   n_dev, write=primary)
-    log.info("%s: %s", "finished" if start < steps else "already finished",
+        end = start if reason else steps
+        if start < end:
+            end, reason = _train(cfg, workdir, data, model, state, start, meta.get("window", []),
+                                 ckpt, seconds, rule)
+        total = seconds() if start < end else seconds_before
+    stopped = ({"stopped": {"reason": reason, "step": end, "rule": rule.describe()}}
+               if reason else {})
+    summary = record.write_summary(workdir, cfg, data, n_params, max(start, end), total,
+                                   n_dev, write=primary, extra=stopped)
+    log.info("%s: %s", "finished" if start < end else "already finished",
              record.summary_line(summary))
     return summary
 
 
+def _evals_until(workdir: str, step: int) -> list[dict[str, Any]]:
+    """The eval records up to `step` (a resumed run has not yet truncated later ones)."""
+    return [e for e in read_metrics(workdir, "eval") if e.get("step", 0) <= step] if step else []
+
+
 def _train(cfg: RunConfig, workdir: str, data: DataSource, model: Any, state: TrainState,
            start: int, pending: list[Any], ckpt: Checkpointer,
-           seconds: Callable[[], float]) -> None:
-    """Steps `start`..`steps`: train, log the window, evaluate and checkpoint on their cadences."""
+           seconds: Callable[[], float], rule: StopRule) -> tuple[int, str | None]:
+    """Steps `start`..`steps`: train, log the window, evaluate and checkpoint on their cadences.
+
+    Returns the last step and why it stopped before `steps` (the StopRule's reason) or None.
+    """
     primary, steps = distributed.is_primary(), cfg["steps"]
     progress = cfg["progress"] and primary
     backend = parallel.make_backend(cfg["parallelism"])
@@ -206,6 +224,7 @@ def _train(cfg: RunConfig, workdir: str, data: DataSource, model: Any, state: Tr
                                lambda b: distributed.with_example_ids(b, rows[0]),
                                rows=rows if distributed.process_count() > 1 else None)
     writer = MetricWriter(workdir, resume_step=start) if primary else NullWriter()
+    evals, reason, done = _evals_until(workdir, start), None, start
     with contextlib.closing(writer), bar, batches, stop_requests() as stop:
         for step, batch in zip(range(start, steps), batches, strict=True):
             state, metrics = p_train(state, batch)
@@ -225,13 +244,21 @@ def _train(cfg: RunConfig, workdir: str, data: DataSource, model: Any, state: Tr
                     bar.write(line)
                 elif primary:
                     log.info(line)
+                evals.append({"step": done, **ev})
+                reason = stop_reason(rule, evals, data.spec.baseline)
+                if reason and primary:
+                    log.info("step %d: stopping early (%s: %s)", done, reason,
+                             rule.describe(data.spec.baseline))
             # Asked once per step (every process, every step: with several, a SIGTERM on any
             # one stops all at one step), so the save and the stop see the same answer.
             stopping = stop.at(done)
-            if done % cfg["checkpoint_every"] == 0 or last or stopping:
+            if done % cfg["checkpoint_every"] == 0 or last or stopping or reason:
                 # The seconds so far and an open metrics window travel with the checkpoint.
                 ckpt.save(done, backend.get_state(state),
                           record.checkpoint_meta(cfg, seconds(), window.pending()))
             if stopping and not last:
                 raise stop.error(done)
-    log.debug("input wait %.2fs over steps %d..%d", batches.wait_seconds, start, steps)
+            if reason:
+                break
+    log.debug("input wait %.2fs over steps %d..%d", batches.wait_seconds, start, done)
+    return done, reason

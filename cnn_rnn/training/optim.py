@@ -52,7 +52,8 @@ def build_optimizer(cfg: Mapping[str, Any], total_steps: int) -> optax.GradientT
     """The optax chain: optional clipping by global norm, then the named optimizer.
 
     `weight_decay` is decoupled (AdamW-style) for adamw and added to the gradient (L2, as in the
-    classic SGD recipes) for the others.
+    classic SGD recipes) for the others. RMSprop takes `decay` (optax's 0.9 unless given; torch's
+    `alpha` is 0.99) and `eps_in_sqrt` (optax's True; torch adds eps outside the square root).
     """
     cfg = {**OPTIMIZER_DEFAULTS, **cfg}
     name = cfg.get("name", "")
@@ -65,7 +66,9 @@ def build_optimizer(cfg: Mapping[str, Any], total_steps: int) -> optax.GradientT
     elif name == "sgd":
         opt = optax.sgd(schedule, momentum=float(cfg["momentum"]) or None)
     elif name == "rmsprop":
-        opt = optax.rmsprop(schedule, momentum=float(cfg["momentum"]))
+        opt = optax.rmsprop(schedule, decay=float(cfg.get("decay", 0.9)),
+                            eps_in_sqrt=bool(cfg.get("eps_in_sqrt", True)),
+                            momentum=float(cfg.get("momentum", 0.0)))
     else:
         raise ConfigError("optimizer.name", f"unknown {name!r}; accepted: {', '.join(OPTIMIZERS)}")
     if wd > 0 and name != "adamw":

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 # reports and checkpoints itself. Everything else (model, data, seed, batch size, optimizer,
 # anything a config adds) defines the experiment and must match the checkpoints.
 MAY_CHANGE = ("steps", "progress", "eval_every", "log_every", "checkpoint_every",
-              "keep_checkpoints", "on_nonfinite", "eval_batch_size", "parallelism")
+              "keep_checkpoints", "on_nonfinite", "eval_batch_size", "parallelism", "stop")
 # The only fields that checkpoint records written before the whole config was stored hold.
 _LEGACY_FIELDS = ("model", "data", "seed", "batch_size")
 _ABSENT = "(absent)"
@@ -201,8 +201,12 @@ def baseline_text(data: DataSource) -> str:
 
 
 def write_summary(workdir: str, cfg: Mapping[str, Any], data: DataSource, n_params: int,
-                  step: int, seconds: float, n_dev: int, write: bool = True) -> dict[str, Any]:
-    """Return summary.json (written unless `write`): what ran, how long, its last eval metrics."""
+                  step: int, seconds: float, n_dev: int, write: bool = True,
+                  extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return summary.json (written unless `write`): what ran, how long, its last eval metrics.
+
+    `extra` fields are added as they are (the loop's early stop: step, reason and rule).
+    """
     evals = read_metrics(workdir, "eval")
     spec = data.spec
     summary = {"model": cfg["model"]["name"], "data": cfg["data"]["name"], "params": n_params,
@@ -211,7 +215,7 @@ def write_summary(workdir: str, cfg: Mapping[str, Any], data: DataSource, n_para
                "baseline": {"metric": spec.baseline_metric, "value": spec.baseline,
                             "note": spec.baseline_note},
                "eval": {k: v for k, v in (evals[-1] if evals else {}).items()
-                        if k not in ("step", "split")}}
+                        if k not in ("step", "split")}, **(extra or {})}
     if write:
         write_json_atomic(paths.join(workdir, "summary.json"), summary)
     return summary

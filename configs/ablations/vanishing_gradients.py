@@ -6,8 +6,14 @@ Variants (`vanishing_gradients.py:smoke`): `smoke` (tanh-RNN and TCN on adding a
 plus an IRNN with and without clipping; 24 steps: about a minute on a 2-core CPU), `default`
 (tanh-RNN, IRNN, LSTM, GRU, TCN, LRU x adding and copy x 3 lengths, 500 steps, plus the clipping
 comparison: about 8 minutes on a busy 2-core CPU), `full` (lengths up to T=1000, the parameter
-budgets of Bai et al. 2018, minGRU too, 10k steps, 3 seeds: for a GPU/TPU). Any field can be
-overridden, e.g. `--config.seeds=3 --config.steps=2000`.
+budgets of Bai et al. 2018, minGRU too, 10k steps, 3 seeds: for a GPU/TPU), `paper` (the papers'
+lengths, to T=1000 on adding and copy, six architectures at Bai et al.'s budgets, one seed, and a
+budget rule instead of a fixed step count: each point trains until solved (eval loss < 1% of the
+baseline) or a plateau (no 1% improvement of its best eval loss for 2,000 steps), at most 10,000
+steps (`stop`, cnn_rnn/training/stopping.py), evaluating every 250; the trained recurrent points
+at T >= `newton.min_length` are also solved by DEER / quasi-DEER against their Lyapunov exponent.
+Its cost: docs/ablation/paper_variant.md). Any field can be overridden, e.g.
+`--config.seeds=3 --config.steps=2000`.
 
 Two groups of points:
   main   task x arch x length x seed; Adam, gradient clipping at `clip_norm` (as the task configs).
@@ -51,6 +57,15 @@ VARIANTS = {
         probe=dict(batch_size=64, num_probes=16, checkpoints=5),
         clip=dict(task="adding", lengths=(100, 400),
                   learning_rates=dict(irnn=0.02, rnn=0.08))),
+    "paper": dict(
+        tasks=("adding", "copy"), archs=("rnn", "irnn", "lstm", "gru", "tcn", "lru"),
+        lengths=dict(adding=(100, 200, 400, 600, 1000), copy=(100, 200, 500, 1000)),
+        seeds=1, steps=10_000, batch_size=32, num_eval=1000,
+        budget=dict(adding=70_000, copy=16_000), tcn_hidden=24, tcn_kernel=8,
+        probe=dict(batch_size=64, num_probes=16, checkpoints=5),
+        stop=dict(solved_fraction=0.01, plateau_steps=2000, min_improvement=0.01),
+        eval_every=250, newton=dict(min_length=600, batch_size=4, tol=1e-5),
+        clip=dict(task="adding", lengths=(), learning_rates={})),
 }
 
 
@@ -77,6 +92,10 @@ def get_config(arg=None):
     c.probe = ml_collections.ConfigDict(dict(
         threshold=1e-3, **v["probe"]))  # num_probes 0 = exact Jacobian norms
     c.clip = ml_collections.ConfigDict(dict(optimizer="sgd", **v["clip"]))  # arch -> lr
+    if "stop" in v:  # the budget rule: train until solved or a plateau, at most `steps`
+        c.stop = ml_collections.ConfigDict(v["stop"])
+        c.eval_every = v["eval_every"]
+        c.newton = ml_collections.ConfigDict(v["newton"])
     return c
 
 
@@ -100,7 +119,10 @@ def experiment(c, task, arch, length, seed, *, optimizer, learning_rate, clip_no
     cfg = base_config(model=model, data=dict(name=task, length=length, num_eval=c.num_eval),
                       steps=c.steps, batch_size=c.batch_size, learning_rate=learning_rate,
                       optimizer=optimizer, grad_clip_norm=clip_norm, seed=seed,
-                      eval_every=checkpoint_every, checkpoint_every=checkpoint_every)
+                      eval_every=c.get("eval_every", checkpoint_every),
+                      checkpoint_every=checkpoint_every)
+    if "stop" in c:
+        cfg.stop = ml_collections.ConfigDict(c.stop.to_dict())
     cfg.keep_checkpoints = c.probe.checkpoints + 1  # keep every one: each is probed
     cfg.on_nonfinite = "skip"
     cfg.progress = False
@@ -128,3 +150,42 @@ def get_points(c):
                     points.append(Point(name, cfg, dict(group="clip", task=k.task, T=length,
                                                         arch=arch, seed=seed, clip=clip, lr=lr)))
     return points
+
+
+def cost_estimate(variant="paper", timing_steps=5):
+    """Measured step time of each (task, arch) at its longest length, and the variant's cost.
+
+        python -c "from configs.ablations.vanishing_gradients import cost_estimate as e; e()"
+
+    A step's cost grows linearly with T (every model here is linear in the sequence length), so
+    a point at T costs T / T_max of the measured one. Prints one line per (task, arch) and the
+    total: an upper bound (every point to `steps`) and the cost if every point stops at its
+    earliest plateau (`stop.plateau_steps` after its first evaluation). Evaluations add about
+    num_eval / batch_size / 3 steps each (forward passes); probes and Newton solves are not
+    counted.
+    """
+    import os
+
+    from cnn_rnn.training.throughput import step_seconds
+
+    c = get_config(variant)
+    load = os.getloadavg()
+    per_step, upper, lower = {}, 0.0, 0.0
+    evals = c.num_eval / c.batch_size / 3 / c.get("eval_every", c.steps)  # steps per step
+    shortest = c.stop.plateau_steps + c.eval_every if "stop" in c else c.steps
+    for task in c.tasks:
+        longest = max(c.lengths[task])
+        for arch in c.archs:
+            cfg = experiment(c, task, arch, longest, 0, optimizer="adam",
+                             learning_rate=c.learning_rate, clip_norm=c.clip_norm)
+            seconds = step_seconds(cfg, steps=timing_steps)["seconds_per_step"]
+            per_step[task, arch] = seconds
+            total_t = sum(c.lengths[task]) / longest * c.seeds
+            upper += seconds * total_t * c.steps * (1 + evals)
+            lower += seconds * total_t * shortest * (1 + evals)
+            print(f"{task} {arch} T={longest}: {seconds:.3g} s/step", flush=True)
+    print(f"{variant}: {len(get_points(c))} points; at most {upper / 3600:.1f} h; "
+          f"{lower / 3600:.1f} h if every point stops at its earliest plateau; load average "
+          f"{[round(x, 1) for x in load]} before, {[round(x, 1) for x in os.getloadavg()]} after "
+          f"on {os.cpu_count()} CPUs")
+    return per_step

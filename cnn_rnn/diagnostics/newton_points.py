@@ -1,0 +1,84 @@
+"""Newton solvers (DEER, quasi-DEER) on an ablation's trained points at long sequence lengths.
+
+The vanishing-gradient ablation trains every (task, architecture, length) point under its budget
+rule; `NewtonHook` then takes each trained recurrent point at T >= `min_length`, restores its last
+checkpoint, and solves its bottom layer for all steps at once on a probe batch
+(`newton.make_measure`: iterations of each method, errors against the scan, the largest Lyapunov
+exponent and the gradient decay rate). Networks trained at the papers' lengths, solved in
+parallel. Its rows carry the fields of `newton_report`'s table and figure; cached per point in
+newton.json (a rerun with the same settings and step measures nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import types
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from cnn_rnn.diagnostics.ablation import PointStates, _read_json, _write_json, probe_batch
+from cnn_rnn.diagnostics.newton import make_measure
+from cnn_rnn.training.loop import to_dict
+
+NEWTON_FILE = "newton.json"
+RECURRENT = ("rnn", "irnn", "lstm", "gru")  # cells with a flat step (TCN, LRU have none)
+log = logging.getLogger(__name__)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value from a measurement's number, bool or array scalar."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    return float(value) if np.ndim(value) == 0 else np.asarray(value).tolist()
+
+
+@dataclasses.dataclass(frozen=True)
+class NewtonHook:
+    """run_sweep after_point hook: Newton solves of a trained point's bottom recurrent layer.
+
+    Attributes:
+      min_length: only points with T >= this (shorter ones return nothing).
+      batch_size: probe-batch examples the solvers run on.
+      tol: Newton's convergence tolerance on max |dh|.
+      methods: solver names ("deer", "quasi_deer").
+
+    """
+
+    min_length: int = 600
+    batch_size: int = 4
+    tol: float = 1e-5
+    methods: tuple[str, ...] = ("deer", "quasi_deer")
+
+    def applies(self, row: Mapping[str, Any]) -> bool:
+        """Whether the point is a trained recurrent point of the main grid at a long length."""
+        return (row.get("group", "main") == "main" and row.get("arch") in RECURRENT
+                and int(row.get("T", 0)) >= self.min_length)
+
+    def __call__(self, point: Any, workdir: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Return {"newton": row for newton_report} for a point it applies to, else {}."""
+        if not self.applies(row):
+            return {}
+        settings = {"batch_size": self.batch_size, "tol": self.tol,
+                    "methods": list(self.methods), "step": int(row["step"])}
+        path = os.path.join(workdir, NEWTON_FILE)
+        cached = _read_json(path) or {}
+        if cached.get("settings") == settings:
+            return {"newton": cached["row"]}
+        with PointStates(to_dict(point.config), workdir) as states:
+            batch = probe_batch(states.data, self.batch_size)
+            measure = make_measure(states.model, states.data.spec, batch, types.SimpleNamespace(
+                tol=self.tol, methods=self.methods))
+            measured = measure(states.state(int(row["step"])).params)
+        out = {"task": row["task"], "arch": row["arch"], "stage": "trained", "scale": 1.0,
+               "loss": row["eval"]["loss"], "accuracy": row["eval"].get("accuracy"),
+               "baseline": row["baseline"]["value"], "baseline_metric": row["baseline"]["metric"],
+               **{k: _plain(v) for k, v in measured.items()}}
+        _write_json(path, {"settings": settings, "row": out})
+        log.info("%s: Newton solves at step %d", os.path.basename(workdir), row["step"])
+        return {"newton": out}
