@@ -1,7 +1,8 @@
 """Streaming inference equals the full forward pass at every step (float32, max diff <= 1e-6).
 
 Every recurrent model of register_cell (stacked, masked, many-to-one and many-to-many) and the
-TCN's incremental form; bidirectional models and the Transformer refuse with one line.
+TCN's incremental form, and the linear recurrences (LRU, minGRU); bidirectional models and the
+Transformer refuse with one line.
 """
 
 import jax
@@ -23,6 +24,8 @@ CASES = {
     "gru_stacked": dict(name="gru", hidden=8, num_layers=3),
     "tcn": dict(name="tcn", levels=3, hidden=6, kernel_size=3),
     "tcn_channels_k2": dict(name="tcn", channels=(5, 7), kernel_size=2, weight_norm=False),
+    "lru": dict(name="lru", hidden=6, d_model=5, num_layers=2),
+    "mingru_pool_last": dict(name="mingru", hidden=6, num_layers=2, pool="last"),
 }
 
 
@@ -54,7 +57,7 @@ def _diffs(seq, one, variables, x, mask):
     return _max_diff(ys, full), _max_diff(readout, one.apply(variables, x, mask=mask))
 
 
-FAST = ("gru_stacked", "lstm_stacked", "tcn")
+FAST = ("gru_stacked", "lstm_stacked", "tcn", "lru")
 
 
 @pytest.mark.parametrize("case", [c if c in FAST else pytest.param(c, marks=pytest.mark.slow)
@@ -86,7 +89,7 @@ def test_a_stream_can_be_resumed_from_its_carry():
 
 def test_streaming_models_are_the_recurrent_ones_and_the_tcn():
     names = streaming_models()
-    assert {"rnn", "irnn", "lstm", "gru", "tcn"} <= set(names)
+    assert {"rnn", "irnn", "lstm", "gru", "tcn", "lru", "mingru"} <= set(names)
     assert "transformer" not in names
 
 

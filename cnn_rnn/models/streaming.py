@@ -10,7 +10,8 @@ the output it would give if the sequence ended at t (its many-to-one readout of 
 `mask_t` (bool [B]) marks real steps, as the full pass's mask does.
 
 Who streams: every recurrent model of `register_cell` (rnn, irnn, lstm, gru and new cells;
-stacked, masked; `rnn/models.py`) from its carry, and the TCN (`tcn.py`) from a buffer per
+stacked, masked; `rnn/models.py`) from its carry, the linear recurrences (lru, mingru;
+`linear_recurrence.py`) from each block's state, and the TCN (`tcn.py`) from a buffer per
 convolution of the last (k-1)d inputs, so each step costs the same whatever the history. A
 bidirectional model reads each sequence from its end, so it cannot stream; the Transformer would
 need a key/value cache (not built: refused); see `require_streaming`.
