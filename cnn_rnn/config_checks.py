@@ -1,32 +1,23 @@
 """The one home of config value checks; every failure is a `ConfigError` naming the full field.
 
-Two layers: small checks of one value (`check_int`, `check_number`, `check_rate`, `check_choice`,
-`check_int_tuple`) that data sources, models and the benchmark suite call from their
-constructors with the field's full dotted name; and `validate_config`, the checks of the
-standard training fields, applied once where a config comes in (`train_and_evaluate`, sweeps)
-before anything is built or written. A ConfigError is a ValueError, so code that calls a model or
-source directly can still catch ValueError.
+Small checks of one value (`check_int`, `check_number`, `check_rate`, `check_choice`,
+`check_int_tuple`) that data sources, models, the training config and the benchmark suite call
+with the field's full dotted name. This module imports none of the layers that use it; the
+checks of a whole run config live in `cnn_rnn/training/config.py`. A ConfigError is a
+ValueError, so code that calls a model or source directly can still catch ValueError.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from cnn_rnn.errors import ConfigError
 
-POSITIVE_INTS = ("steps", "batch_size", "eval_every", "checkpoint_every", "keep_checkpoints",
-                 "log_every")
-NONFINITE_POLICIES = ("stop", "skip")
 INT32_MAX = 2**31 - 1
-# jax.random.PRNGKey keeps the low 32 bits of a seed: 2**32 would silently alias seed 0.
-SEED_MAX = 2**32 - 1
-
-log = logging.getLogger(__name__)
 
 
 def _is_int(value: Any) -> bool:
@@ -87,40 +78,3 @@ def check_int_tuple(field: str, values: Any, minimum: int = 1, *,
         raise ConfigError(field, f"must be a {'' if allow_empty else 'non-empty '}list of "
                           f"integers >= {minimum}, got {values!r}")
     return tuple(int(v) for v in seq)
-
-
-def validate_config(config: Mapping[str, Any]) -> None:
-    """Raise ConfigError naming the first bad standard training field and what it accepts."""
-    # Imported here so that data sources and models can use the checks above without optax.
-    from cnn_rnn.training.optim import OPTIMIZERS, SCHEDULES
-
-    for key in ("seed", "model", "data", "optimizer", *POSITIVE_INTS):
-        if key not in config:
-            raise ConfigError(key, "missing from the config")
-    check_int("seed", config["seed"], 0, SEED_MAX)
-    for key in POSITIVE_INTS:
-        check_int(key, config[key], 1)
-    for section in ("model", "data"):
-        name = config[section].get("name")
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"{section}.name", f"must be a non-empty string, got {name!r}")
-    opt = config["optimizer"]
-    if opt.get("name") not in OPTIMIZERS:
-        raise ConfigError("optimizer.name",
-                          f"unknown {opt.get('name')!r}; accepted: {', '.join(OPTIMIZERS)}")
-    if opt.get("schedule", "constant") not in SCHEDULES:
-        raise ConfigError("optimizer.schedule",
-                          f"unknown {opt.get('schedule')!r}; accepted: {', '.join(SCHEDULES)}")
-    check_number("optimizer.learning_rate", opt.get("learning_rate"), strict=True)
-    for key in ("grad_clip_norm", "weight_decay", "momentum"):
-        check_number(f"optimizer.{key}", opt.get(key, 0.0))
-    if "warmup_steps" in opt and check_int("optimizer.warmup_steps", opt["warmup_steps"],
-                                           0) > config["steps"]:
-        log.warning("optimizer.warmup_steps=%d is longer than the run (steps=%d): the learning "
-                    "rate never reaches its peak", opt["warmup_steps"], config["steps"])
-    if "eval_batch_size" in config:  # 0 (or absent): a default larger than batch_size
-        check_int("eval_batch_size", config["eval_batch_size"], 0)
-    policy = config.get("on_nonfinite", "stop")
-    if policy not in NONFINITE_POLICIES:
-        raise ConfigError("on_nonfinite",
-                          f"unknown {policy!r}; accepted: {', '.join(NONFINITE_POLICIES)}")

@@ -8,6 +8,7 @@ and imports them on its first lookup, so a lookup never depends on what the call
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import importlib
 import inspect
@@ -20,6 +21,22 @@ from cnn_rnn.errors import ConfigError
 
 T = TypeVar("T")
 SIMPLE_TYPES = (bool, int, float, str)
+SEQUENCE_ORIGINS = (tuple, list, collections.abc.Sequence)
+
+
+@dataclasses.dataclass(frozen=True)
+class Keyword:
+    """One keyword a constructor takes, as a config field.
+
+    Attributes:
+      kind: the field's type on the command line: one of SIMPLE_TYPES, `tuple` for a sequence
+        (`--config.model.features="(16, 32)"`), or `object` for a union such as `bool | str`
+        (the value is read as a Python literal, else as a string).
+      default: the constructor's default; None when it is None or there is none.
+    """
+
+    kind: type
+    default: Any
 
 
 def accepted_kwargs(fn: Callable[..., Any]) -> list[str]:
@@ -32,23 +49,62 @@ def accepted_kwargs(fn: Callable[..., Any]) -> list[str]:
     return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
-def kwarg_types(fn: Callable[..., Any]) -> dict[str, type]:
-    """The type of each keyword `fn` accepts whose annotation is one of SIMPLE_TYPES (or None).
-
-    Keywords annotated otherwise (tuples, unions of two types, none) are left out.
-    """
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The resolved annotations of `fn`'s keywords ({} if they do not resolve)."""
     is_function = dataclasses.is_dataclass(fn) or not inspect.isclass(fn)
     try:
-        hints = typing.get_type_hints(fn if is_function else fn.__init__)
+        return typing.get_type_hints(fn if is_function else fn.__init__)
     except (NameError, TypeError):
-        hints = {}
+        return {}
+
+
+def _defaults(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The default of each keyword `fn` accepts (None where there is none)."""
+    if dataclasses.is_dataclass(fn):
+        out = {}
+        for f in dataclasses.fields(fn):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+        return out
+    params = inspect.signature(fn).parameters.values()
+    return {p.name: p.default for p in params if p.default is not p.empty}
+
+
+def _kind(hint: Any, default: Any) -> type:
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    options = [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]
+    if len(options) > 1:
+        return object
+    (option,) = options
+    if option in SIMPLE_TYPES:
+        return option
+    if option in SEQUENCE_ORIGINS or typing.get_origin(option) in SEQUENCE_ORIGINS:
+        return tuple
+    if type(default) in (*SIMPLE_TYPES, tuple):  # `Any` or an unresolved annotation
+        return type(default)
+    return object
+
+
+def keywords(fn: Callable[..., Any], reserved: Sequence[str] = ()) -> dict[str, Keyword]:
+    """Every keyword `fn` accepts (but `reserved`) with its config type and default."""
+    hints, defaults = _hints(fn), _defaults(fn)
     out = {}
     for name in accepted_kwargs(fn):
-        hint = hints.get(name)
-        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-        options = [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]
-        if len(options) == 1 and options[0] in SIMPLE_TYPES:
-            out[name] = options[0]
+        if name in reserved:
+            continue
+        default = defaults.get(name)
+        out[name] = Keyword(_kind(hints.get(name, Any), default), default)
+    return out
+
+
+def complete_section(section: Mapping[str, Any], fields: Mapping[str, Keyword]) -> dict[str, Any]:
+    """`section` with every field of `fields` it lacks (or holds as None) at its default."""
+    out = dict(section)
+    for key, keyword in fields.items():
+        if out.get(key) is None:
+            out[key] = keyword.default
     return out
 
 
@@ -59,11 +115,13 @@ class Registry(Generic[T]):
       section: the config section it builds from ("model", "data"), used in error messages.
       modules: the modules whose `@register` decorators define the built-in entries; every
         lookup (`get`, `names`, `check_kwargs`, `build`) imports them first.
+      reserved: keywords the builder sets itself (never config fields), e.g. `num_outputs`.
     """
 
-    def __init__(self, section: str, modules: Sequence[str] = ()):
+    def __init__(self, section: str, modules: Sequence[str] = (), reserved: Sequence[str] = ()):
         self.section = section
         self.modules = tuple(modules)
+        self.reserved = tuple(reserved)
         self._table: dict[str, Callable[..., T]] = {}
         self._loaded = False
 
@@ -103,6 +161,20 @@ class Registry(Generic[T]):
                 f"{self.section}.name", f"unknown {name!r}; accepted: {', '.join(self.names())}"
             )
         return self._table[name]
+
+    def fields(self, name: str) -> dict[str, Keyword]:
+        """The config fields of `name`: every keyword but the reserved ones, with defaults."""
+        return keywords(self.get(name), self.reserved)
+
+    def complete(self, section: Mapping[str, Any]) -> dict[str, Any]:
+        """A config section with every field of its `name` filled in (None -> the default).
+
+        A name that is not registered is returned as it is (building it will say why).
+        """
+        name = section.get("name")
+        if not isinstance(name, str) or name not in self.names():
+            return dict(section)
+        return complete_section(section, self.fields(name))
 
     def check_kwargs(self, name: str, kwargs: Mapping[str, Any],
                      reserved: tuple[str, ...] = ()) -> None:

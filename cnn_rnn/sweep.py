@@ -24,11 +24,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from cnn_rnn.config_checks import validate_config
 from cnn_rnn.data.base import DataSource
 from cnn_rnn.data.registry import DATA, data_names
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import MODELS, model_names
+from cnn_rnn.training.config import complete
 from cnn_rnn.training.loop import (  # a sweep applies the loop's rules
     NonFiniteError,
     build_run,
@@ -36,7 +36,6 @@ from cnn_rnn.training.loop import (  # a sweep applies the loop's rules
     init_errors_as_config,
     prepare_workdir,
     run_identity,
-    to_dict,
     train_and_evaluate,
 )
 
@@ -77,7 +76,7 @@ def grid_points(make: Callable[..., tuple[str, Any, dict[str, Any]]], *, every: 
 def validate_points(points: Sequence[Point], *, build: bool = False) -> None:
     """Raise ConfigError for the first bad point, before anything runs.
 
-    Checks unique names, every point's standard fields (`validate_config`, as
+    Checks unique names, every point's standard fields (`training.config.complete`, as
     `experiments.run` does) and its model/data argument names. With `build=True` (what
     `run_sweep` does) it also checks every value as `train_and_evaluate` would before writing
     anything: the batch splits over the devices, the data source and model build, and the model
@@ -92,8 +91,7 @@ def validate_points(points: Sequence[Point], *, build: bool = False) -> None:
     # Cheap checks of every point first, so a typo in the last point does not wait for builds.
     for p in points:
         with _naming(p):
-            cfg = to_dict(p.config)
-            validate_config(cfg)
+            cfg = complete(p.config)
             for registry, section in ((MODELS, "model"), (DATA, "data")):
                 kwargs = {k: v for k, v in cfg[section].items() if k != "name"}
                 registry.check_kwargs(cfg[section]["name"], kwargs)
@@ -102,7 +100,7 @@ def validate_points(points: Sequence[Point], *, build: bool = False) -> None:
     sources: dict[str, DataSource] = {}
     for p in points:
         with _naming(p):
-            _check_builds(to_dict(p.config), sources)
+            _check_builds(complete(p.config), sources)
 
 
 @contextlib.contextmanager
@@ -142,7 +140,7 @@ def check_unchanged(point: Point, workdir: str) -> None:
     with open(path) as f:
         saved = json.load(f)
     with _naming(point):
-        check_same_run({"config": run_identity(saved)}, to_dict(point.config))
+        check_same_run({"config": run_identity(saved)}, complete(point.config))
 
 
 def finished_summary(workdir: str, steps: int) -> dict[str, Any] | None:
@@ -202,22 +200,3 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
         rows.append(row)
         _write_results(workdir, rows)
     return rows
-
-
-def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
-    """A markdown table of `rows` with (header, key) columns; dotted keys reach into dicts."""
-
-    def cell(row: dict[str, Any], key: str) -> str:
-        value: Any = row
-        for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        if isinstance(value, int):
-            return f"{value:,}"
-        return "" if value is None else str(value)
-
-    lines = ["| " + " | ".join(h for h, _ in columns) + " |",
-             "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r, k) for _, k in columns) + " |" for r in rows]
-    return "\n".join(lines)

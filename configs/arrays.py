@@ -14,6 +14,8 @@ from configs.common import base_config, parse_arg
 from configs.presets import model_config
 
 TCN = dict(levels=6, hidden=16, kernel_size=5, dropout=0.0)
+# get_config() needs `path`; this is what `--list` suggests and the docs' field table uses.
+EXAMPLE = "path=my.npz"
 CNN2D = dict(name="cnn2d", features=(32, 64, 64), kernel_size=3, pool=2, batch_norm=True,
              head="flatten", hidden=128, dropout=0.1)
 

@@ -7,9 +7,10 @@ warmup_steps, weight_decay, grad_clip_norm).
 
 The cadence follows `steps` lazily (ml_collections FieldReferences): `--config.steps=600` moves
 eval_every, checkpoint_every, log_every and optimizer.warmup_steps with it, unless a field is set
-itself (on the command line, or given to `base_config`). `config.data` lists every keyword its
-source takes; those not given are None (the source's default) and typed, so that
-`--config.data.data_dir=...` can set them.
+itself (on the command line, or given to `base_config`). `config.model` and `config.data` list
+every keyword of the named model and source with its default (`section`, the one place where
+this happens), typed, so that `--config.model.impl=quasi_deer` or `--config.data.split=...`
+can set any of them.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from __future__ import annotations
 from typing import Any
 
 import ml_collections
-from ml_collections.config_dict import FieldReference, placeholder
+from ml_collections.config_dict import FieldReference
 
-from cnn_rnn.data.registry import data_fields, data_names
+from cnn_rnn.data.registry import DATA
+from cnn_rnn.models.registry import MODELS
+from cnn_rnn.registry import Keyword, Registry
+from cnn_rnn.training.config import OPTIMIZER_DEFAULTS, RUN_DEFAULTS
 
 
 def derived(ref: FieldReference, fn: Any, *args: Any) -> FieldReference:
@@ -52,21 +56,37 @@ def scaled(steps: int, value: int, at_steps: int) -> int:
     return value * steps // at_steps
 
 
-def data_section(data: dict[str, Any]) -> ml_collections.ConfigDict:
-    """`config.data`: the given fields, then every other keyword of the source as a typed None."""
-    fields = data_fields(data["name"]) if data.get("name") in data_names() else {}
-    section = ml_collections.ConfigDict()
-    for key, value in data.items():
-        section[key] = placeholder(fields[key]) if value is None and key in fields else value
-    for key, field_type in fields.items():
-        if key not in section:
-            section[key] = placeholder(field_type)
-    return section
+def _field(value: Any, keyword: Keyword | None) -> Any:
+    """A config value typed as its keyword: None stays settable, a union takes any literal."""
+    if keyword is None:  # not a keyword of the constructor: the registry will refuse it
+        return value
+    if value is None or keyword.kind is object:
+        return FieldReference(value, field_type=keyword.kind)
+    if keyword.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # so that `--config.model.dropout=0.1` parses as a float
+    return value
+
+
+def section(given: dict[str, Any], registry: Registry) -> ml_collections.ConfigDict:
+    """`config.model` / `config.data`: the given fields, then every other keyword of the named
+    constructor at its default (`Registry.fields`), each typed for the command line."""
+    name = given.get("name")
+    fields = registry.fields(name) if name in registry.names() else {}
+    out = ml_collections.ConfigDict()
+    for key, value in given.items():
+        out[key] = _field(value, fields.get(key))
+    for key, keyword in fields.items():
+        if key not in out:
+            out[key] = _field(keyword.default, keyword)
+    return out
 
 
 def base_config(*, model: dict[str, Any], data: dict[str, Any], steps: int, batch_size: int,
-                learning_rate: float, optimizer: str = "adamw", schedule: str = "constant",
-                grad_clip_norm: float = 0.0, weight_decay: float = 0.0, warmup_steps: int = 0,
+                learning_rate: float, optimizer: str = "adamw",
+                schedule: str = OPTIMIZER_DEFAULTS["schedule"],
+                grad_clip_norm: float = OPTIMIZER_DEFAULTS["grad_clip_norm"],
+                weight_decay: float = OPTIMIZER_DEFAULTS["weight_decay"],
+                warmup_steps: int = OPTIMIZER_DEFAULTS["warmup_steps"],
                 eval_every: int | None = None, checkpoint_every: int | None = None,
                 seed: int = 0) -> ml_collections.ConfigDict:
     """A complete experiment config with the standard fields filled in.
@@ -79,53 +99,67 @@ def base_config(*, model: dict[str, Any], data: dict[str, Any], steps: int, batc
     c.seed = seed
     c.steps = steps
     c.batch_size = batch_size
-    c.eval_batch_size = 0  # 0: large batches that fit (see cnn_rnn/data/pipeline.py)
+    c.eval_batch_size = RUN_DEFAULTS["eval_batch_size"]
     total = c.get_ref("steps")
     c.eval_every = derived(total, a_fifth) if eval_every is None else eval_every
     c.checkpoint_every = (derived(total, a_fifth) if checkpoint_every is None
                           else checkpoint_every)
-    c.keep_checkpoints = 3
+    c.keep_checkpoints = RUN_DEFAULTS["keep_checkpoints"]
     c.log_every = derived(c.get_ref("checkpoint_every"), log_cadence, total)
-    c.progress = True
-    # Data-parallel backend: "pmap" (jax.pmap) or "jit" (jax.jit + NamedSharding); same results.
-    c.parallelism = "pmap"
-    c.on_nonfinite = "stop"
-    c.model = ml_collections.ConfigDict(model)
-    c.data = data_section(data)
+    # progress, parallelism ("pmap" | "jit": same results), on_nonfinite ("stop" | "skip").
+    for key in ("progress", "parallelism", "on_nonfinite"):
+        c[key] = RUN_DEFAULTS[key]
+    c.model = section(model, MODELS)
+    c.data = section(data, DATA)
     c.optimizer = ml_collections.ConfigDict(dict(
         name=optimizer, learning_rate=learning_rate, schedule=schedule,
         warmup_steps=derived(total, scaled, warmup_steps, steps) if warmup_steps else 0,
-        weight_decay=weight_decay, grad_clip_norm=grad_clip_norm, momentum=0.9))
+        weight_decay=weight_decay, grad_clip_norm=grad_clip_norm,
+        momentum=0.9))  # the configs' choice for sgd / rmsprop (the loop's default is 0)
     return c
+
+
+def _convert(key: str, value: str, default: Any) -> Any:
+    """`value` as the type of `default` (bools from true/false/1/0); ValueError naming `key`."""
+    try:
+        if isinstance(default, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return value.lower() in ("true", "1")
+        return value if default is None else type(default)(value)
+    except ValueError:
+        raise ValueError(f"config argument {key}={value!r} is not a "
+                         f"{type(default).__name__}") from None
 
 
 def parse_arg(arg: str | None, defaults: dict[str, Any]) -> dict[str, Any]:
     """Parse a `configs/x.py:key=value,key=value` argument against typed defaults.
 
-    A bare word (no '=') sets the key `variant`. Unknown keys and values that do not convert to
-    the default's type raise ValueError naming the key and the accepted choices.
+    A list argument (a tuple default) takes comma-separated values: `columns=a,b` (each word
+    without '=' after it continues the list). Any other bare word sets the key `variant`
+    (`configs/adding.py:cpu`). Unknown keys and values that do not convert to the default's type
+    raise ValueError naming the key and the accepted choices.
     """
     out = dict(defaults)
     if not arg:
         return out
+    listing = None  # the list argument that a bare word continues
     for part in arg.split(","):
         key, sep, value = part.partition("=")
         key = key.strip()
+        if not sep and listing is not None:
+            element = defaults[listing][0] if defaults[listing] else ""
+            out[listing] += (_convert(listing, key, element),)
+            continue
         if not sep:
             key, value = "variant", key
         if key not in defaults:
             raise ValueError(f"config argument {key!r} unknown; accepted: {', '.join(defaults)}")
         default = defaults[key]
-        try:
-            if isinstance(default, bool):
-                if value.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError
-                out[key] = value.lower() in ("true", "1")
-            elif default is None:
-                out[key] = value
-            else:
-                out[key] = type(default)(value)
-        except ValueError:
-            raise ValueError(f"config argument {key}={value!r} is not a "
-                             f"{type(default).__name__}") from None
+        listing = key if isinstance(default, tuple) else None
+        if listing is None:
+            out[key] = _convert(key, value, default)
+        else:
+            element = default[0] if default else ""
+            out[key] = (_convert(key, value, element),) if value else ()
     return out

@@ -2,7 +2,7 @@
 Transformer, against persistence, seasonal naive and a linear AR fit.
 
 Arguments (`configs/forecast.py:model=gru,series=co2`): model (tcn, lstm, gru, transformer),
-series (sunspots, co2, or a .csv/.npy path; then set `columns`), columns (`;`-separated names),
+series (sunspots, co2, or a .csv/.npy path; then set `columns`), columns (a list: `columns=a,b`),
 window, horizon (0 = the series' default), mode (many_to_one, many_to_many), eval_split
 (validation, test), steps, seed. Evaluation lines print the MSE/MAE in the series' original
 units and every baseline on the same windows.
@@ -33,7 +33,7 @@ def model_for(name):
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, dict(model="gru", series="sunspots", columns="", window=0, horizon=0,
+    a = parse_arg(arg, dict(model="gru", series="sunspots", columns=(), window=0, horizon=0,
                             mode="many_to_one", eval_split="validation", steps=600,
                             learning_rate=3e-3, seed=0))
     window, horizon, period = SERIES.get(a["series"], (24, 1, None))
@@ -41,7 +41,7 @@ def get_config(arg=None):
                 horizon=a["horizon"] or horizon, mode=a["mode"], eval_split=a["eval_split"],
                 period=period)
     if a["columns"]:
-        data["columns"] = tuple(a["columns"].split(";"))
+        data["columns"] = a["columns"]
     return base_config(model=model_for(a["model"]), data=data, steps=a["steps"], batch_size=64,
                        learning_rate=a["learning_rate"], optimizer="adamw", schedule="cosine",
                        weight_decay=1e-4, grad_clip_norm=1.0, seed=a["seed"])

@@ -14,8 +14,8 @@ import functools
 
 import jax
 
-from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.models.registry import build_model
+from cnn_rnn.task import TaskSpec
 from configs.common import base_config, parse_arg
 
 MODELS = ("none", "additive", "dot", "transformer")

@@ -44,10 +44,12 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def main(argv: list[str]) -> None:
-    """Run the benchmark grid, then write the table, results.json and the plot."""
-    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR,
-                                         "configs/benchmarks/recurrent_cpu.py")
+def run_benchmark(config: Any, workdir: str) -> list[dict[str, Any]]:
+    """Time every row of the benchmark `config`; write results, table and plot under `workdir`.
+
+    Returns the rows (one dict per timed case). A row is written as soon as it is timed, so a
+    run stopped mid-suite keeps what it measured.
+    """
     from cnn_rnn.benchmarking import report, suite, timing
     from cnn_rnn.training.loop import prepare_workdir
 
@@ -82,6 +84,14 @@ def main(argv: list[str]) -> None:
     print(f"{len(rows)} rows; results in {os.path.join(workdir, report.RESULTS_FILE)}, "
           f"plot {plot}; load average at the end {env['load_average_end'][0]:.2f}")
     sys.stdout.flush()
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    """Run the benchmark grid, then write the table, results.json and the plot."""
+    config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR,
+                                         "configs/benchmarks/recurrent_cpu.py")
+    run_benchmark(config, workdir)
 
 
 if __name__ == "__main__":

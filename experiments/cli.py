@@ -95,12 +95,32 @@ def load_points_module(path: str, kind: str) -> Any:
     return module
 
 
-def _report_errors(main: Callable[[list[str]], Any], argv: list[str]) -> Any:
-    """Run `main(argv)`; a user error, divergence, interrupt or full disk becomes one line."""
-    # Our own INFO lines; libraries (Orbax logs every file it writes) only from WARNING.
+class _Plain(logging.Formatter):
+    """A line as it was logged; a warning or an error says so in front."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        return text if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {text}"
+
+
+def _quiet_logging() -> None:
+    """Our own INFO lines, plain; libraries (Orbax logs every file it writes) from WARNING.
+
+    absl's `--verbosity` (`-v`) asks for the rest: `-v 0` every library's INFO lines, `-v 1`
+    also our DEBUG lines (e.g. the input pipeline's wait), all with absl's prefix (level, time,
+    process, file:line).
+    """
+    if "verbosity" in flags.FLAGS and flags.FLAGS["verbosity"].present:
+        return
     absl_logging.set_verbosity(absl_logging.WARNING)
+    absl_logging.get_absl_handler().setFormatter(_Plain())
     logging.getLogger("cnn_rnn").setLevel(logging.INFO)
     logging.getLogger("experiments").setLevel(logging.INFO)
+
+
+def _report_errors(main: Callable[[list[str]], Any], argv: list[str]) -> Any:
+    """Run `main(argv)`; a user error, divergence, interrupt or full disk becomes one line."""
+    _quiet_logging()
     try:
         return main(argv)
     except ConfigError as e:

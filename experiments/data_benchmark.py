@@ -98,10 +98,10 @@ def measure_steps() -> None:
     import tensorflow_datasets as tfds
 
     from cnn_rnn.data.registry import build_data
-    from cnn_rnn.training.loop import to_dict
+    from cnn_rnn.training.config import complete
     from configs.images_cnn2d import get_config
 
-    config = to_dict(get_config())
+    config = complete(get_config())
     with tempfile.TemporaryDirectory() as cache_dir, tfds.testing.mock_data(
             num_examples=SPLIT_SIZES["mnist"], policy=tfds.testing.MockPolicy.USE_CODE):
         data = build_data({"name": "mnist", "cache_dir": cache_dir}, seed=0)
@@ -119,12 +119,13 @@ def measure_eval() -> None:
 
     from cnn_rnn.data.registry import build_data
     from cnn_rnn.training import parallel
-    from cnn_rnn.training.loop import build_run, eval_batch_size, evaluate, to_dict
+    from cnn_rnn.training.config import complete
+    from cnn_rnn.training.loop import build_run, eval_batch_size, evaluate
     from cnn_rnn.training.state import create_train_state
     from cnn_rnn.training.steps import eval_step
     from configs.pixels import get_config
 
-    config = to_dict(get_config("model=gru,dataset=digits"))
+    config = complete(get_config("model=gru,dataset=digits"))
     data = build_data({**config["data"], "num_eval": _EVAL_EXAMPLES.value}, seed=0)
     data, model, tx = build_run(config, data)
     backend = parallel.make_backend(config["parallelism"])

@@ -21,7 +21,11 @@ PAPER_ACCURACY = {"cnn1d": 0.94, "gru": 0.91}  # Greydanus & Kobak 2020, Table 1
 
 
 def plot_learning_curves(workdirs: dict[str, str], path: str) -> None:
-    """Eval accuracy and train loss against step for each run, one figure."""
+    """Eval accuracy and train loss against step for each run, one figure.
+
+    `workdirs` maps a model name (as the comparison table names it, e.g. "cnn1d") to its run;
+    the accuracy the MNIST-1D paper reports for it is a dashed line in the same colour.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,11 +37,14 @@ def plot_learning_curves(workdirs: dict[str, str], path: str) -> None:
     for label, wd in workdirs.items():
         train, ev = read_metrics(wd, "train"), read_metrics(wd, "eval")
         ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label=label)
-        ax_acc.plot([r["step"] for r in ev], [r["accuracy"] for r in ev], "o-", label=label)
+        (line,) = ax_acc.plot([r["step"] for r in ev], [r["accuracy"] for r in ev], "o-",
+                              label=label)
+        if label in PAPER_ACCURACY:
+            ax_acc.axhline(PAPER_ACCURACY[label], color=line.get_color(), lw=0.8, ls="--",
+                           label=f"{label}, paper: {PAPER_ACCURACY[label]:.0%}")
     ax_loss.set(xlabel="step", ylabel="train loss", yscale="log", title="training loss")
     ax_acc.set(xlabel="step", ylabel="eval accuracy", title="MNIST-1D test accuracy")
-    for acc in PAPER_ACCURACY.values():
-        ax_acc.axhline(acc, color="grey", lw=0.5, ls="--")
+    ax_loss.legend()
     ax_acc.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -50,7 +57,8 @@ def main(argv: list[str]) -> None:
         fail(f"unexpected arguments {argv[1:]}; accepted: --workdir=DIR, --steps=N")
     if _STEPS.value < 0:
         fail(f"--steps: must be >= 0, got {_STEPS.value}")
-    from cnn_rnn.sweep import Point, markdown_table, run_sweep
+    from cnn_rnn.sweep import Point, run_sweep
+    from cnn_rnn.tables import markdown_table
     from configs import mnist1d_cnn, mnist1d_gru
 
     points = []
@@ -67,7 +75,7 @@ def main(argv: list[str]) -> None:
                                   ("eval accuracy", "eval.accuracy"), ("paper", "paper"),
                                   ("train s", "train_seconds"), ("steps/s", "steps_per_s")])
     figure = os.path.join(_WORKDIR.value, "learning_curves.png")
-    plot_learning_curves({r["name"]: os.path.join(_WORKDIR.value, r["name"]) for r in rows},
+    plot_learning_curves({r["model"]: os.path.join(_WORKDIR.value, r["name"]) for r in rows},
                          figure)
     print("\nMNIST-1D: a CNN computes every position at once; a GRU steps through the 40 "
           "positions in order.\n")

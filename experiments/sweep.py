@@ -22,7 +22,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one folder pe
 
 def default_report(rows: list[dict[str, Any]], workdir: str, config: Any) -> None:
     """A markdown table of every point's tags, parameters and final eval metrics."""
-    from cnn_rnn.sweep import markdown_table
+    from cnn_rnn.tables import markdown_table
 
     tags = list(dict.fromkeys(t for r in rows for t in r.get("tag_keys", [])))
     metrics = sorted({k for r in rows for k in r.get("eval", {})})

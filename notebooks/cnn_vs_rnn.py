@@ -47,7 +47,7 @@ from cnn_rnn.data.registry import build_data
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.models.tcn import receptive_field
 from cnn_rnn.notebook import notebook_settings
-from cnn_rnn.sweep import markdown_table
+from cnn_rnn.tables import markdown_table
 from cnn_rnn.training.loop import train_and_evaluate
 from configs import adding
 from configs.presets import model_config

@@ -191,7 +191,7 @@ from flax import traverse_util
 
 from cnn_rnn.data.registry import build_data
 from cnn_rnn.models.registry import build_model
-from cnn_rnn.sweep import markdown_table
+from cnn_rnn.tables import markdown_table
 from cnn_rnn.training.state import param_count
 
 spec = build_data(configs["cnn"].data, seed=0).spec

@@ -75,7 +75,7 @@ from cnn_rnn.diagnostics.ablation import probe_batch
 from cnn_rnn.diagnostics.profiles import by_distance
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.notebook import notebook_settings
-from cnn_rnn.sweep import markdown_table
+from cnn_rnn.tables import markdown_table
 from cnn_rnn.training import load_run
 from cnn_rnn.training.loop import to_dict, train_and_evaluate
 from cnn_rnn.training.metrics import read_metrics

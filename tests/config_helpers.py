@@ -1,4 +1,7 @@
-"""A small, fast CNN-on-MNIST-1D training config shared by the training and fault tests."""
+"""A small, fast CNN-on-MNIST-1D training config shared by the training and fault tests, and
+the flag reset of tests that run an entry point in-process several times."""
+
+from absl import flags
 
 from configs.common import base_config
 
@@ -18,3 +21,11 @@ def small_config(steps: int, *, batch_size: int, checkpoint_every: int, eval_eve
         else:
             c[k] = v
     return c
+
+
+def reset_flags():
+    """Forget the flags of an earlier in-process parse (`cli.execute`)."""
+    # config_flags defines one flag per override while parsing; drop them between runs.
+    flags.FLAGS.unparse_flags()
+    for name in [n for n in flags.FLAGS if n.startswith("config.")]:
+        delattr(flags.FLAGS, name)

@@ -13,7 +13,7 @@ import os
 import random
 
 import pytest
-from absl import flags
+from config_helpers import reset_flags
 
 from experiments import cli, config_file
 from experiments import run as run_entry
@@ -111,13 +111,6 @@ def _broken_files(tmp_path):
     ]
 
 
-def _reset_flags():
-    # config_flags defines one flag per override while parsing; drop them between runs.
-    flags.FLAGS.unparse_flags()
-    for name in [n for n in flags.FLAGS if n.startswith("config.")]:
-        delattr(flags.FLAGS, name)
-
-
 @pytest.fixture(autouse=True)
 def _never_train(monkeypatch):
     """An input the checks let through would start training: stop it as a visible failure."""
@@ -132,7 +125,7 @@ def _never_train(monkeypatch):
 
 def _run_in_process(argv, workdir, capsys):
     """(exit code, stderr) of the entry point; any exception but SystemExit fails the test."""
-    _reset_flags()
+    reset_flags()
     capsys.readouterr()
     with pytest.raises(SystemExit) as info:
         cli.execute(run_entry.main, ["run", *argv, f"--workdir={workdir}"])

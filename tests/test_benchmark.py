@@ -17,11 +17,11 @@ import pytest
 from jax.experimental import rnn as jax_rnn
 
 from cnn_rnn.benchmarking import suite, timing
-from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.models.rnn import CELLS, RNN, cudnn
 from cnn_rnn.models.rnn.scan import resolve_batch_groups, resolve_remat, scan_in_segments
+from cnn_rnn.task import TaskSpec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQUIRED = {"model", "impl", "seq_len", "batch", "hidden", "step_ms", "compile_s", "peak_bytes"}

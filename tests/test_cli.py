@@ -147,3 +147,32 @@ def test_demo_trains_both_models_and_compares_them(cli, tmp_path):
     assert "| cnn1d |" in proc.stdout and "| gru |" in proc.stdout
     assert (tmp_path / "learning_curves.png").stat().st_size > 1000
     assert {p.name for p in tmp_path.iterdir()} >= {"cnn", "gru", "results.json"}
+
+
+def test_list_says_which_argument_a_config_file_needs():
+    from experiments.config_catalog import describe
+
+    text = describe("configs")
+    block = text.split("configs/arrays.py", 1)[1].split("\nconfigs/", 1)[0]
+    assert "needs an argument, e.g. --config=configs/arrays.py:path=my.npz" in block
+    assert "fails" not in text and "cannot be loaded" not in text
+
+
+def test_log_lines_are_plain_unless_verbosity_is_asked_for():
+    import logging
+
+    from absl import logging as absl_logging
+
+    from experiments import cli
+
+    handler = absl_logging.get_absl_handler()
+    saved = handler.python_handler.formatter
+    try:
+        cli._quiet_logging()
+        record = logging.LogRecord("cnn_rnn.training.loop", logging.INFO, "loop.py", 1,
+                                   "step %d: eval loss=%.3g", (5, 0.25), None)
+        assert handler.format(record) == "step 5: eval loss=0.25"
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        assert handler.format(record) == "warning: step 5: eval loss=0.25"
+    finally:
+        handler.setFormatter(saved)

@@ -1,6 +1,7 @@
 """Every shipped config loads, validates and names real models and data; tfds-backed configs
 train end to end under `tfds.testing.mock_data` (no TensorFlow, no network)."""
 
+import ast
 import glob
 import importlib
 import inspect
@@ -11,11 +12,15 @@ import sys
 
 import pytest
 import tensorflow_datasets as tfds
+from config_helpers import reset_flags
 
 from cnn_rnn.data import synthetic
 from cnn_rnn.data.registry import build_data, data_fields
+from cnn_rnn.models.registry import model_fields
 from cnn_rnn.sweep import Point, validate_points
-from cnn_rnn.training.loop import train_and_evaluate
+from cnn_rnn.training.config import complete
+from cnn_rnn.training.loop import build_run, train_and_evaluate
+from experiments.config_catalog import EXAMPLE_OVERRIDES, fields_table, overrides_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENT_CONFIGS = sorted(
@@ -130,16 +135,20 @@ def test_data_fields_are_settable_on_the_command_line(tmp_path):
     c = _parsed("--config=configs/imdb.py", f"--config.data.data_dir={tmp_path}",
                 "--config.data.eval_split=train[:10%]")
     assert c["data"]["data_dir"] == str(tmp_path) and c["data"]["eval_split"] == "train[:10%]"
-    assert c["data"]["train_split"] is None  # unset: the source's own default
+    # Unset: the source's own default, listed.
+    assert c["data"]["train_split"] == data_fields("imdb_reviews")["train_split"].default == "train"
 
 
 @pytest.mark.parametrize("module", EXPERIMENT_CONFIGS)
-def test_every_data_field_of_the_source_is_in_the_config(module):
-    data = _load(module).data
-    fields = data_fields(data.name)
-    assert set(fields) <= set(data), sorted(set(fields) - set(data))
-    for key, field_type in fields.items():
-        assert data[key] is None or isinstance(data[key], field_type), (key, data[key])
+def test_every_model_and_data_keyword_is_in_the_config(module):
+    config = _load(module)
+    for section, fields in ((config.model, model_fields(config.model.name)),
+                            (config.data, data_fields(config.data.name))):
+        assert set(section) == {"name", *fields}, sorted(set(fields) ^ (set(section) - {"name"}))
+        for key, keyword in fields.items():
+            value = section[key]
+            assert value is None or keyword.kind is object or isinstance(value, keyword.kind), (
+                key, value)
 
 
 def test_a_data_field_left_none_takes_the_source_default():
@@ -154,3 +163,95 @@ def test_steps_given_as_a_config_argument_moves_the_cadence():
     c.steps = 10  # in Python too: every derived field follows
     assert (c.eval_every, c.checkpoint_every, c.log_every, c.optimizer.warmup_steps) == (
         2, 2, 1, 10 * 100 // 2000)
+
+
+# --- every constructor keyword reachable from the command line ----------------------------------
+
+FAMILY_OVERRIDES = EXAMPLE_OVERRIDES  # one per model family that trains (docs/configs.md)
+
+
+def _literal(value):
+    """A flag value as config_flags reads it: a Python literal, else the string."""
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+@pytest.mark.parametrize("family,config,field,value", FAMILY_OVERRIDES,
+                         ids=[f[0] for f in FAMILY_OVERRIDES])
+def test_a_constructor_keyword_set_on_the_command_line_reaches_the_object(family, config, field,
+                                                                          value):
+    cfg = complete(_parsed(f"--config={config}", f"--config.{field}={value}"))
+    section, key = field.split(".")
+    data, model, _ = build_run(cfg)
+    built = model if section == "model" else data
+    got = getattr(built, key, None)
+    if got is None:  # a data source keeps its keywords in its own form: check the config
+        got = cfg[section][key]
+    assert (tuple(got) if isinstance(got, list) else got) == _literal(value), (family, got)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family,config,field,value", FAMILY_OVERRIDES,
+                         ids=[f[0] for f in FAMILY_OVERRIDES])
+def test_a_constructor_keyword_set_on_the_command_line_trains(tmp_path, family, config, field,
+                                                               value):
+    from experiments import cli
+    from experiments import run as run_entry
+
+    reset_flags()
+    workdir = tmp_path / "run"
+    cli.execute(run_entry.main, [
+        "run", f"--config={config}", f"--config.{field}={value}", "--config.steps=2",
+        "--config.batch_size=16", "--config.progress=false", f"--workdir={workdir}"])
+    with open(workdir / "summary.json") as f:
+        assert json.load(f)["step"] == 2
+    with open(workdir / "config.json") as f:
+        section, key = field.split(".")
+        got = json.load(f)[section][key]
+    assert (tuple(got) if isinstance(got, list) else got) == _literal(value), family
+
+
+def test_extending_a_run_with_warmup_names_the_flag_that_keeps_it():
+    from cnn_rnn.errors import ConfigError
+    from cnn_rnn.training.run_record import check_same_run, run_identity
+
+    config = _load("configs.mnist1d_gru")  # warmup 100 of 2000 steps, following `steps`
+    first = complete(config)
+    config.steps = 4000  # as --config.steps=4000 would: warmup moves to 200
+    with pytest.raises(ConfigError, match=r"keep --config\.optimizer\.warmup_steps=100\b"):
+        check_same_run({"config": run_identity(first)}, complete(config))
+    config.optimizer.warmup_steps = 100
+    check_same_run({"config": run_identity(first)}, complete(config))
+
+
+def test_a_run_recorded_without_the_default_fields_is_the_same_run():
+    from cnn_rnn.training.run_record import check_same_run, run_identity
+
+    new = complete(_load("configs.mnist1d_gru"))
+    old = run_identity(new)
+    old["model"] = {k: old["model"][k] for k in ("name", "hidden", "num_layers")}
+    old["data"] = {"name": "mnist1d", "shuffle_positions": False, "num_samples": None}
+    check_same_run({"config": old}, new)
+    old["model"]["unroll"] = 1  # a field that differs from the default is a different run
+    with pytest.raises(ValueError, match=r"model\.unroll: 1 -> 2"):
+        check_same_run({"config": old}, new)
+
+
+def test_the_field_tables_of_the_docs_are_current():
+    with open(os.path.join(ROOT, "docs", "configs.md")) as f:
+        doc = f.read()
+    assert fields_table() in doc and overrides_table() in doc, (
+        "docs/configs.md is stale: regenerate its tables with python -m experiments.config_catalog")
+
+
+def test_a_list_argument_takes_comma_separated_values():
+    from configs.common import parse_arg
+
+    defaults = dict(model="gru", columns=(), variant="paper", window=0)
+    assert parse_arg("columns=a,b,window=48", defaults) == dict(
+        model="gru", columns=("a", "b"), variant="paper", window=48)
+    assert parse_arg("cpu,columns=x", defaults)["variant"] == "cpu"
+    assert parse_arg("columns=", defaults)["columns"] == ()
+    assert _load("configs.forecast", "series=my.csv,columns=a,b").data.columns == ("a", "b")

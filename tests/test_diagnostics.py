@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.diagnostics import (
     GradientFlow,
     decay_rate,
@@ -23,6 +22,7 @@ from cnn_rnn.diagnostics.gradient_flow import forward
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.models.rnn import RNN
 from cnn_rnn.models.tcn import TemporalBlock
+from cnn_rnn.task import TaskSpec
 
 B, T, D = 3, 7, 2
 SPEC = TaskSpec("regression", 1, (T, D))

@@ -7,10 +7,10 @@ import optax
 import pytest
 from model_helpers import assert_padding_changes_nothing
 
-from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.hybrid import pool_mask
 from cnn_rnn.models.registry import build_model
+from cnn_rnn.task import TaskSpec
 
 SMALL = {"name": "cnn_rnn_hybrid", "features": (4, 8), "hidden": 6}
 

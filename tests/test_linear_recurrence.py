@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from model_helpers import assert_padding_changes_nothing, train_losses
 
-from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.linear_recurrence import LRU, MinGRU
 from cnn_rnn.models.linear_scan import linear_scan, resolve_impl
 from cnn_rnn.models.registry import build_model
+from cnn_rnn.task import TaskSpec
 
 B, T, D, N = 2, 9, 3, 5
 TOL = 1e-5

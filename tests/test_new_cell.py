@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from model_helpers import layer_reference, train_losses
 
-from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.diagnostics.gradient_flow import state_gradients
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.models.rnn import RNN, LSTMCell, RecurrentCell, register_cell
 from cnn_rnn.models.rnn.scan import flat_step
+from cnn_rnn.task import TaskSpec
 
 
 class MinRNNCell(RecurrentCell):

@@ -11,12 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.diagnostics import newton, newton_report
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.models.rnn import damping
 from cnn_rnn.models.rnn import parallel_in_time as pit
+from cnn_rnn.task import TaskSpec
 from configs.ablations.parallel_in_time import get_config as newton_config
 
 B, D, H = 2, 3, 6

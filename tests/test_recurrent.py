@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from model_helpers import assert_padding_changes_nothing, layer_reference, train_losses
 
-from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.models.rnn import parallel_in_time as pit
@@ -17,6 +16,7 @@ from cnn_rnn.models.rnn.cells import ElmanCell, GRUCell, LSTMCell
 from cnn_rnn.models.rnn.initializers import recurrent_initializer
 from cnn_rnn.models.rnn.layer import RNN
 from cnn_rnn.models.rnn.scan import flat_step, reverse_valid
+from cnn_rnn.task import TaskSpec
 
 B, T, D, H = 3, 5, 4, 6
 ATOL = 1e-5

@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import build_model, model_names, register_model
+from cnn_rnn.task import TaskSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,12 +3,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.data.registry import build_data
 from cnn_rnn.diagnostics.encoder_flow import encoder_state_gradients
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.models.seq2seq import RecurrentSeq2Seq, TransformerSeq2Seq
+from cnn_rnn.task import TaskSpec
 from cnn_rnn.training.losses import loss_and_metrics
 
 VOCAB, LENGTH = 6, 5

@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.models.streaming import require_streaming, stream, streaming_models
+from cnn_rnn.task import TaskSpec
 
 B, T, D, OUT = 3, 11, 4, 2
 TOL = 1e-6

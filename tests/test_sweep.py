@@ -8,7 +8,8 @@ import os
 import pytest
 
 from cnn_rnn.errors import ConfigError
-from cnn_rnn.sweep import Point, markdown_table, run_sweep
+from cnn_rnn.sweep import Point, run_sweep
+from cnn_rnn.tables import markdown_table
 from cnn_rnn.training.loop import NonFiniteError
 from configs.common import base_config
 

@@ -8,11 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_rnn.data.base import ArraySource, TaskSpec
+from cnn_rnn.data.base import ArraySource
 from cnn_rnn.data.registry import build_data
 from cnn_rnn.data.sequential import pixel_permutation, pixel_view
 from cnn_rnn.data.synthetic import digit_glyphs
 from cnn_rnn.errors import ConfigError
+from cnn_rnn.task import TaskSpec
 from cnn_rnn.training import losses
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from model_helpers import train_losses
 
-from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.readout import last_valid_step, masked_mean
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.models.tcn import TCN, receptive_field
+from cnn_rnn.task import TaskSpec
 from cnn_rnn.training.state import param_count
 
 KEY = jax.random.PRNGKey(0)

@@ -102,7 +102,7 @@ def test_original_unit_metrics_match_numpy():
     out, tgt = rng.standard_normal((2, 6, 3)).astype(np.float32)
     scale = np.abs(rng.standard_normal((6, 3))).astype(np.float32) + 0.5
     w = np.array([1, 1, 1, 1, 0, 0], np.float32)
-    from cnn_rnn.data.base import TaskSpec
+    from cnn_rnn.task import TaskSpec
 
     spec = TaskSpec(kind="regression", num_outputs=3, input_shape=(4, 1))
     _, m = loss_and_metrics(spec, jnp.asarray(out), {"targets": jnp.asarray(tgt),

@@ -77,10 +77,15 @@ def test_train_and_evaluate_learns_and_writes_records(tmp_path):
     assert any((tmp_path / "tensorboard").iterdir())
 
 
-def test_finished_run_only_reports(tmp_path):
+def test_finished_run_only_reports(tmp_path, monkeypatch):
     first = train_and_evaluate(_tiny_config(steps=20), str(tmp_path))
     before = (tmp_path / "metrics.jsonl").read_text()
     summary = json.loads((tmp_path / "summary.json").read_text())
+
+    def builds(*args, **kwargs):
+        raise AssertionError("a finished run built its data and model again")
+
+    monkeypatch.setattr(loop, "build_run", builds)  # reporting reads files, builds nothing
     again = train_and_evaluate(_tiny_config(steps=20), str(tmp_path))
     assert again["eval"] == first["eval"]
     assert (tmp_path / "metrics.jsonl").read_text() == before

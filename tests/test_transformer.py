@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from model_helpers import train_losses
 
-from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.models.transformer import Transformer, sinusoidal_positions
+from cnn_rnn.task import TaskSpec
 from cnn_rnn.training.state import param_count
 
 KEY = jax.random.PRNGKey(0)

@@ -21,20 +21,20 @@ implementations have in common, so their times compare the recurrent layers them
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from cnn_rnn.benchmarking import timing
-from cnn_rnn.data.base import TaskSpec
+from cnn_rnn.benchmarking.case import Case, Prepared, case_spec, random_batch
+from cnn_rnn.benchmarking.engine_cases import prepare_engine
+from cnn_rnn.benchmarking.parallel_cases import prepare_parallel
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.registry import accepted_kwargs
 from cnn_rnn.training.parallel import BACKENDS
@@ -52,60 +52,9 @@ FLAX_CELLS: dict[str, Callable[[int], nn.Module]] = {
 TORCH_LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 
 
-@dataclasses.dataclass(frozen=True)
-class Case:
-    """What one benchmark row measures.
-
-    Attributes:
-      label: the row's name in tables and plots (e.g. "lstm", "lru-parallel").
-      model: the registered model name ("lstm", "lru", ...).
-      impl: one of IMPLS.
-      seq_len, batch, hidden, input_dim, num_classes: the shape of the problem.
-      options: keyword arguments of our model (impl "cnn_rnn" only).
-
-    """
-
-    label: str
-    model: str
-    impl: str
-    seq_len: int
-    batch: int
-    hidden: int
-    input_dim: int
-    num_classes: int = 10
-    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass
-class Prepared:
-    """A case ready to time: `step()` runs one blocking training step.
-
-    Attributes:
-      step: runs one training step and waits for it.
-      compile_s: seconds to lower and compile the step (None for torch).
-      peak_bytes: bytes the compiled step needs (see timing.PEAK_SOURCE; None for torch).
-      params: number of trainable parameters.
-      notes: free-form facts worth a column (e.g. torch's device and threads).
-
-    """
-
-    step: Callable[[], None]
-    compile_s: float | None
-    peak_bytes: int | None
-    params: int
-    notes: str = ""
-
-
 def torch_available() -> bool:
     """Return whether PyTorch can be imported (the optional `bench` extra)."""
     return importlib.util.find_spec("torch") is not None
-
-
-def random_batch(case: Case, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Return inputs float32 [B, T, D] and integer labels [B], the same for every impl."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((case.batch, case.seq_len, case.input_dim), dtype=np.float32)
-    return x, rng.integers(0, case.num_classes, case.batch).astype(np.int32)
 
 
 class FlaxBuiltin(nn.Module):
@@ -128,11 +77,6 @@ class FlaxBuiltin(nn.Module):
         """Return logits [B, num_outputs] for inputs [B, T, D]."""
         h = nn.RNN(FLAX_CELLS[self.cell](self.hidden))(inputs)
         return nn.Dense(self.num_outputs)(h[:, -1])
-
-
-def case_spec(case: Case) -> TaskSpec:
-    """Return the task every case trains on: classification of [T, D] inputs."""
-    return TaskSpec("classification", case.num_classes, (case.seq_len, case.input_dim))
 
 
 def build_module(case: Case) -> nn.Module:
@@ -234,15 +178,12 @@ def prepare(case: Case, learning_rate: float = 1e-3, seed: int = 0) -> Prepared:
     if case.impl == "torch":
         return prepare_torch(case, learning_rate, seed)
     if case.impl == "engine":
-        from cnn_rnn.benchmarking.engine_cases import prepare_engine
-
         return prepare_engine(case, learning_rate, seed)
     if case.impl in ("stream", "recompute"):
+        # Imported here: streaming_cases builds its module with this file's build_module.
         from cnn_rnn.benchmarking.streaming_cases import prepare_streaming
 
         return prepare_streaming(case, learning_rate, seed)
     if case.impl in BACKENDS:
-        from cnn_rnn.benchmarking.parallel_cases import prepare_parallel
-
         return prepare_parallel(case, learning_rate, seed)
     return prepare_jax(case, learning_rate, seed)

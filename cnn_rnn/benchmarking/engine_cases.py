@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from cnn_rnn.benchmarking import timing
-from cnn_rnn.benchmarking.cases import Case, Prepared
+from cnn_rnn.benchmarking.case import Case, Prepared
 from cnn_rnn.models.linear_scan import linear_scan
 
 

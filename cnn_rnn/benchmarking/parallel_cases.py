@@ -12,7 +12,7 @@ import time
 import jax
 import numpy as np
 
-from cnn_rnn.benchmarking.cases import Case, Prepared, case_spec, random_batch
+from cnn_rnn.benchmarking.case import Case, Prepared, case_spec, random_batch
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.training import parallel
 from cnn_rnn.training.optim import build_optimizer

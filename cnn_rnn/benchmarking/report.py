@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from cnn_rnn.sweep import markdown_table  # noqa: E402
+from cnn_rnn.tables import markdown_table  # noqa: E402
 
 Row = Mapping[str, Any]
 RESULTS_FILE = "results.json"

@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from cnn_rnn.benchmarking import timing
-from cnn_rnn.benchmarking.cases import Case, Prepared, build_module, random_batch
+from cnn_rnn.benchmarking.case import Case, Prepared, random_batch
+from cnn_rnn.benchmarking.cases import build_module
 from cnn_rnn.models.streaming import require_streaming, stream
 from cnn_rnn.training.state import param_count
 

@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from cnn_rnn.data.base import DataSource, TaskSpec
+from cnn_rnn.data.base import DataSource
 from cnn_rnn.data.images import check_view_options, classification_spec, normalized_source
 from cnn_rnn.data.registry import register_data
 from cnn_rnn.data.sequential import check_choice
 from cnn_rnn.errors import ConfigError
+from cnn_rnn.task import TaskSpec
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 TASKS = ("auto", "classification", "regression")

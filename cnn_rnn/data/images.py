@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnn_rnn.data.base import ArraySource, Batch, DataSource, TaskSpec
+from cnn_rnn.data.base import ArraySource, Batch, DataSource
 from cnn_rnn.data.sequential import (
     PIXEL_VIEWS,
     MappedSource,
@@ -19,6 +19,7 @@ from cnn_rnn.data.sequential import (
     check_int,
     pixel_view,
 )
+from cnn_rnn.task import TaskSpec
 
 
 def channel_stats(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,9 +10,10 @@ import functools
 
 import numpy as np
 
-from cnn_rnn.data.base import ArraySource, TaskSpec
+from cnn_rnn.data.base import ArraySource
 from cnn_rnn.data.registry import register_data
 from cnn_rnn.data.sequential import check_int
+from cnn_rnn.task import TaskSpec
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,7 +1,7 @@
 """Builds a data source from `config.data` (name + kwargs).
 
-A kwarg set to None takes the source's default, so that a config can list every field a source
-takes (typed, with None) and the command line can set any of them.
+A config lists every keyword a source takes with its default (`Registry.fields`), so the command
+line can set any of them; a kwarg set to None takes the source's default.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from cnn_rnn.data.base import DataSource
-from cnn_rnn.registry import Registry, kwarg_types
+from cnn_rnn.registry import Keyword, Registry
 
 # The modules that register the built-in sources (a new source module is added here).
 SOURCE_MODULES = ("mnist1d", "synthetic", "tfds", "arrays", "timeseries", "translation")
-DATA: Registry[DataSource] = Registry("data", [f"cnn_rnn.data.{m}" for m in SOURCE_MODULES])
+# `seed` comes from the run's seed, never from config.data.
+DATA: Registry[DataSource] = Registry("data", [f"cnn_rnn.data.{m}" for m in SOURCE_MODULES],
+                                      reserved=("seed",))
 register_data = DATA.register
 
 
@@ -29,6 +31,6 @@ def data_names() -> list[str]:
     return DATA.names()
 
 
-def data_fields(name: str) -> dict[str, type]:
-    """The keyword arguments of source `name` that a config can set (all but `seed`), typed."""
-    return {k: v for k, v in kwarg_types(DATA.get(name)).items() if k != "seed"}
+def data_fields(name: str) -> dict[str, Keyword]:
+    """The keyword arguments of source `name` that a config can set (all but `seed`)."""
+    return DATA.fields(name)

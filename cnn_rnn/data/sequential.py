@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from cnn_rnn import config_checks
-from cnn_rnn.data.base import Batch, DataSource, TaskSpec
+from cnn_rnn.data.base import Batch, DataSource
 from cnn_rnn.errors import ConfigError
+from cnn_rnn.task import TaskSpec
 
 PIXEL_VIEWS = ("none", "sequential", "permuted")
 

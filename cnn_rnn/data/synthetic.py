@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from cnn_rnn.config_checks import check_number
-from cnn_rnn.data.base import Batch, DataSource, TaskSpec, batches_from_arrays, step_rng
+from cnn_rnn.data.base import Batch, DataSource, batches_from_arrays, step_rng
 from cnn_rnn.data.registry import register_data
 from cnn_rnn.data.sequential import check_choice, check_int, one_hot, pixel_view
+from cnn_rnn.task import TaskSpec
 
 GenerateFn = Callable[[np.random.Generator, int], Batch]
 

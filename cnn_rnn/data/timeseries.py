@@ -42,10 +42,11 @@ from importlib import resources
 import numpy as np
 
 from cnn_rnn.data import forecast_baselines
-from cnn_rnn.data.base import ArraySource, TaskSpec
+from cnn_rnn.data.base import ArraySource
 from cnn_rnn.data.registry import register_data
 from cnn_rnn.data.sequential import check_choice, check_int
 from cnn_rnn.errors import ConfigError
+from cnn_rnn.task import TaskSpec
 
 # name -> (file in cnn_rnn/data/series, default columns, default period)
 SHIPPED = {

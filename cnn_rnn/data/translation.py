@@ -22,11 +22,12 @@ import functools
 
 import numpy as np
 
-from cnn_rnn.data.base import Batch, TaskSpec
+from cnn_rnn.data.base import Batch
 from cnn_rnn.data.registry import register_data
 from cnn_rnn.data.sequential import check_choice, check_int, one_hot
 from cnn_rnn.data.synthetic import GeneratedSource
 from cnn_rnn.errors import ConfigError
+from cnn_rnn.task import TaskSpec
 
 TASKS = ("reverse", "sort")
 MAX_VOCAB = 1024

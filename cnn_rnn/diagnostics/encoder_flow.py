@@ -18,8 +18,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.diagnostics.gradient_flow import example_weights, state_gradients
+from cnn_rnn.task import TaskSpec
 
 
 def encoder_state_gradients(model: nn.Module, variables: Any, batch: Mapping[str, Any],

@@ -47,9 +47,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.diagnostics import profiles
 from cnn_rnn.diagnostics.spectra import recurrent_spectral_radii
+from cnn_rnn.task import TaskSpec
 from cnn_rnn.training.losses import loss_and_metrics
 from cnn_rnn.training.steps import model_inputs
 

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from cnn_rnn.config_checks import check_choice
-from cnn_rnn.data.base import DataSource, TaskSpec
+from cnn_rnn.data.base import DataSource
 from cnn_rnn.data.registry import build_data, data_fields
 from cnn_rnn.diagnostics import profiles
 from cnn_rnn.diagnostics.ablation import probe_batch
@@ -49,6 +49,7 @@ from cnn_rnn.diagnostics.gradient_flow import gradient_flow, make_probe
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.models.rnn import parallel_in_time as pit
 from cnn_rnn.models.rnn.scan import flat_step
+from cnn_rnn.task import TaskSpec
 from cnn_rnn.training import parallel
 from cnn_rnn.training.loop import evaluate
 from cnn_rnn.training.optim import build_optimizer

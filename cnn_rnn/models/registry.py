@@ -14,14 +14,17 @@ from typing import Any
 
 import flax.linen as nn
 
-from cnn_rnn.data.base import TaskSpec
 from cnn_rnn.errors import ConfigError
-from cnn_rnn.registry import Registry, accepted_kwargs
+from cnn_rnn.registry import Keyword, Registry, accepted_kwargs
+from cnn_rnn.task import TaskSpec
 
 # The modules that register the built-in models (a new family module is added here).
 FAMILY_MODULES = ("cnn", "rnn.models", "tcn", "transformer", "linear_recurrence", "hybrid",
                   "seq2seq")
-MODELS: Registry[nn.Module] = Registry("model", [f"cnn_rnn.models.{m}" for m in FAMILY_MODULES])
+# Set by `build_model` from the task and the trainer, never from config.model.
+FIXED_FIELDS = ("num_outputs", "return_sequences", "target_len", "axis_name")
+MODELS: Registry[nn.Module] = Registry("model", [f"cnn_rnn.models.{m}" for m in FAMILY_MODULES],
+                                       reserved=FIXED_FIELDS)
 register_model = MODELS.register
 
 
@@ -30,14 +33,15 @@ def build_model(model_config: Mapping[str, Any], spec: TaskSpec,
     """The model named `model_config['name']` sized for `spec`.
 
     Args:
-      model_config: `name` plus the model's own keyword arguments.
+      model_config: `name` plus the model's own keyword arguments (None: the default).
       spec: the task; sets `num_outputs` and, for many-to-many tasks, `return_sequences=True`.
       axis_name: pmap axis for cross-device BatchNorm, passed to models that have the field.
     """
     name = model_config.get("name", "")
     cls = MODELS.get(name)
     fields = accepted_kwargs(cls)
-    kwargs = {k: v for k, v in dict(model_config).items() if k != "name"}
+    # None: the model's default (a config lists every field; those without one are None).
+    kwargs = {k: v for k, v in dict(model_config).items() if k != "name" and v is not None}
     fixed: dict[str, Any] = {"num_outputs": spec.num_outputs}
     if (spec.kind == "seq2seq") != ("target_len" in fields):
         needs = "an encoder-decoder" if spec.kind == "seq2seq" else "a sequence model"
@@ -72,3 +76,8 @@ def _fits(name: str, spec: TaskSpec) -> bool:
 def model_names() -> list[str]:
     """Every registered model name."""
     return MODELS.names()
+
+
+def model_fields(name: str) -> dict[str, Keyword]:
+    """The keyword arguments of model `name` that a config can set (all but FIXED_FIELDS)."""
+    return MODELS.fields(name)

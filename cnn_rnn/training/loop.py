@@ -20,7 +20,6 @@ import jax
 import optax
 from tqdm import tqdm
 
-from cnn_rnn.config_checks import validate_config
 from cnn_rnn.data.base import DataSource
 from cnn_rnn.data.pipeline import Prefetcher, default_eval_batch_size, prefetch_batches
 from cnn_rnn.data.registry import build_data
@@ -29,6 +28,7 @@ from cnn_rnn.models.registry import build_model
 from cnn_rnn.training import distributed, parallel
 from cnn_rnn.training import run_record as record
 from cnn_rnn.training.checkpoints import Checkpointer
+from cnn_rnn.training.config import RunConfig, complete, to_dict
 from cnn_rnn.training.interrupts import stop_requests
 from cnn_rnn.training.metrics import MetricWriter, NullWriter
 from cnn_rnn.training.optim import build_optimizer, learning_rate_schedule
@@ -36,7 +36,6 @@ from cnn_rnn.training.run_record import (  # re-exported: sweeps apply the same 
     check_same_run,
     prepare_workdir,
     run_identity,
-    to_dict,
 )
 from cnn_rnn.training.state import (
     TrainState,
@@ -73,23 +72,23 @@ def evaluate(p_eval: Any, state: Any, data: DataSource, batch_size: int,
     return sums_to_metrics(total)
 
 
-def eval_batch_size(cfg: Mapping[str, Any], data: DataSource, n_dev: int) -> int:
+def eval_batch_size(cfg: RunConfig, data: DataSource, n_dev: int) -> int:
     """The config's `eval_batch_size`, or (0 or absent) a default larger than the training batch."""
-    size = cfg.get("eval_batch_size") or 0
+    size = cfg["eval_batch_size"]
     if size == 0:
         return default_eval_batch_size(cfg["batch_size"], data.spec.input_shape, n_dev)
     parallel.check_batch_size(size, n_dev, field="eval_batch_size")
     return size
 
 
-def build_run(cfg: Mapping[str, Any], data: DataSource | None = None
+def build_run(cfg: RunConfig, data: DataSource | None = None
               ) -> tuple[DataSource, Any, optax.GradientTransformation]:
     """Check the batch split and build the data source (unless given), model and optimizer.
 
-    `cfg` is a validated config dict; ConfigError for a value that does not build.
+    `cfg` is a completed config (`training.config.complete`); ConfigError for a value that does
+    not build.
     """
     n_dev = jax.device_count()
-    parallel.check_backend(cfg.get("parallelism", "pmap"))
     parallel.check_batch_size(cfg["batch_size"], n_dev)
     data = build_data(cfg["data"], seed=cfg["seed"]) if data is None else data
     eval_batch_size(cfg, data, n_dev)  # a bad value fails before any write
@@ -123,8 +122,11 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     Resumes from the newest checkpoint in `<workdir>/checkpoints` if there is one; a run already
     at `config.steps` only reports. Returns the summary also written to `<workdir>/summary.json`.
     """
-    cfg = to_dict(config)
-    validate_config(cfg)
+    cfg = complete(config)
+    finished = record.finished_summary(workdir, cfg)
+    if finished is not None:  # nothing to build: say what it was
+        log.info("already finished: %s", record.summary_line(finished))
+        return finished
     data, model, tx = build_run(cfg)
     key = jax.random.PRNGKey(cfg["seed"])
     with init_errors_as_config(cfg, data.spec.input_shape):
@@ -136,7 +138,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
         return _train_locked(cfg, workdir, data, model, state)
 
 
-def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any,
+def _train_locked(cfg: RunConfig, workdir: str, data: DataSource, model: Any,
                   state: TrainState) -> dict[str, Any]:
     """The part of train_and_evaluate that writes to the workdir (its lock held)."""
     n_dev, n_params, steps = jax.device_count(), param_count(state.params), cfg["steps"]
@@ -161,7 +163,9 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
         log.info("model %s: %s parameters; data %s %s; %d device(s) in %d process(es) (%s), "
                  "%d examples per device", cfg["model"]["name"], f"{n_params:,}",
                  cfg["data"]["name"], data.spec.input_shape, n_dev, distributed.process_count(),
-                 cfg.get("parallelism", "pmap"), cfg["batch_size"] // n_dev)
+                 cfg["parallelism"], cfg["batch_size"] // n_dev)
+        if record.baseline_text(data):  # said once here, not on every eval line
+            log.info("%s", record.baseline_text(data))
         t0 = _clock()
 
         def seconds() -> float:  # training seconds of every session so far
@@ -177,17 +181,17 @@ def _train_locked(cfg: dict[str, Any], workdir: str, data: DataSource, model: An
     return summary
 
 
-def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, state: TrainState,
+def _train(cfg: RunConfig, workdir: str, data: DataSource, model: Any, state: TrainState,
            start: int, pending: list[Any], ckpt: Checkpointer,
            seconds: Callable[[], float]) -> None:
     """Steps `start`..`steps`: train, log the window, evaluate and checkpoint on their cadences."""
     primary, steps = distributed.is_primary(), cfg["steps"]
-    progress = cfg.get("progress", True) and primary
-    backend = parallel.make_backend(cfg.get("parallelism", "pmap"))
+    progress = cfg["progress"] and primary
+    backend = parallel.make_backend(cfg["parallelism"])
     p_train = backend.compile(train_step, donate_state=True, model=model, spec=data.spec)
     p_eval = backend.compile(eval_step, model=model, spec=data.spec)
     window = TrainWindow(learning_rate_schedule(cfg["optimizer"], steps),
-                         stop_on_nonfinite=cfg.get("on_nonfinite", "stop") == "stop",
+                         stop_on_nonfinite=cfg["on_nonfinite"] == "stop",
                          fetch=backend.fetch)
     window.restore(pending)
     state = backend.put_state(state)
@@ -215,8 +219,7 @@ def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, stat
             if done % cfg["eval_every"] == 0 or last:
                 ev = evaluate(p_eval, state, data, eval_size, backend)
                 writer.write(done, "eval", ev)
-                line = (f"step {done}: eval " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items())
-                        + record.baseline_text(data))
+                line = f"step {done}: eval " + ", ".join(f"{k}={v:.4g}" for k, v in ev.items())
                 if progress:
                     bar.write(line)
                 elif primary:
@@ -230,4 +233,4 @@ def _train(cfg: dict[str, Any], workdir: str, data: DataSource, model: Any, stat
                           record.checkpoint_meta(cfg, seconds(), window.pending()))
             if stopping and not last:
                 raise stop.error(done)
-    log.info("input wait %.2fs over steps %d..%d", batches.wait_seconds, start, steps)
+    log.debug("input wait %.2fs over steps %d..%d", batches.wait_seconds, start, steps)

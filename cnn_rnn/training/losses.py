@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cnn_rnn.data.base import TaskSpec
+from cnn_rnn.task import TaskSpec
 
 Metrics = dict[str, tuple[jax.Array, jax.Array]]
 

@@ -8,9 +8,7 @@ from typing import Any
 import optax
 
 from cnn_rnn.errors import ConfigError
-
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "linear")
+from cnn_rnn.training.config import OPTIMIZER_DEFAULTS, OPTIMIZERS, SCHEDULES
 
 
 def learning_rate_schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Schedule:
@@ -20,9 +18,10 @@ def learning_rate_schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Sc
     therefore re-stretches the schedule from the resume point: the rate at step s follows the
     new total (the loop logs a warning when that happens).
     """
+    cfg = {**OPTIMIZER_DEFAULTS, **cfg}
     lr = float(cfg["learning_rate"])
-    warmup = int(cfg.get("warmup_steps", 0))
-    name = cfg.get("schedule", "constant")
+    warmup = int(cfg["warmup_steps"])
+    name = cfg["schedule"]
     decay_steps = max(1, total_steps - warmup)
     if name == "constant":
         main = optax.constant_schedule(lr)
@@ -44,21 +43,22 @@ def build_optimizer(cfg: Mapping[str, Any], total_steps: int) -> optax.GradientT
     `weight_decay` is decoupled (AdamW-style) for adamw and added to the gradient (L2, as in the
     classic SGD recipes) for the others.
     """
+    cfg = {**OPTIMIZER_DEFAULTS, **cfg}
     name = cfg.get("name", "")
     schedule = learning_rate_schedule(cfg, total_steps)
-    wd = float(cfg.get("weight_decay", 0.0))
+    wd = float(cfg["weight_decay"])
     if name == "adam":
         opt = optax.adam(schedule)
     elif name == "adamw":
         opt = optax.adamw(schedule, weight_decay=wd)
     elif name == "sgd":
-        opt = optax.sgd(schedule, momentum=float(cfg.get("momentum", 0.0)) or None)
+        opt = optax.sgd(schedule, momentum=float(cfg["momentum"]) or None)
     elif name == "rmsprop":
-        opt = optax.rmsprop(schedule, momentum=float(cfg.get("momentum", 0.0)))
+        opt = optax.rmsprop(schedule, momentum=float(cfg["momentum"]))
     else:
         raise ConfigError("optimizer.name", f"unknown {name!r}; accepted: {', '.join(OPTIMIZERS)}")
     if wd > 0 and name != "adamw":
         opt = optax.chain(optax.add_decayed_weights(wd), opt)
-    clip = float(cfg.get("grad_clip_norm", 0.0))
+    clip = float(cfg["grad_clip_norm"])
     # inject_hyperparams is avoided: the schedule is logged from the step count instead.
     return optax.chain(optax.clip_by_global_norm(clip), opt) if clip > 0 else opt

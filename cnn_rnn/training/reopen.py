@@ -22,10 +22,11 @@ from typing import Any
 
 import jax
 
-from cnn_rnn.data.base import DataSource, TaskSpec
+from cnn_rnn.data.base import DataSource
 from cnn_rnn.data.registry import build_data
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import build_model
+from cnn_rnn.task import TaskSpec
 from cnn_rnn.training.checkpoints import Checkpointer
 from cnn_rnn.training.optim import build_optimizer
 from cnn_rnn.training.state import TrainState, create_train_state

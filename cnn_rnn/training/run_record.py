@@ -15,6 +15,7 @@ from typing import Any
 
 from cnn_rnn.data.base import DataSource
 from cnn_rnn.errors import ConfigError
+from cnn_rnn.training.config import complete_sections
 from cnn_rnn.training.metrics import read_metrics
 from cnn_rnn.training.optim import learning_rate_schedule
 
@@ -28,12 +29,6 @@ MAY_CHANGE = ("steps", "progress", "eval_every", "log_every", "checkpoint_every"
 # The only fields that checkpoint records written before the whole config was stored hold.
 _LEGACY_FIELDS = ("model", "data", "seed", "batch_size")
 _ABSENT = "(absent)"
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """A plain-dict copy of a ConfigDict (or mapping)."""
-    return json.loads(config.to_json()) if hasattr(config, "to_json") else json.loads(
-        json.dumps(dict(config)))
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
@@ -72,9 +67,14 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def check_same_run(meta: Mapping[str, Any], config: Mapping[str, Any]) -> None:
-    """Raise ConfigError naming every field (old -> new) in which `config` leaves the run."""
+    """Raise ConfigError naming every field (old -> new) in which `config` leaves the run.
+
+    Both sides are compared with every default filled in (`complete_sections`), so a run
+    recorded before a field was listed, or with a field left at its default, is the same run.
+    """
     if "config" in meta:
-        old, new = _flatten(meta["config"]), _flatten(run_identity(config))
+        old = _flatten(complete_sections(meta["config"]))
+        new = _flatten(complete_sections(run_identity(config)))
     else:  # an older record: compare what it holds
         held = {k: meta[k] for k in _LEGACY_FIELDS if k in meta}
         old, new = _flatten(held), _flatten({k: config.get(k) for k in held})
@@ -82,8 +82,19 @@ def check_same_run(meta: Mapping[str, Any], config: Mapping[str, Any]) -> None:
              for k in sorted(old.keys() | new.keys()) if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
     if diffs:
         raise ConfigError("workdir", f"holds checkpoints of a different run ({'; '.join(diffs)}); "
-                          "use a new --workdir or the original config (only "
-                          f"{', '.join(MAY_CHANGE)} may change)")
+                          f"{_keep_hint(old, new)}use a new --workdir or the original config "
+                          f"(only {', '.join(MAY_CHANGE)} may change)")
+
+
+# Fields that follow `steps` unless set (configs/common.py): extending a run moves them.
+FOLLOW_STEPS = ("optimizer.warmup_steps",)
+
+
+def _keep_hint(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """`to extend the run keep --config.X=old; ` for changed fields that follow `steps`."""
+    kept = [f"--config.{k}={old[k]}" for k in FOLLOW_STEPS
+            if k in old and old.get(k) != new.get(k, _ABSENT)]
+    return f"to change steps and continue this run, keep {' '.join(kept)}; or " if kept else ""
 
 
 def checkpoint_meta(cfg: Mapping[str, Any], train_seconds: float,
@@ -122,7 +133,7 @@ def warn_if_schedule_stretched(meta: Mapping[str, Any], cfg: Mapping[str, Any],
                                start: int) -> None:
     """Warn when a changed `steps` re-stretches a decaying learning-rate schedule from `start`."""
     old_steps, opt = meta.get("steps"), cfg["optimizer"]
-    if old_steps in (None, cfg["steps"]) or opt.get("schedule", "constant") == "constant":
+    if old_steps in (None, cfg["steps"]) or opt["schedule"] == "constant":
         return
     before = float(learning_rate_schedule(opt, int(old_steps))(start))
     after = float(learning_rate_schedule(opt, cfg["steps"])(start))
@@ -131,12 +142,38 @@ def warn_if_schedule_stretched(meta: Mapping[str, Any], cfg: Mapping[str, Any],
                 cfg["steps"], opt["schedule"], start, before, after)
 
 
+def finished_summary(workdir: str, cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The summary of the run in `workdir` if it already reached `cfg`'s steps, else None.
+
+    Read from summary.json, config.json and the checkpoint folders' names, without building
+    data or model, so that rerunning a finished run costs no more than reading three files. The
+    newest checkpoint must be the summary's step (else the loop decides, e.g. a longer run that
+    was interrupted). ConfigError when config.json is another run's, as resuming would say.
+    """
+    try:
+        with open(os.path.join(workdir, "summary.json")) as f:
+            summary = json.load(f)
+        with open(os.path.join(workdir, "config.json")) as f:
+            saved = json.load(f)
+        names = os.listdir(os.path.join(workdir, "checkpoints"))
+    except (OSError, ValueError):
+        return None
+    newest = max((int(n) for n in names if n.isdigit()), default=None)
+    if not isinstance(summary, dict) or not isinstance(saved, dict):
+        return None
+    if not summary.get("step") == newest == cfg["steps"]:
+        return None
+    check_same_run({"config": run_identity(saved)}, cfg)
+    return summary
+
+
 def baseline_text(data: DataSource) -> str:
-    """` (trivial baseline metric=value: note)` for eval lines, or "" without a baseline."""
+    """`trivial baseline metric=value (note)`, said once before the eval lines, or ""."""
     spec = data.spec
     if spec.baseline is None:
         return ""
-    return f" (trivial baseline {spec.baseline_metric}={spec.baseline:.4g}: {spec.baseline_note})"
+    note = f" ({spec.baseline_note})" if spec.baseline_note else ""
+    return f"trivial baseline {spec.baseline_metric}={spec.baseline:.4g}{note}"
 
 
 def write_summary(workdir: str, cfg: Mapping[str, Any], data: DataSource, n_params: int,

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cnn_rnn.data.base import TaskSpec
+from cnn_rnn.task import TaskSpec
 from cnn_rnn.training.example_dropout import keyed_by_example
 from cnn_rnn.training.losses import loss_and_metrics
 from cnn_rnn.training.state import TrainState
