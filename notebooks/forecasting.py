@@ -92,20 +92,12 @@ for name, err in data.baselines.items():
 import jax  # noqa: E402
 
 from cnn_rnn.data import forecast_baselines as fb  # noqa: E402
-from cnn_rnn.models.registry import build_model  # noqa: E402
-from cnn_rnn.training.checkpoints import Checkpointer  # noqa: E402
-from cnn_rnn.training.optim import build_optimizer  # noqa: E402
-from cnn_rnn.training.state import create_train_state  # noqa: E402
+from cnn_rnn.training import load_run  # noqa: E402
 
-model = build_model(config.model, data.spec)
-init = create_train_state(model, build_optimizer(config.optimizer, config.steps),
-                          data.spec.input_shape, jax.random.PRNGKey(0))
-ckpt = Checkpointer(os.path.join(WORKDIR, "gru_co2", "checkpoints"), keep=3)
-state = ckpt.restore(config.steps, init)
-ckpt.close()
+run = load_run(os.path.join(WORKDIR, "gru_co2"))  # the newest intact checkpoint, verified
 x = data.test["inputs"][::60]
 last = x[:, -1:, 0]  # centred windows: add back the last value, then undo the normalisation
-pred = (np.asarray(model.apply(state.variables(), x)) + last) * data.std[0] + data.mean[0]
+pred = (np.asarray(jax.jit(run.apply)(x)) + last) * data.std[0] + data.mean[0]
 truth = (data.test["targets"][::60] + last) * data.std[0] + data.mean[0]
 start = data.bounds[1][0]
 train_windows = windows_of(co2[: data.bounds[0][1], None], 24, 12)
@@ -131,3 +123,34 @@ plt.show()
 assert gru["mse_original"] < data.baselines["persistence"]["mse"], gru
 print("OK: the GRU beats persistence; linear AR ratio "
       f"{gru['mse_original'] / data.baselines['linear_ar']['mse']:.2f}")
+
+# %% [markdown]
+# ## 5. A real forecast from `predict`
+#
+# The trained run forecasts from a CSV of new data with no code: `experiments.predict` reopens
+# the workdir (`load_run`), takes the CSV's last 24 months, and writes the next 12 with the
+# baselines' forecasts beside them and the dates continued, plus a PNG. Here the CSV is the
+# last four years of the record (the run's columns: a date and `co2_ppm`).
+
+# %%
+import datetime  # noqa: E402
+
+history = co2[-48:]
+first = len(co2) - len(history)  # months since March 1958
+dates = [datetime.date(1958 + (2 + first + i) // 12, (2 + first + i) % 12 + 1, 1)
+         for i in range(len(history))]
+csv_path = os.path.join(WORKDIR, "co2_recent.csv")
+with open(csv_path, "w") as f:
+    f.write("date,co2_ppm\n")
+    f.writelines(f"{d.isoformat()},{v:.2f}\n" for d, v in zip(dates, history, strict=True))
+out = os.path.join(WORKDIR, "co2_forecast.csv")
+done = subprocess.run([sys.executable, "-m", "experiments.predict",
+                       f"--workdir={os.path.join(WORKDIR, 'gru_co2')}", f"--input={csv_path}",
+                       f"--output={out}"], capture_output=True, text=True)
+print(done.stdout or done.stderr)
+assert done.returncode == 0, done.stderr
+plt.figure(figsize=(8, 2.8))
+plt.imshow(plt.imread(out.replace(".csv", ".png")))
+plt.axis("off")
+plt.show()
+print(f"OK: the next 12 months from {dates[-1]:%Y-%m}, with the baselines, in {out}")

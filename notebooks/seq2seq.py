@@ -28,17 +28,13 @@ if "google.colab" in sys.modules:
 import logging
 import os
 
-import jax
 import matplotlib.pyplot as plt
 
 from cnn_rnn.data.registry import build_data
 from cnn_rnn.diagnostics.encoder_flow import encoder_gradient_profile
-from cnn_rnn.models.registry import build_model
 from cnn_rnn.notebook import notebook_settings
-from cnn_rnn.training.checkpoints import Checkpointer
+from cnn_rnn.training import load_run
 from cnn_rnn.training.loop import train_and_evaluate
-from cnn_rnn.training.optim import build_optimizer
-from cnn_rnn.training.state import create_train_state
 from configs.seq2seq import get_config
 
 logging.getLogger("absl").setLevel(logging.WARNING)
@@ -84,14 +80,9 @@ for name in ("none", "additive"):
 fig, ax = plt.subplots(figsize=(6, 3.2))
 profiles = {}
 for name, config in configs.items():
-    model = build_model(config.model, data.spec)
-    init = create_train_state(model, build_optimizer(config.optimizer, config.steps),
-                              data.spec.input_shape, jax.random.PRNGKey(0))
-    ckpt = Checkpointer(os.path.join(WORKDIR, name, "checkpoints"), keep=3)
-    state = ckpt.restore(config.steps, init)
-    ckpt.close()
+    run = load_run(os.path.join(WORKDIR, name), step=config.steps)
     batch = next(iter(data.eval_batches(64)))
-    profiles[name] = encoder_gradient_profile(model, state.variables(), batch, data.spec)
+    profiles[name] = encoder_gradient_profile(run.model, run.variables, batch, data.spec)
     ax.semilogy(profiles[name], marker="o", label=f"{name} attention")
 ax.set_xlabel("encoder step t")
 ax.set_ylabel("mean ‖∂L/∂h_t‖")

@@ -76,7 +76,7 @@ from cnn_rnn.diagnostics.profiles import by_distance
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.notebook import notebook_settings
 from cnn_rnn.tables import markdown_table
-from cnn_rnn.training.checkpoints import Checkpointer
+from cnn_rnn.training import load_run
 from cnn_rnn.training.loop import to_dict, train_and_evaluate
 from cnn_rnn.training.metrics import read_metrics
 from cnn_rnn.training.optim import build_optimizer
@@ -261,12 +261,7 @@ LONG = max(TRAIN_LENGTHS)
 
 def trained_variables(arch, length):
     """The parameters of the finished run, from its newest checkpoint."""
-    ckpt = Checkpointer(os.path.join(WORKDIR, f"{arch}_T{length}", "checkpoints"), keep=3)
-    try:
-        state, _ = ckpt.restore_latest(setup(arch, length)["state0"])
-    finally:
-        ckpt.close()
-    return state.variables()
+    return load_run(os.path.join(WORKDIR, f"{arch}_T{length}")).variables
 
 
 before = {arch: measure(arch, LONG, setup(arch, LONG)["state0"].variables()) for arch in ARCHS}

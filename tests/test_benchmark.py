@@ -398,3 +398,17 @@ def test_elman_fast_path_matches_generic_scan(kind):
                           for m in (generic, fast))
     np.testing.assert_allclose(l1, l0, rtol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g0)
+
+
+def test_streaming_rows_time_a_step_against_recomputing_the_window():
+    c = importlib.import_module("configs.benchmarks.streaming").get_config()
+    c.update(seq_lens=(16,), batches=(1,), hiddens=(4,), repeats=2, warmup=0, budget_s=1.0)
+    rows = suite.run_suite(c)
+    assert sorted((r["model"], r["impl"]) for r in rows) == sorted(
+        (m, i) for m in ("gru", "lstm", "tcn") for i in ("stream", "recompute"))
+    for r in rows:
+        assert r["step_ms"] > 0 and (r["ratio_vs_baseline"] == 1.0) == (r["impl"] == "recompute")
+    c.models = ({"label": "t", "name": "transformer", "impls": ("stream",), "options": {}},)
+    with pytest.raises(ConfigError, match=r"models\[0\]\.impls: 'stream' needs a model that "
+                                          "streams"):
+        suite.build_cases(c)

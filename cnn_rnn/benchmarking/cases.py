@@ -41,8 +41,11 @@ from cnn_rnn.training.parallel import BACKENDS
 from cnn_rnn.training.state import param_count
 
 # "pmap" and "jit": the training loop's step through that data-parallel backend (parallel_cases);
-# "engine": a linear-recurrence scan engine alone, forward + backward (engine_cases).
-IMPLS = ("cnn_rnn", "flax", "torch", "engine", *BACKENDS)
+# "engine": a linear-recurrence scan engine alone, forward + backward (engine_cases);
+# "stream" / "recompute": inference of one new step, by the carry or over the window again
+# (streaming_cases).
+IMPLS = ("cnn_rnn", "flax", "torch", "engine", "stream", "recompute", *BACKENDS)
+OWN_OPTIONS = ("cnn_rnn", "engine", "stream", "recompute")  # impls that take our model options
 ENGINE_MODELS = ("lru", "mingru")
 FLAX_CELLS: dict[str, Callable[[int], nn.Module]] = {
     "lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell, "rnn": nn.SimpleCell}
@@ -176,6 +179,11 @@ def prepare(case: Case, learning_rate: float = 1e-3, seed: int = 0) -> Prepared:
         return prepare_torch(case, learning_rate, seed)
     if case.impl == "engine":
         return prepare_engine(case, learning_rate, seed)
+    if case.impl in ("stream", "recompute"):
+        # Imported here: streaming_cases builds its module with this file's build_module.
+        from cnn_rnn.benchmarking.streaming_cases import prepare_streaming
+
+        return prepare_streaming(case, learning_rate, seed)
     if case.impl in BACKENDS:
         return prepare_parallel(case, learning_rate, seed)
     return prepare_jax(case, learning_rate, seed)

@@ -88,6 +88,10 @@ def build_cases(config: Mapping[str, Any]) -> list[cases.Case]:
             if impl in ("flax", "torch") and name not in cases.FLAX_CELLS:
                 raise ConfigError(f"{field}.impls", f"{impl!r} exists for "
                                   f"{', '.join(cases.FLAX_CELLS)} only, not {name!r}")
+            if impl in ("stream", "recompute") and not hasattr(cases.build_model_class(name),
+                                                               "step"):
+                raise ConfigError(f"{field}.impls", f"{impl!r} needs a model that streams "
+                                  f"(models/streaming.py), not {name!r}")
             if impl == "engine" and name not in cases.ENGINE_MODELS:
                 raise ConfigError(f"{field}.impls", f"'engine' times the scan of "
                                   f"{', '.join(cases.ENGINE_MODELS)} only, not {name!r}")
@@ -95,7 +99,7 @@ def build_cases(config: Mapping[str, Any]) -> list[cases.Case]:
             out.append(cases.Case(
                 label=m.get("label", name), model=name, impl=impl, seq_len=t, batch=b, hidden=h,
                 input_dim=config["input_dim"], num_classes=config["num_classes"],
-                options=dict(m.get("options", {})) if impl in ("cnn_rnn", "engine") else {}))
+                options=dict(m.get("options", {})) if impl in cases.OWN_OPTIONS else {}))
     labels = [(c.label, c.impl, c.seq_len, c.batch, c.hidden) for c in out]
     if len(set(labels)) != len(labels):
         raise ConfigError("models", "two models share a label; give each a distinct label")
@@ -110,7 +114,7 @@ def validate(config: Mapping[str, Any]) -> list[cases.Case]:
     """
     case_list = build_cases(config)
     for c in case_list:
-        if c.impl in ("cnn_rnn", "engine"):  # an engine row checks its options on its model
+        if c.impl in cases.OWN_OPTIONS:  # an engine row checks its options on its model
             cases.build_module(c)
     return case_list
 

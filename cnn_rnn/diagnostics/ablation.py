@@ -24,16 +24,12 @@ import jax
 import numpy as np
 
 from cnn_rnn.data.base import Batch, DataSource
-from cnn_rnn.data.registry import build_data
 from cnn_rnn.diagnostics import profiles
 from cnn_rnn.diagnostics.gradient_flow import gradient_flow, make_probe
 from cnn_rnn.diagnostics.spectra import candidate_radius
-from cnn_rnn.models.registry import build_model
-from cnn_rnn.training.checkpoints import Checkpointer
 from cnn_rnn.training.loop import to_dict
 from cnn_rnn.training.metrics import read_metrics
-from cnn_rnn.training.optim import build_optimizer
-from cnn_rnn.training.state import create_train_state
+from cnn_rnn.training.reopen import RunReader
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +88,11 @@ def training_history(workdir: str) -> list[dict[str, float]]:
             for r in read_metrics(workdir, "train")]
 
 
-class PointStates:
+class PointStates(RunReader):
     """A sweep point's data, model and train states, at initialisation or at a checkpoint.
 
-    The initial state is rebuilt from the config's seed, exactly as training built it. A context
-    manager; the checkpoint folder is opened at the first restore and closed on exit.
+    `load_run`'s reader (the initial state rebuilt from the config's seed, exactly as training
+    built it; checkpoints verified by their checksums), opened once for all of a point's steps.
 
     Args:
       cfg: the point's config as a dict (`training.loop.to_dict`).
@@ -105,29 +101,7 @@ class PointStates:
     """
 
     def __init__(self, cfg: Mapping[str, Any], workdir: str):
-        self.cfg = cfg
-        self.data = build_data(cfg["data"], seed=cfg["seed"])
-        self.model = build_model(cfg["model"], self.data.spec)
-        tx = build_optimizer(cfg["optimizer"], cfg["steps"])
-        self.init = create_train_state(self.model, tx, self.data.spec.input_shape,
-                                       jax.random.PRNGKey(cfg["seed"]))
-        self._dir = os.path.join(workdir, "checkpoints")
-        self._ckpt: Checkpointer | None = None
-
-    def state(self, step: int) -> Any:
-        """The train state at `step` (0: the initial state)."""
-        if step == 0:
-            return self.init
-        if self._ckpt is None:
-            self._ckpt = Checkpointer(self._dir, keep=10**6)
-        return self._ckpt.restore(step, self.init)
-
-    def __enter__(self) -> PointStates:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._ckpt is not None:
-            self._ckpt.close()
+        super().__init__(workdir, config=cfg)
 
 
 class ProbeHook:

@@ -119,6 +119,21 @@ class LinearRecurrence(nn.Module):
         super().__post_init__()
 
 
+def from_state(a: Coeffs, b: Coeffs, h0: Coeffs | None) -> Coeffs:
+    """Return b with a_0 h0 added at step 0: a scan from zero then starts from the state h0.
+
+    h_1 = a_1 h_0 + b_1; complex coefficients as (real, imag) pairs; a may be per step or [N].
+    """
+    if h0 is None:
+        return b
+    first = lambda u, like: jnp.broadcast_to(u, like.shape)[:, 0]  # noqa: E731
+    if isinstance(b, tuple):
+        ar, ai = first(a[0], b[0]), first(a[1], b[1])
+        start = (ar * h0[0] - ai * h0[1], ar * h0[1] + ai * h0[0])
+        return tuple(u.at[:, 0].add(v) for u, v in zip(b, start, strict=True))
+    return b.at[:, 0].add(first(a, b) * h0)
+
+
 class LRU(LinearRecurrence, EigenvalueInit):
     """Linear Recurrent Unit: a complex diagonal linear recurrence with input/output projections.
 
@@ -135,9 +150,12 @@ class LRU(LinearRecurrence, EigenvalueInit):
     """
 
     @nn.compact
-    def __call__(self, x: Array, mask: Array | None = None,
-                 perturbation: Array | None = None) -> tuple[Array, Array]:
-        """Return y [B, T, D] and the complex states h [B, T, N] for x [B, T, D]."""
+    def __call__(self, x: Array, mask: Array | None = None, perturbation: Array | None = None,
+                 h0: Coeffs | None = None) -> tuple[Array, Array]:
+        """Return y [B, T, D] and the complex states h [B, T, N] for x [B, T, D].
+
+        `h0` (a (real, imag) pair of [B, N]) is the state before the first step (zero if None).
+        """
         n, d = self.hidden, x.shape[-1]
         nu_log = self.param("nu_log", _ring_nu_log(self.r_min, self.r_max), (n,))
         theta_log = self.param(
@@ -163,7 +181,7 @@ class LRU(LinearRecurrence, EigenvalueInit):
         if perturbation is not None:
             perturbation = (jnp.real(perturbation), jnp.imag(perturbation))
         a, b = masked_coefficients(lam, bx, mask, perturbation)
-        h_re, h_im = linear_scan(a, b, self.impl)
+        h_re, h_im = linear_scan(a, from_state(a, b, h0), self.impl)
         y = matmul_rows(h_re, c_re) - matmul_rows(h_im, c_im) + d_skip * x
         h = jax.lax.complex(h_re, h_im)
         return y, h
@@ -182,15 +200,18 @@ class MinGRU(LinearRecurrence):
     """
 
     @nn.compact
-    def __call__(self, x: Array, mask: Array | None = None,
-                 perturbation: Array | None = None) -> tuple[Array, Array]:
-        """Return (h, h), the states [B, T, H] (output and state coincide) for x [B, T, D]."""
+    def __call__(self, x: Array, mask: Array | None = None, perturbation: Array | None = None,
+                 h0: Array | None = None) -> tuple[Array, Array]:
+        """Return (h, h), the states [B, T, H] (output and state coincide) for x [B, T, D].
+
+        `h0` [B, H] is the state before the first step (zero if None).
+        """
         w_x = self.param("W_x", nn.initializers.lecun_normal(), (x.shape[-1], 2 * self.hidden))
         bias = self.param("b", nn.initializers.zeros_init(), (2 * self.hidden,))
         z_pre, h_tilde = jnp.split(matmul_rows(x, w_x) + bias, 2, axis=-1)
         z = jax.nn.sigmoid(z_pre)
         a, b = masked_coefficients(1.0 - z, z * h_tilde, mask, perturbation)
-        h = linear_scan(a, b, self.impl)
+        h = linear_scan(a, from_state(a, b, h0), self.impl)
         return h, h
 
 
@@ -208,9 +229,10 @@ class RecurrentBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, mask: Array | None, perturbation: Array | None,
-                 train: bool) -> tuple[Array, Array]:
-        """Return the block output [B, T, D] and the mixer's states [B, T, N]."""
-        y, h = self.mixer(name="recurrence")(nn.LayerNorm(name="norm")(x), mask, perturbation)
+                 train: bool, h0: Any = None) -> tuple[Array, Array]:
+        """Return the block output [B, T, D] and the mixer's states [B, T, N] (from h0)."""
+        y, h = self.mixer(name="recurrence")(nn.LayerNorm(name="norm")(x), mask, perturbation,
+                                             h0)
         y = nn.gelu(y)
         gate = Dense(2 * x.shape[-1], name="glu")(y)
         y = gate[..., : x.shape[-1]] * jax.nn.sigmoid(gate[..., x.shape[-1]:])
@@ -287,6 +309,50 @@ class LinearRecurrentModel(StatesHook):
         x = self.norm(x)
         y = self.head(x if self.return_sequences else pool_sequence(x, mask, self.pool))
         return y, states
+
+    # --- streaming (see cnn_rnn/models/streaming.py) -------------------------------------------
+    # Everything but the recurrence is position-wise, so a step is the model on a one-step
+    # sequence whose recurrences start from the carried states; a many-to-one readout carries
+    # the pooled features so far (their sum and count for "mean", the last for "last").
+
+    @nn.nowrap
+    def init_carry(self, batch: int, features: int = 0, dtype: Any = jnp.float32) -> Any:
+        """Zero states of every block, and the pooled readout so far (sum, count)."""
+        del features
+        zeros = jnp.zeros((batch, self.hidden), dtype)
+        state = (zeros, zeros) if isinstance(self, LRUModel) else zeros
+        pooled = (jnp.zeros((batch, self.d_model or self.hidden), dtype),
+                  jnp.zeros((batch,), dtype))
+        return tuple(state for _ in range(self.num_layers)), pooled
+
+    def _advance(self, x_t: Array, mask_t: Array | None, states: Sequence[Any],
+                 pooled: tuple[Array, Array]) -> tuple[Any, Array]:
+        """One step from the carried states (applied through `step`)."""
+        x = self.embed(x_t[:, None])
+        m = None if mask_t is None else mask_t[:, None]
+        new = []
+        for block, h0 in zip(self.blocks, states, strict=True):
+            x, h = block(x, m, None, False, h0)
+            h = h[:, -1]
+            new.append((jnp.real(h), jnp.imag(h)) if jnp.iscomplexobj(h) else h)
+        x = self.norm(x)[:, 0]
+        keep = (jnp.ones(x.shape[:1], x.dtype) if mask_t is None
+                else mask_t.astype(x.dtype))
+        total, count = pooled
+        if self.pool == "mean":
+            total, count = total + keep[:, None] * x, count + keep
+            readout = total / jnp.maximum(count, 1.0)[:, None]
+        else:
+            total = jnp.where(keep[:, None] > 0, x, total)
+            count, readout = count + keep, total
+        y = self.head(x if self.return_sequences else readout)
+        return (tuple(new), (total, count)), y
+
+    @nn.nowrap
+    def step(self, variables: Any, carry: Any, x_t: Array,
+             mask_t: Array | None = None) -> tuple[Any, Array]:
+        """One step x_t [B, D]: (new carry, y_t), y_t as the full pass computes it."""
+        return self.apply(variables, x_t, mask_t, *carry, method=self._advance)
 
 
 @register_model("lru")

@@ -15,14 +15,18 @@ weight normalisation reparameterises each kernel as W = g * V / ||V|| per output
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from cnn_rnn.config_checks import check_int, check_int_tuple, check_rate
 from cnn_rnn.models.readout import last_valid_step
 from cnn_rnn.models.registry import register_model
+
+Array = jax.Array
 
 
 def receptive_field(kernel_size: int, num_levels: int) -> int:
@@ -147,3 +151,47 @@ class TCN(nn.Module):
         if not self.return_sequences:
             x = last_valid_step(x, mask)
         return nn.Dense(self.num_outputs)(x)
+
+    # --- incremental form (see cnn_rnn/models/streaming.py) ----------------------------------
+
+    @nn.nowrap
+    def init_carry(self, batch: int, features: int,
+                   dtype: Any = jnp.float32) -> tuple[tuple[Array, Array], ...]:
+        """Zero buffers, per level, of the last (k-1)d inputs of its two convolutions.
+
+        The full pass pads each sequence with zeros on the left (causal padding): the same as
+        buffers that start at zero.
+        """
+        out, width_in = [], features
+        for i, width in enumerate(self.widths):
+            span = (self.kernel_size - 1) * 2**i
+            out.append((jnp.zeros((batch, span, width_in), dtype),
+                        jnp.zeros((batch, span, width), dtype)))
+            width_in = width
+        return tuple(out)
+
+    @nn.nowrap
+    def step(self, variables: Mapping[str, Any], carry: tuple[tuple[Array, Array], ...],
+             x_t: Array, mask_t: Array | None = None) -> tuple[tuple, Array]:
+        """One new step x_t [B, C]: (new buffers, y_t), each conv evaluated at the new step only.
+
+        A convolution at step t reads inputs t, t-d, ..., t-(k-1)d: the taps [B, k, C] taken
+        every d-th entry of (buffer, x_t), given to the level's own conv module with dilation 1,
+        whose last output is the dilated conv's output at t (O(k) work, whatever the history).
+        """
+        params = variables["params"]
+        x = x_t if mask_t is None else x_t * mask_t[:, None].astype(x_t.dtype)
+        new = []
+        for i, (width, buffers) in enumerate(zip(self.widths, carry, strict=True)):
+            p, d = params[f"TemporalBlock_{i}"], 2**i
+            h, windows = x, []
+            for j, buffer in enumerate(buffers):
+                window = jnp.concatenate([buffer, h[:, None]], axis=1)
+                conv = CausalConv(width, self.kernel_size, 1, self.weight_norm, parent=None)
+                h = nn.relu(conv.apply({"params": p[f"CausalConv_{j}"]}, window[:, ::d])[:, -1])
+                windows.append(window[:, 1:])
+            res = x if "proj" not in p else x @ p["proj"]["kernel"][0] + p["proj"]["bias"]
+            x = nn.relu(res + h)
+            new.append(tuple(windows))
+        dense = params["Dense_0"]
+        return tuple(new), x @ dense["kernel"] + dense["bias"]

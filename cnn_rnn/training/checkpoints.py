@@ -140,8 +140,25 @@ class Checkpointer:
             raise integrity.ChecksumError("its arrays fail their checksum")
         return out["state"]
 
+    def read_verified(self, step: int, target: TrainState) -> tuple[TrainState, dict[str, Any]]:
+        """(state, meta) at `step` after every check: manifest, record seal, fit, arrays' digest.
+
+        ConfigError if the state does not fit `target`; anything else means corrupt or unreadable.
+        """
+        integrity.check_manifest(os.path.join(self.directory, str(step)))
+        with _orbax_errors_unlogged():
+            meta = self.read_meta(step)
+            self.check_fits(step, target)
+            return self.restore(step, target, meta.pop("state_sha256", None)), meta
+
+    @staticmethod
+    def short_reason(e: BaseException) -> str:
+        """A short, printable cause of a failed read (for one-line warnings and errors)."""
+        return _short_reason(e)
+
     def restore_latest(self, target: TrainState,
                        check_meta: Callable[[dict[str, Any]], None] = lambda meta: None,
+                       set_aside: bool = True,
                        ) -> tuple[TrainState, dict[str, Any]] | None:
         """The newest intact checkpoint as (state, meta), or None if there is none.
 
@@ -150,7 +167,8 @@ class Checkpointer:
         refused, not mistaken for a corrupt one). A readable checkpoint whose state does not fit
         `target` raises ConfigError and is left in place. Unreadable checkpoints, and those that
         fail a checksum, are set aside with a one-line warning, newest first, so one corrupt save
-        costs at most `checkpoint_every` steps; a warning also says when none is left.
+        costs at most `checkpoint_every` steps; a warning also says when none is left. With
+        `set_aside=False` (a reader such as `load_run`) they are only skipped, with the warning.
         """
         steps = self.steps()
         for step in reversed(steps):
@@ -176,12 +194,13 @@ class Checkpointer:
                     raise ConfigError("workdir", f"checkpoint at step {step} does not fit this "
                                       "config's train state (another optimizer or model?); use "
                                       "a new --workdir or the config that wrote it") from e
-                self._set_aside(step)
-                log.warning("checkpoint at step %d is unreadable (%s); set aside, trying an "
-                            "older one", step, _short_reason(e))
+                if set_aside:
+                    self._set_aside(step)
+                log.warning("checkpoint at step %d is unreadable (%s); %s, trying an older one",
+                            step, _short_reason(e), "set aside" if set_aside else "skipped")
                 continue
             return state, meta
-        if steps:
+        if steps and set_aside:
             log.warning("no intact checkpoint left in %s; starting again from step 0",
                         os.path.basename(os.path.dirname(self.directory)) or self.directory)
         return None

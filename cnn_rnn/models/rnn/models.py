@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
+from cnn_rnn.models import streaming
 from cnn_rnn.models.registry import register_model
 from cnn_rnn.models.rnn.cells import ElmanCell, GRUCell, LSTMCell, RecurrentCell
 from cnn_rnn.models.rnn.layer import RNN, ScanOptions, StatesHook
 
 Array = jax.Array
+Carry = Any
 
 # name -> cell constructor with that model's cell defaults (hidden still to give).
 CELLS: dict[str, Callable[..., RecurrentCell]] = {}
@@ -69,6 +73,45 @@ class RecurrentModel(ScanOptions, StatesHook):
         """Return the outputs and the per-layer hidden states from one run of the RNN."""
         return self.rnn.outputs_and_states(inputs, mask=mask, train=train,
                                            perturbations=perturbations)
+
+    # --- streaming (see cnn_rnn/models/streaming.py) -------------------------------------------
+
+    @nn.nowrap
+    def init_carry(self, batch: int, features: int = 0, dtype: Any = jnp.float32) -> Carry:
+        """The zero carry of every layer, for a batch of `batch` (`features` unused)."""
+        del features
+        streaming.require_streaming(self)
+        cell = self.make_cell()
+        return tuple(cell.initialize_carry(None, (batch, 1), dtype)
+                     for _ in range(self.num_layers))
+
+    @nn.nowrap
+    def step(self, variables: Mapping[str, Any], carry: Carry, x_t: Array,
+             mask_t: Array | None = None) -> tuple[Carry, Array]:
+        """One step of the stack from x_t [B, D]: (new carry, y_t), as the full pass computes it.
+
+        Each layer runs its cell's `step_input` (the equations the scan runs); on steps with
+        mask_t False the carry is kept and the state passed up is zero, as in `scan.run_cell`.
+        """
+        streaming.require_streaming(self)
+        params = variables["params"]["rnn"]
+        cell = self.make_cell()
+        dtype = x_t.dtype if self.dtype is None else jnp.dtype(self.dtype)
+        keep = None if mask_t is None else mask_t.astype(bool)[:, None]
+        x, new_carry = x_t.astype(dtype), []
+        for layer, old in enumerate(carry):
+            weights = jax.tree.map(lambda w: w.astype(dtype),
+                                   cell.unpack(params[f"layer{layer}_fwd"]))
+            old = jax.tree.map(lambda a: a.astype(dtype), old)
+            new = cell.step_input(weights, old, x)
+            x = cell.hidden_of(new)
+            if keep is not None:
+                new = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, old)
+                x = jnp.where(keep, x, 0.0)
+            new_carry.append(new)
+        h = x if self.return_sequences else cell.hidden_of(new_carry[-1])
+        y = h.astype(x_t.dtype) @ params["W_hy"] + params["b_y"]
+        return tuple(new_carry), y
 
 
 def register_cell(name: str, cell_type: type[RecurrentCell], doc: str | None = None,
