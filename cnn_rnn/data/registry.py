@@ -13,7 +13,8 @@ from cnn_rnn.data.base import DataSource
 from cnn_rnn.registry import Registry, kwarg_types
 
 # The modules that register the built-in sources (a new source module is added here).
-SOURCE_MODULES = ("mnist1d", "synthetic", "tfds", "arrays", "timeseries", "translation")
+SOURCE_MODULES = ("mnist1d", "synthetic", "tfds", "arrays", "timeseries", "translation",
+                  "audio")
 DATA: Registry[DataSource] = Registry("data", [f"cnn_rnn.data.{m}" for m in SOURCE_MODULES])
 register_data = DATA.register
 

@@ -20,7 +20,7 @@ from cnn_rnn.registry import Registry, accepted_kwargs
 
 # The modules that register the built-in models (a new family module is added here).
 FAMILY_MODULES = ("cnn", "rnn.models", "tcn", "transformer", "linear_recurrence", "hybrid",
-                  "seq2seq")
+                  "seq2seq", "speech")
 MODELS: Registry[nn.Module] = Registry("model", [f"cnn_rnn.models.{m}" for m in FAMILY_MODULES])
 register_model = MODELS.register
 
