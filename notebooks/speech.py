@@ -114,12 +114,13 @@ plt.show()
 # %% [markdown]
 # ## 4. Check
 #
-# Every model beats the majority-class baseline by a wide margin after a short run, and the
-# confusion matrix counts every test clip once.
+# Every model beats the majority-class baseline after a short run, the best by a wide margin,
+# and the confusion matrix counts every test clip once.
 
 # %%
 baseline = results[best]["baseline"]["value"]
 for model, s in results.items():
-    assert s["eval"]["accuracy"] > baseline + 0.3, (model, s["eval"], baseline)
+    assert s["eval"]["accuracy"] > baseline, (model, s["eval"], baseline)
+assert results[best]["eval"]["accuracy"] > baseline + 0.5, (results[best]["eval"], baseline)
 assert counts.sum() == len(data.test_clips)
 print(f"OK: all three beat the baseline ({baseline:.2f}); best {best}")

@@ -114,7 +114,7 @@ def test_kernel_runs_this_interpreter(tmp_path):
 
 # The longest notebooks run with -m slow, to keep CI under 15 minutes; quickstart (the README's
 # first notebook) and forecasting stay in every run.
-SLOW_NOTEBOOKS = {"vanishing_gradients", "cnn_vs_rnn", "seq2seq"}
+SLOW_NOTEBOOKS = {"vanishing_gradients", "cnn_vs_rnn", "seq2seq", "speech"}
 
 
 @pytest.mark.parametrize("name", [
