@@ -114,7 +114,7 @@ def test_kernel_runs_this_interpreter(tmp_path):
 
 # The longest notebooks run in the slow suite (CI runs it after the fast one); quickstart (the
 # first notebook) and forecasting stay in the fast one.
-SLOW_NOTEBOOKS = {"vanishing_gradients", "cnn_vs_rnn", "seq2seq"}
+SLOW_NOTEBOOKS = {"vanishing_gradients", "cnn_vs_rnn", "seq2seq", "speech"}
 
 
 @pytest.mark.parametrize("name", [

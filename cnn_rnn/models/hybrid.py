@@ -5,7 +5,9 @@ over time and carries information across the whole sequence. Three input layouts
 
   [B, T, C]        sequences: 1-D conv blocks along T, then the RNN over the (pooled) steps.
   [B, H, W, C]     images: 2-D conv blocks, then each width position (a column of the feature map)
-                   is one time step, read left to right.
+                   is one time step, read left to right; with `image_steps="rows"` each row
+                   is one step (a spectrogram [B, T, F, 1] with time first: the CRNN of
+                   keyword spotting), and a row mask [B, H] is taken.
   [B, T, H, W, C]  short videos: the 2-D CNN applied to every frame, then the RNN over T.
 """
 
@@ -26,6 +28,7 @@ from cnn_rnn.models.rnn import CELLS, RNN, RecurrentCell, ScanOptions, StatesHoo
 
 Array = jax.Array
 SPATIAL_POOLS = ("flatten", "mean")
+IMAGE_STEPS = ("columns", "rows")
 
 
 def pool_mask(mask: Array, pool: int) -> Array:
@@ -56,6 +59,8 @@ class CNNRNNHybrid(ScanOptions, StatesHook):
       batch_norm: BatchNorm after each convolution.
       spatial_pool: how a column (image) or a frame (video) of features becomes one step's input
         vector: "flatten" (keeps position) or "mean" (global average).
+      image_steps: which axis of an image is time: "columns" (W, the default) or "rows" (H; a
+        mask [B, H] of real rows is then accepted and pooled with the features).
       cell: recurrent cell, one of CELLS ("rnn", "irnn", "lstm", "gru", or any other
         `register_cell` name), with that model's cell defaults.
       hidden: RNN hidden size.
@@ -83,6 +88,7 @@ class CNNRNNHybrid(ScanOptions, StatesHook):
     pool: int = 2
     batch_norm: bool = True
     spatial_pool: str = "flatten"
+    image_steps: str = "columns"
     cell: str = "gru"
     hidden: int = 128
     axis_name: str | None = None
@@ -92,6 +98,7 @@ class CNNRNNHybrid(ScanOptions, StatesHook):
     def __post_init__(self) -> None:
         check_choice("model.cell", self.cell, tuple(CELLS))
         check_choice("model.spatial_pool", self.spatial_pool, SPATIAL_POOLS)
+        check_choice("model.image_steps", self.image_steps, IMAGE_STEPS)
         check_int_tuple("model.features", self.features, allow_empty=True)
         check_int("model.kernel_size", self.kernel_size, 1)
         check_int("model.pool", self.pool, 1)
@@ -109,19 +116,23 @@ class CNNRNNHybrid(ScanOptions, StatesHook):
                mask: Array | None = None) -> tuple[Array, Array | None]:
         """Run the conv blocks over x [B, *spatial, C].
 
-        With a step mask (1-D inputs), padding is zeroed after every convolution and the mask is
-        pooled along with the features.
+        With a mask over the first spatial axis (steps, or image rows), padding is zeroed after
+        every convolution and the mask is pooled along with the features.
         """
         spatial = x.ndim - 2
+
+        def zero_padding(x: Array) -> Array:
+            if mask is None:
+                return x
+            return x * mask.reshape(mask.shape + (1,) * (x.ndim - 2)).astype(x.dtype)
+
         window = (self.pool,) * spatial
-        if mask is not None:
-            x = x * mask[..., None].astype(x.dtype)
+        x = zero_padding(x)
         for f in self.features:
             # Pool here rather than in ConvBlock, so that padding is zeroed before pooling.
             x = ConvBlock(f, (self.kernel_size,) * spatial, 1, self.batch_norm,
                           self.axis_name)(x, train)
-            if mask is not None:
-                x = x * mask[..., None].astype(x.dtype)
+            x = zero_padding(x)
             if self.pool > 1:
                 x = nn.max_pool(x, window, strides=window, padding="SAME")
                 mask = None if mask is None else pool_mask(mask, self.pool)
@@ -143,6 +154,10 @@ class CNNRNNHybrid(ScanOptions, StatesHook):
                 raise ValueError("pool must be 1 with return_sequences (pooling shortens the "
                                  f"sequence), got pool={self.pool}")
             seq, mask = self._convs(inputs, train, mask)
+        elif inputs.ndim == 4 and self.image_steps == "rows":
+            # Rows become time steps: [B, H', W', F] -> [B, H', W'*F].
+            x, mask = self._convs(inputs, train, mask)
+            seq = self._summarise(x, (2,))
         elif inputs.ndim == 4:
             if mask is not None:
                 raise ValueError("mask is not supported for image inputs [B, H, W, C]")

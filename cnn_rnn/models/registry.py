@@ -20,7 +20,7 @@ from cnn_rnn.task import TaskSpec
 
 # The modules that register the built-in models (a new family module is added here).
 FAMILY_MODULES = ("cnn", "rnn.models", "tcn", "transformer", "linear_recurrence", "hybrid",
-                  "seq2seq", "linear_forecast")
+                  "seq2seq", "linear_forecast", "speech")
 # Set by `build_model` from the task and the trainer, never from config.model.
 FIXED_FIELDS = ("num_outputs", "return_sequences", "target_len", "axis_name")
 MODELS: Registry[nn.Module] = Registry("model", [f"cnn_rnn.models.{m}" for m in FAMILY_MODULES],

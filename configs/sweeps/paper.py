@@ -27,9 +27,10 @@ import time
 import ml_collections
 
 from cnn_rnn import paper_report
+from cnn_rnn.data.registry import DATA
 from configs import bai2018
 from configs.adding import get_config as adding_config
-from configs.common import data_section
+from configs.common import section
 from configs.copy import get_config as copy_config
 from configs.pixels import get_config as pixels_config
 
@@ -124,7 +125,7 @@ def timing_config(cfg):
     if cfg.data.name != "mnist":
         return cfg
     cfg = ml_collections.ConfigDict(cfg.to_dict())
-    cfg.data = data_section(dict(name="digits", size=28, pixels=cfg.data.pixels))
+    cfg.data = section(dict(name="digits", size=28, pixels=cfg.data.pixels), DATA)
     return cfg
 
 
