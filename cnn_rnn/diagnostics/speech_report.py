@@ -23,7 +23,8 @@ import numpy as np
 from cnn_rnn.diagnostics.ablation import PointStates
 from cnn_rnn.diagnostics.gradient_flow import gradient_flow
 from cnn_rnn.models.speech import SpeechModel
-from cnn_rnn.sweep import finished_summary, markdown_table
+from cnn_rnn.sweep import finished_summary
+from cnn_rnn.tables import markdown_table
 from cnn_rnn.training.loop import to_dict
 
 CACHE = "speech_eval.json"
