@@ -146,7 +146,7 @@ class ProbeHook:
     def _run(self, config: Any, workdir: str, steps: Sequence[int]) -> dict[str, Any]:
         out = {}
         with PointStates(to_dict(config), workdir) as point:
-            cfg, data, model = point.cfg, point.data, point.model
+            cfg, data, model = point.config, point.data, point.model
             batch = probe_batch(data, self.settings["batch_size"])
             fn = make_probe(model, data.spec, num_probes=self.settings["num_probes"])
             for step in steps:
