@@ -19,7 +19,7 @@ BAD_INPUTS = [
     ("unknown model", [CNN, "--config.model.name=nope"], "model.name"),
     ("bad model value", [CNN, "--config.model.head=max"], "model"),
     ("bad data value", [CNN, "--config.data.num_samples=3"], "data.num_samples"),
-    ("unknown schedule", [CNN, "--config.optimizer.schedule=step"], "optimizer.schedule"),
+    ("unknown schedule", [CNN, "--config.optimizer.schedule=exponential"], "optimizer.schedule"),
     ("negative learning rate", [CNN, "--config.optimizer.learning_rate=-1.0"],
      "optimizer.learning_rate"),
     ("negative clip norm", [CNN, "--config.optimizer.grad_clip_norm=-1.0"],
