@@ -194,8 +194,8 @@ def test_ltsf_config_epochs_and_recipes():
     with pytest.raises(ValueError, match="features"):
         ltsf_config("features=X")
     # Every keyword of the source is a typed config field (settable as --config.data.<field>).
-    for key, field_type in data_fields("timeseries").items():
-        assert c.data[key] is None or isinstance(c.data[key], field_type), key
+    for key, keyword in data_fields("timeseries").items():
+        assert c.data[key] is None or isinstance(c.data[key], keyword.kind), key
 
 
 @pytest.mark.parametrize("losses,patience,expected", [

@@ -14,7 +14,9 @@ from cnn_rnn.data.registry import build_data
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.sweep import run_sweep, validate_points
+from cnn_rnn.training.config import OPTIMIZER_DEFAULTS
 from cnn_rnn.training.optim import build_optimizer, learning_rate_schedule
+from configs import bai2018
 from configs.sweeps import paper
 
 
@@ -66,7 +68,9 @@ def test_the_copy_tcn_uses_torchs_rmsprop():
 
 
 def test_the_step_schedule_drops_to_a_tenth_halfway():
-    lr = learning_rate_schedule({"learning_rate": 2e-3, "schedule": "step"}, 18_760)
+    settings = {**OPTIMIZER_DEFAULTS, **bai2018.optimizer_settings("mnist", "tcn")}
+    assert settings["decay_every"] == 18_760 // 2  # the paper's budget: 20 epochs of 938 batches
+    lr = learning_rate_schedule(settings, 18_760)
     assert float(lr(0)) == pytest.approx(2e-3) and float(lr(9_379)) == pytest.approx(2e-3)
     assert float(lr(9_380)) == pytest.approx(2e-4) and float(lr(18_759)) == pytest.approx(2e-4)
 

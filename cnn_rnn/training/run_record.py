@@ -102,7 +102,8 @@ def check_same_run(meta: Mapping[str, Any], config: Mapping[str, Any]) -> None:
         new = _flatten(complete_sections(run_identity(config)))
     else:  # an older record: compare what it holds
         held = {k: meta[k] for k in _LEGACY_FIELDS if k in meta}
-        old, new = _flatten(held), _flatten({k: config.get(k) for k in held})
+        old = _flatten(complete_sections(held))
+        new = _flatten(complete_sections({k: config.get(k) for k in held}))
     diffs = [f"{k}: {old.get(k, _ABSENT)!r} -> {new.get(k, _ABSENT)!r}"
              for k in sorted(old.keys() | new.keys()) if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
     if diffs:
