@@ -9,12 +9,18 @@ from cnn_rnn.training.host_devices import patient_host_devices  # noqa: E402 - i
 patient_host_devices(os.environ, count=8)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 import pytest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A shell starts background jobs with SIGINT ignored, and children inherit that: the signal tests
+# (and the entry points they start) need Python's default Ctrl-C however the suite was launched.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run_cli(module: str, *args: str, devices: int = 8, timeout: int = 300,
