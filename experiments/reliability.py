@@ -129,16 +129,6 @@ class SignalTrial:
         return (self.code == 128 + self.signum and len(self.lines) == 1 and not self.crashed)
 
 
-def catches_signals(pid: int) -> bool:
-    """Whether process `pid` has handlers for SIGINT and SIGTERM (Linux: /proc/PID/status)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            caught = next(int(ln.split()[1], 16) for ln in f if ln.startswith("SigCgt:"))
-    except (FileNotFoundError, StopIteration):
-        return False
-    return all(caught >> (s - 1) & 1 for s in (signal.SIGINT, signal.SIGTERM))
-
-
 def _interrupt_once(workdir: str, signum: int, delay_s: float) -> SignalTrial | None:
     """Run, signal `delay_s` after its first line of Python, and classify.
 
@@ -149,7 +139,7 @@ def _interrupt_once(workdir: str, signum: int, delay_s: float) -> SignalTrial | 
     trial = SignalTrial(signum, delay_s)
     proc = subprocess.Popen(run_command(workdir), cwd=ROOT, env=env_with(2),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    while not catches_signals(proc.pid) and proc.poll() is None:
+    while not interrupts.catches_signals(proc.pid) and proc.poll() is None:
         time.sleep(0.001)
     time.sleep(delay_s)
     if proc.poll() is not None:

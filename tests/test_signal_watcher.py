@@ -138,9 +138,7 @@ def test_experiments_installs_the_watcher_only_for_its_entry_points():
 
 def catches_signals(pid: int) -> bool:
     """Whether process `pid` has handlers for SIGINT and SIGTERM (its watcher is installed)."""
-    from experiments.reliability import catches_signals as catches
-
-    return catches(pid)
+    return interrupts.catches_signals(pid)
 
 
 @pytest.mark.parametrize("signum, delay", [(signal.SIGINT, 0.0), (signal.SIGTERM, 0.5),

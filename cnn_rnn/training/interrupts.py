@@ -271,3 +271,13 @@ def stop_requests() -> Iterator[Any]:
         return
     with catch_signals() as request:
         yield request
+
+
+def catches_signals(pid: int) -> bool:
+    """Whether process `pid` has handlers for SIGINT and SIGTERM (Linux: /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            caught = next(int(ln.split()[1], 16) for ln in f if ln.startswith("SigCgt:"))
+    except (FileNotFoundError, StopIteration):
+        return False
+    return all(caught >> (s - 1) & 1 for s in (signal.SIGINT, signal.SIGTERM))
