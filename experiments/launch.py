@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -57,16 +58,25 @@ def process_env(index: int, devices: int | None) -> dict[str, str]:
     return env
 
 
-def _pump(index: int, proc: subprocess.Popen, lock: threading.Lock) -> None:
+# gloo's note (on stdout, from C++) that a process connected to its peers: once per process.
+CHATTER = re.compile(r"\[Gloo\] Rank \d+ is connected to ")
+
+
+def _pump(index: int, proc: subprocess.Popen, lock: threading.Lock, quiet: bool) -> None:
     for line in proc.stdout:
+        if quiet and CHATTER.match(line):
+            continue
         with lock:
             sys.stdout.write(f"[{index}] {line}")
             sys.stdout.flush()
 
 
 def launch(command: Sequence[str], num_processes: int, devices: int | None, port: int,
-           grace_s: float) -> int:
-    """Start the processes, stream their output, and return the run's exit code."""
+           grace_s: float, quiet: bool = True) -> int:
+    """Start the processes, stream their output, and return the run's exit code.
+
+    `quiet` drops gloo's connection notes (absl's `-v` keeps them).
+    """
     address = f"localhost:{port or free_port()}"
     procs = []
     for i in range(num_processes):
@@ -78,7 +88,7 @@ def launch(command: Sequence[str], num_processes: int, devices: int | None, port
                                       stderr=subprocess.STDOUT, text=True, bufsize=1,
                                       start_new_session=True))
     lock = threading.Lock()
-    pumps = [threading.Thread(target=_pump, args=(i, p, lock), daemon=True)
+    pumps = [threading.Thread(target=_pump, args=(i, p, lock, quiet), daemon=True)
              for i, p in enumerate(procs)]
     for t in pumps:
         t.start()
@@ -156,7 +166,8 @@ def main(argv: list[str]) -> None:
         fail(f"--num_processes: {_NUM.value}; accepted: an integer >= 1")
     if _DEVICES.value is not None and _DEVICES.value < 1:
         fail(f"--devices_per_process: {_DEVICES.value}; accepted: an integer >= 1")
-    sys.exit(launch(command, _NUM.value, _DEVICES.value, _PORT.value, _GRACE.value))
+    quiet = not flags.FLAGS["verbosity"].present
+    sys.exit(launch(command, _NUM.value, _DEVICES.value, _PORT.value, _GRACE.value, quiet))
 
 
 if __name__ == "__main__":

@@ -104,10 +104,23 @@ def initialize(flags: ClusterFlags = ClusterFlags()) -> bool:
     jax.distributed.initialize(coordinator_address=flags.coordinator_address,
                                num_processes=flags.num_processes, process_id=flags.process_id,
                                heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S)
-    log.info("process %d of %d joined the distributed runtime (%d local, %d global devices)",
-             jax.process_index(), jax.process_count(), jax.local_device_count(),
-             jax.device_count())
+    if jax.process_index() == 0:  # the others joined too: initialize returns once all have
+        log.info("%d processes joined the distributed runtime (%d devices, %d in this process)",
+                 jax.process_count(), jax.device_count(), jax.local_device_count())
+    else:
+        mute_info_lines()
     return True
+
+
+def mute_info_lines() -> None:
+    """Process 0 says the run's INFO lines once; the others say only warnings and errors.
+
+    Not when our loggers are left at their defaults (absl's `-v`: the caller wants everything).
+    """
+    for name in ("cnn_rnn", "experiments"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.INFO:  # set so by experiments.cli's quiet default
+            logger.setLevel(logging.WARNING)
 
 
 def process_index() -> int:

@@ -18,7 +18,6 @@ from typing import Any
 
 import jax
 import optax
-from tqdm import tqdm
 
 from cnn_rnn.data.base import DataSource
 from cnn_rnn.data.pipeline import Prefetcher, default_eval_batch_size, prefetch_batches
@@ -32,6 +31,7 @@ from cnn_rnn.training.config import RunConfig, complete, to_dict
 from cnn_rnn.training.interrupts import stop_requests
 from cnn_rnn.training.metrics import MetricWriter, NullWriter, read_metrics
 from cnn_rnn.training.optim import build_optimizer, learning_rate_schedule
+from cnn_rnn.training.progress import progress_bar
 from cnn_rnn.training.run_record import (  # re-exported: sweeps apply the same rules
     check_same_run,
     prepare_workdir,
@@ -214,8 +214,7 @@ def _train(cfg: RunConfig, workdir: str, data: DataSource, model: Any, state: Tr
                          fetch=backend.fetch)
     window.restore(pending)
     state = backend.put_state(state)
-    bar = tqdm(total=steps, initial=start, disable=not progress, unit="step",
-               dynamic_ncols=True, mininterval=1.0)
+    bar = progress_bar(steps, start, enabled=progress)
     eval_size = eval_batch_size(cfg, data, backend.n_devices)
     # Batch s is a pure function of (seed, s): preparing it ahead changes nothing but the wait.
     # Each process builds only its rows of the global batch, tagged with their global indices.
