@@ -181,4 +181,14 @@ def run_main(main: Callable[[list[str]], Any]) -> None:
     interrupts.install()
     # Before JAX starts: simulated CPU devices must not abort on a busy host.
     patient_host_devices()
-    app.run(lambda argv: _report_errors(main, argv), flags_parser=_parse_flags)
+    app.run(lambda argv: _run_then_exit(main, argv), flags_parser=_parse_flags)
+
+
+def _run_then_exit(main: Callable[[list[str]], Any], argv: list[str]) -> None:
+    """`main`, then the process's end with the signal watcher still in charge (its exit code)."""
+    try:
+        _report_errors(main, argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    interrupts.exit_after_main(code)

@@ -1,6 +1,8 @@
 """Test setup: 8 forced host devices (set before jax is imported) and shared helpers."""
 
 import os
+import shutil
+import tempfile
 
 from cnn_rnn.training.host_devices import patient_host_devices  # noqa: E402 - imports no JAX
 
@@ -8,6 +10,16 @@ from cnn_rnn.training.host_devices import patient_host_devices  # noqa: E402 - i
 # points that tests start as subprocesses add those flags themselves).
 patient_host_devices(os.environ, count=8)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# One persistent compilation cache per test session, shared by the xdist workers and every
+# process the tests start (JAX reads these variables; workers and subprocesses inherit them):
+# the suite compiles the same small models over and over (each run, resume, trial and entry-point
+# process), and a cached executable is the one the compiler would produce again. Only compiles
+# over 0.3 s are kept (train and eval steps, not the many small ops).
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    tempfile.gettempdir(), f"cnn_rnn_test_jax_cache_{os.getpid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 import signal  # noqa: E402
 import subprocess  # noqa: E402
@@ -48,3 +60,9 @@ def tfds_cache_root(tmp_path, monkeypatch):
     root = tmp_path / "tfds_cache"
     monkeypatch.setattr(tfds_cache, "default_cache_root", lambda ds: str(root))
     return root
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The session's compilation cache goes when the session ends (in the controller only)."""
+    if _OWN_CACHE and not hasattr(config, "workerinput"):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

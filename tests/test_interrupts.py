@@ -161,7 +161,7 @@ def test_sigterm_during_a_hung_step_exits_within_30s_and_keeps_the_last_checkpoi
 @pytest.mark.slow
 def test_signals_at_random_moments_of_a_run_s_whole_life(tmp_path):
     """A few of experiments.reliability's trials (docs/reliability.md has 60)."""
-    from experiments.reliability import signal_trials
+    from experiments.reliability_trials import signal_trials
 
     trials, _ = signal_trials(4, seed=1, scratch=str(tmp_path))
     for t in trials:

@@ -28,6 +28,7 @@ standard library, so that installing it costs nothing.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import select
@@ -184,6 +185,28 @@ def exit_once(line: str, code: int) -> None:
     with contextlib.suppress(OSError):  # stderr closed (its reader gone): exit all the same
         os.write(2, (line + "\n").encode())
     os._exit(code)
+
+
+def exit_after_main(code: int | str | None) -> None:
+    """End the process once its work is done, the way the interpreter would, then `os._exit`.
+
+    What the interpreter's exit does that matters (join the threads that are not daemons, run
+    the atexit handlers: JAX's distributed shutdown, logging's flush) runs here, with the watcher
+    still in charge of signals; Python's own finalization would first reset the handlers to the
+    default, and a signal landing then ended the process without a line (killed by the signal).
+    `code` is SystemExit's: None is 0, a message is printed and exits 1.
+    """
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    if isinstance(code, str):
+        sys.stderr.write(code + "\n")
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    _exit_lock.acquire()  # a signal's line, if one came first, stays the only line
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 
 
 def install() -> None:

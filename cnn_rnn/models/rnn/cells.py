@@ -28,7 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_rnn.config_checks import check_choice, check_int
+from cnn_rnn.config_checks import check_choice, check_int, check_number
 from cnn_rnn.models.rnn.initializers import (
     RECURRENT_INITS,
     Initializer,
@@ -69,6 +69,7 @@ class RecurrentCell(nn.Module):
     def __post_init__(self) -> None:
         check_int("model.hidden", self.hidden, 1)
         check_choice("model.recurrent_init", self.recurrent_init, RECURRENT_INITS)
+        check_number("model.identity_scale", self.identity_scale, strict=True)
         super().__post_init__()
 
     # --- flax's protocol ---------------------------------------------------------------------
