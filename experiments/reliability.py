@@ -50,10 +50,10 @@ def main(argv: list[str]) -> None:
     os.makedirs(_WORKDIR.value, exist_ok=True)
     load = os.getloadavg()[0]
     if _CHECK.value == "signals" and _RECORDED.value:
-        text = rt.signals_table(*rt.recorded_trials(_WORKDIR.value))
+        text = rt.signals_table(*rt.recorded_trials(_WORKDIR.value), _PARALLEL.value)
     elif _CHECK.value == "signals":
         text = rt.signals_table(*rt.signal_trials(_TRIALS.value, _SEED.value, _WORKDIR.value,
-                                            _PARALLEL.value))
+                                                  _PARALLEL.value), _PARALLEL.value)
     elif _CHECK.value == "kill":
         text = rt.kill_table([rt.kill_once(i % 2, _WORKDIR.value)
                            for i in range(_TRIALS.value)])

@@ -222,8 +222,8 @@ def recorded_trials(scratch: str) -> tuple[list[SignalTrial], float]:
     return [SignalTrial(**{k: v for k, v in r.items() if k != "length_s"}) for r in rows], length_s
 
 
-def signals_table(trials: Sequence[SignalTrial], length_s: float) -> str:
-    """The markdown section of the signal trials."""
+def signals_table(trials: Sequence[SignalTrial], length_s: float, parallel: int) -> str:
+    """The markdown section of the signal trials (`parallel` of them were run at a time)."""
     rows = []
     for name in ("SIGINT", "SIGTERM"):
         ts = [t for t in trials if signal.Signals(t.signum).name == name]
@@ -240,7 +240,8 @@ def signals_table(trials: Sequence[SignalTrial], length_s: float) -> str:
             + ", ".join(f"{k} {v}" for k, v in sorted(phases.items())) + " |")
     return "\n".join([
         f"{len(trials)} runs of `experiments.run` (the small run of experiments/reliability.py, "
-        f"2 host devices), each signalled once at a uniformly random moment of its "
+        f"2 host devices; {parallel} at a time on this {os.cpu_count()}-core machine), each "
+        "signalled once at a uniformly random moment of its "
         f"{length_s:.0f} s life (counted from its first line of Python, the watcher's "
         "installation), then rerun to the end and compared with an uninterrupted run "
         "(metrics.jsonl and every parameter of the final checkpoint, exactly); a run stopped "
