@@ -12,6 +12,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections.config_flags.config_flags import is_config_flag
 
+from cnn_rnn import paths
 from cnn_rnn.errors import ConfigError, NonFiniteError
 from cnn_rnn.training import distributed, interrupts
 from cnn_rnn.training.host_devices import patient_host_devices
@@ -88,12 +89,33 @@ def config_and_workdir(argv: list[str], config: Any, workdir: Any,
              "--config.<field>=value")
     if config.value is None:
         fail(f"--config: required; e.g. --config={example}")
-    if not workdir.value:
-        fail(f"--workdir: required ({flags.FLAGS[workdir.name].help.rstrip('.')})")
+    require(workdir)
+    if command != "experiments.run":  # the run's every file goes through cnn_rnn.paths
+        local_workdir(workdir.value, command)
     loaded = load_config(config)
     path = flags.FLAGS[config.name].config_filename
     config_kind.check_kind(loaded, config_file.load_module(path.split(":", 1)[0]), path, command)
     return loaded, workdir.value
+
+
+def require(*holders: flags.FlagHolder) -> None:
+    """Exit with one line for the first of these flags left unset, with what it is for."""
+    for holder in holders:
+        if not holder.value:
+            fail(f"--{holder.name}: required ({flags.FLAGS[holder.name].help.rstrip('.')})")
+
+
+def local_workdir(path: str, command: str, flag: str = "--workdir") -> None:
+    """Exit with one line if `path` is a bucket: `command` reads and writes local files only.
+
+    `experiments.run` takes a bucket workdir (every file through cnn_rnn.paths); the sweeps,
+    reports and tools around it write with the local file system, which would create a folder
+    named `gs:` here instead.
+    """
+    if paths.is_object_store(path):
+        fail(f"{flag}: {path} is a bucket, and {command} reads and writes a local folder "
+             "only; accepted: a local directory (experiments.run takes a bucket workdir; "
+             "docs/reliability_inputs.md)")
 
 
 def load_points_module(path: str, kind: str) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from experiments.cli import fail, run_main
+from experiments.cli import fail, local_workdir, run_main
 
 _OUTPUT = flags.DEFINE_string("output", "compare.png", "Where to write the learning curves.")
 
@@ -22,6 +22,8 @@ def main(argv: list[str]) -> None:
     workdirs = argv[1:]
     if not workdirs:
         fail("workdirs: required; e.g. python -m experiments.compare RUN1 RUN2")
+    for workdir in workdirs:
+        local_workdir(workdir, "experiments.compare", flag="workdirs")
     from cnn_rnn.inference import compare, outputs
 
     if not _OUTPUT.value.endswith(".png"):

@@ -12,7 +12,7 @@ import os
 
 from absl import flags
 
-from experiments.cli import fail, run_main
+from experiments.cli import fail, local_workdir, run_main
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Directory for both runs and the figure.")
 _STEPS = flags.DEFINE_integer("steps", 0, "Override both configs' steps (0 keeps theirs).")
@@ -57,6 +57,7 @@ def main(argv: list[str]) -> None:
         fail(f"unexpected arguments {argv[1:]}; accepted: --workdir=DIR, --steps=N")
     if _STEPS.value < 0:
         fail(f"--steps: must be >= 0, got {_STEPS.value}")
+    local_workdir(_WORKDIR.value, "experiments.demo")
     from cnn_rnn.sweep import Point, run_sweep
     from cnn_rnn.tables import markdown_table
     from configs import mnist1d_cnn, mnist1d_gru

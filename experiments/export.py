@@ -14,7 +14,7 @@ import os
 
 from absl import flags
 
-from experiments.cli import fail, run_main
+from experiments.cli import fail, local_workdir, require, run_main
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The --workdir of a trained run.")
 _OUTPUT = flags.DEFINE_string("output", None, "Folder for the artifacts (default: "
@@ -26,8 +26,8 @@ def main(argv: list[str]) -> None:
     """Reopen the run, export it, check the artifact against the run, report sizes and times."""
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; accepted: --workdir, --output, --step")
-    if not _WORKDIR.value:
-        fail(f"--workdir: required ({_WORKDIR.help.rstrip('.')})")
+    require(_WORKDIR)
+    local_workdir(_WORKDIR.value, "experiments.export")
     import importlib.util
 
     if importlib.util.find_spec("flatbuffers") is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from experiments.cli import fail, run_main
+from experiments.cli import fail, local_workdir, require, run_main
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The --workdir of a trained run.")
 _INPUT = flags.DEFINE_string("input", None, "New data of the run's kind (see --helpfull).")
@@ -27,9 +27,8 @@ def main(argv: list[str]) -> None:
     """Reopen the run, check the paths, predict, and write the outputs whole."""
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; accepted: --workdir, --input, --output, --step")
-    for flag in (_WORKDIR, _INPUT):
-        if not flag.value:
-            fail(f"--{flag.name}: required ({flag.help.rstrip('.')})")
+    require(_WORKDIR, _INPUT)
+    local_workdir(_WORKDIR.value, "experiments.predict")
     from cnn_rnn.inference import outputs
     from cnn_rnn.inference import predict as p
     from cnn_rnn.training import load_run

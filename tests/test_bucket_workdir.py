@@ -178,3 +178,30 @@ def test_an_offline_bucket_is_one_line_before_anything_is_written(tmp_path, monk
     assert os.listdir(tmp_path) == []
     with capsys.disabled():
         print(f"\noffline gs://: {lines[0]}")
+
+
+def test_entry_points_that_write_locally_refuse_a_bucket_in_one_line(capsys):
+    from experiments import cli
+
+    for command in ("experiments.sweep", "experiments.predict"):
+        with pytest.raises(SystemExit) as info:
+            cli.local_workdir("gs://b/x", command)
+        assert info.value.code == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: --workdir: gs://b/x is a bucket, and "
+                                                   f"{command} reads and writes a local folder")
+    cli.local_workdir("/tmp/x", "experiments.sweep")  # a local folder passes
+
+
+@pytest.mark.parametrize("argv", [
+    ["experiments.sweep", "--config=configs/sweeps/results_cpu.py", "--workdir=gs://b/x"],
+    ["experiments.predict", "--workdir=gs://b/x", "--input=new.csv"],
+    ["experiments.export"],  # a missing --workdir: one line (was an AttributeError)
+])
+def test_a_bucket_or_a_missing_workdir_is_one_line_before_anything_is_written(cli, argv):
+    proc = cli(*argv, devices=1)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert [ln for ln in proc.stderr.splitlines() if ln.startswith("error: --workdir")], \
+        proc.stderr
+    assert not os.path.exists(os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "gs:"))
