@@ -1,4 +1,4 @@
-"""CI runs the README's test command, then the linter (the slow suite: docs/tests.md)."""
+"""CI runs the README's test command, then the slow suite, then the linter (docs/tests.md)."""
 
 import os
 import re
@@ -18,12 +18,13 @@ def _commands(script: str) -> list[str]:
                                                               ))]
 
 
-def test_ci_runs_the_readme_test_command_then_ruff():
+def test_ci_runs_the_readme_test_command_then_the_slow_suite_then_ruff():
     blocks = re.findall(r"```bash\n(.*?)\n```", _read("README.md"), re.S)
     readme_test = [b for b in blocks if "pytest" in b]
     assert len(readme_test) == 1, blocks
     commands = _commands(_read(".ci/run"))
-    assert commands == [readme_test[0].strip(), "ruff check ."], commands
+    assert commands == [readme_test[0].strip(), "python -m pytest -n 2 -q -m slow",
+                        "ruff check ."], commands
 
 
 def test_ci_script_is_valid_bash_and_stops_at_the_first_failure():

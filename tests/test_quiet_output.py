@@ -6,7 +6,7 @@ import threading
 import types
 
 from cnn_rnn.training import distributed, progress
-from experiments import launch
+from experiments import launcher
 
 
 def test_off_a_terminal_progress_is_a_line_now_and_then(caplog):
@@ -44,7 +44,7 @@ def test_the_launcher_drops_gloo_notes_unless_verbose(capsys):
     for quiet, expected in ((True, ["[1] step 20: eval loss=1.0"]),
                             (False, ["[1] " + out[0].rstrip(), "[1] step 20: eval loss=1.0"])):
         proc = types.SimpleNamespace(stdout=io.StringIO("".join(out)))
-        launch._pump(1, proc, threading.Lock(), quiet)
+        launcher._pump(1, proc, threading.Lock(), quiet)
         assert capsys.readouterr().out.splitlines() == expected
 
 
