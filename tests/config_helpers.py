@@ -1,6 +1,7 @@
 """A small, fast CNN-on-MNIST-1D training config shared by the training and fault tests, and
-the flag reset of tests that run an entry point in-process several times."""
+the in-process runs of an entry point (with the flag reset between them)."""
 
+import pytest
 from absl import flags
 
 from configs.common import base_config
@@ -29,3 +30,19 @@ def reset_flags():
     flags.FLAGS.unparse_flags()
     for name in [n for n in flags.FLAGS if n.startswith("config.")]:
         delattr(flags.FLAGS, name)
+
+
+def run_in_process(main, argv, capsys):
+    """(exit code, stderr) of `python -m experiments.X argv` run in this process.
+
+    Goes through the entry point's own parse-and-run path (`cli.execute`); any exception but
+    SystemExit fails the test. A test that must not train patches `loop.prepare_workdir`.
+    """
+    from experiments import cli
+
+    reset_flags()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        cli.execute(main, ["run", *argv])
+    return info.value.code, capsys.readouterr().err
+

@@ -15,7 +15,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # process the tests start (JAX reads these variables; workers and subprocesses inherit them):
 # the suite compiles the same small models over and over (each run, resume, trial and entry-point
 # process), and a cached executable is the one the compiler would produce again. Only compiles
-# over 0.3 s are kept (train and eval steps, not the many small ops).
+# over 300 ms are kept (train and eval steps, not the many small ops).
 _OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
     tempfile.gettempdir(), f"cnn_rnn_test_jax_cache_{os.getpid()}"))
@@ -50,6 +50,18 @@ def run_cli(module: str, *args: str, devices: int = 8, timeout: int = 300,
 def cli():
     """The run_cli helper as a fixture."""
     return run_cli
+
+
+@pytest.fixture
+def never_train(monkeypatch):
+    """An input the checks let through would start training: stop it as a visible failure."""
+    from cnn_rnn.errors import ConfigError
+    from cnn_rnn.training import loop
+
+    def accepted(workdir):
+        raise ConfigError("ACCEPTED", "the checks let this input through")
+
+    monkeypatch.setattr(loop, "prepare_workdir", accepted)
 
 
 @pytest.fixture(autouse=True)

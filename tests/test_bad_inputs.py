@@ -13,9 +13,9 @@ import os
 import random
 
 import pytest
-from config_helpers import reset_flags
+from config_helpers import run_in_process
 
-from experiments import cli, config_file
+from experiments import config_file
 from experiments import run as run_entry
 
 CONFIGS = ["configs/mnist1d_cnn.py", "configs/mnist1d_gru.py", "configs/mnist1d_transformer.py",
@@ -112,24 +112,12 @@ def _broken_files(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _never_train(monkeypatch):
-    """An input the checks let through would start training: stop it as a visible failure."""
-    from cnn_rnn.errors import ConfigError
-    from cnn_rnn.training import loop
-
-    def accepted(workdir):
-        raise ConfigError("ACCEPTED", "the checks let this input through")
-
-    monkeypatch.setattr(loop, "prepare_workdir", accepted)
+def _never_train(never_train):  # noqa: PT004 - only its effect
+    """Every input here is bad: none may reach training."""
 
 
 def _run_in_process(argv, workdir, capsys):
-    """(exit code, stderr) of the entry point; any exception but SystemExit fails the test."""
-    reset_flags()
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        cli.execute(run_entry.main, ["run", *argv, f"--workdir={workdir}"])
-    return info.value.code, capsys.readouterr().err
+    return run_in_process(run_entry.main, [*argv, f"--workdir={workdir}"], capsys)
 
 
 def _assert_one_error_line(code, err, workdir, text):

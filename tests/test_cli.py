@@ -1,7 +1,9 @@
-"""The entry points as a user meets them: real subprocesses given bad input."""
+"""The entry points as a user meets them: bad input, in real processes and in this one."""
 
+from types import SimpleNamespace
 
 import pytest
+from config_helpers import run_in_process
 
 CNN = "--config=configs/mnist1d_cnn.py"
 TINY = ["--config.model.features=(8, 16)", "--config.model.hidden=16", "--config.progress=False"]
@@ -48,10 +50,23 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize("args,field", [b[1:] for b in BAD_INPUTS],
                          ids=[b[0] for b in BAD_INPUTS])
-def test_bad_input_is_one_line_and_writes_nothing(cli, tmp_path, args, field):
+def test_bad_input_is_one_line_and_writes_nothing(never_train, capsys, tmp_path, args, field):
+    """In this process, through the entry point's own parse-and-run path (a process each cost
+    most of the suite's time: each imports JAX); the three below run as real processes."""
+    from experiments import run
+
+    workdir = tmp_path / "run"
+    code, err = run_in_process(run.main, [*args, f"--workdir={workdir}"], capsys)
+    assert field in _error_line(SimpleNamespace(returncode=code, stderr=err, stdout=""))
+    assert not workdir.exists()
+
+
+@pytest.mark.parametrize("name", ["unknown model", "missing config flag", "unknown flag"])
+def test_bad_input_in_a_real_process_is_one_line_exit_2(cli, tmp_path, name):
+    args, field = next(b[1:] for b in BAD_INPUTS if b[0] == name)
     workdir = tmp_path / "run"
     proc = cli("experiments.run", *args, f"--workdir={workdir}", timeout=120)
-    assert field in _error_line(proc)
+    assert field in _error_line(proc) and proc.returncode == 2
     assert not workdir.exists()
 
 

@@ -205,6 +205,12 @@ def test_the_filter_passes_ordinary_output_through():
     assert _filtered(text) == text
 
 
+def test_the_filter_drops_the_coordinator_unavailable_warning():
+    warning = ("W1206 09:24:04.556291   30442 preemption_sync_manager.cc:147] Failed to retrieve "
+               "preemption notice from coordination service: UNAVAILABLE: Socket closed\n")
+    assert _filtered("step 10\n" + warning + "step 20\n") == "step 10\nstep 20\n"
+
+
 def test_the_filter_turns_the_runtime_s_fatal_abort_into_one_line():
     fatal = ("I1206 step 10\nE1206 coordination_service_agent.cc:289] Polled an error from "
              "coordination service (this can be an error from this or another task).\n"

@@ -13,6 +13,7 @@ prints one `error:` line naming what happened (unless this process has printed i
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -22,7 +23,15 @@ MARKERS = (
     "Polled an error from coordination service",
     "Terminating process because the JAX distributed service detected fatal errors",
     "terminate called after throwing",
+    # Only said once a task is lost: the survivor's failed call to the dead coordinator, and
+    # the coordinator's notice that a peer stopped sending heartbeats.
+    "Additional GRPC error information from remote target coordination_service",
+    "Use error polling to propagate the following error to all tasks",
 )
+# The runtime's warning, on a survivor, that the coordinator stopped answering (also at an
+# ordinary shutdown's end): the one line this filter or the process prints says what happened.
+DROPPED = re.compile(rb"(?m)^W\d{4} [^\n]*preemption_sync_manager\.cc:\d+\] Failed to retrieve "
+                     rb"preemption notice[^\n]*\n")
 
 
 def error_line(who: str) -> str:
@@ -35,8 +44,9 @@ def error_line(who: str) -> str:
 def filter_stream(read_fd: int, write_fd: int, who: str) -> None:
     """Copy `read_fd` to `write_fd` until end of stream, condensing the runtime's fatal output.
 
-    Data passes through as it comes (a progress bar's partial lines included); from the chunk
-    holding a marker on, nothing does. At the end, the error line, unless one was passed.
+    Data passes through as it comes (a progress bar's partial lines included), less the
+    coordinator-unavailable warning (DROPPED); from the chunk holding a marker on, nothing
+    does. At the end, the error line, unless one was passed.
     """
     muted, said, tail = False, False, b"\n"  # as if after a line end
     markers = [m.encode() for m in MARKERS]
@@ -47,6 +57,7 @@ def filter_stream(read_fd: int, write_fd: int, who: str) -> None:
         if hits:
             # Keep whole lines before the marker's line.
             data, muted = data[:data.rfind(b"\n", 0, min(hits)) + 1], True
+        data = DROPPED.sub(b"", data)
         said = said or b"\nerror: " in tail + data
         tail = (tail + data)[-16:]
         if data:
