@@ -248,8 +248,10 @@ def write_report(points: Sequence[Any], workdir: str, report: str) -> None:
              f"--workdir=runs/speech`. Data: {FSDD_CREDIT} (every model "
              f"{steps} steps of 32 clips; features in JAX from the waveform: 40 log-mel bands, "
              "32 ms frames every 16 ms, per-utterance normalisation, SpecAugment while training; "
-             "configs in `configs/speech.py`). Times are wall-clock training seconds on a shared "
-             "2-core CPU (other jobs were running), including compilation and evaluation.", "",
+             "configs in `configs/speech.py`). Times are each point's wall-clock training "
+             "seconds, compilation and evaluation included, on the machine that ran it (a "
+             f"{os.cpu_count()}-core CPU for this report); a point trained beside other work "
+             "takes longer.", "",
              "## Official split (indices 0-4 of every digit and speaker: 250 test clips)", ""]
     lines.append(markdown_table(
         [{**r, "acc": _pct(r["accuracy"]), "minutes": f"{r['seconds'] / 60:.1f}"}
