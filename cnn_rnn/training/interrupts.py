@@ -172,8 +172,8 @@ _watcher: Watcher | None = None
 _exit_lock = threading.Lock()
 
 
-def exit_once(line: str, code: int) -> None:
-    """Print `line` on stderr and end the process with `code` at once, whatever thread calls.
+def exit_once(line: str | None, code: int) -> None:
+    """Print `line` (if any) on stderr and end the process with `code` at once, whatever thread.
 
     Only the first caller prints: the main thread, the signal watcher and the distributed
     runtime's error callback may race to stop the process. `os._exit` skips the interpreter's
@@ -182,8 +182,10 @@ def exit_once(line: str, code: int) -> None:
     _exit_lock.acquire()  # never released
     with contextlib.suppress(Exception):
         sys.stdout.flush()
-    with contextlib.suppress(OSError):  # stderr closed (its reader gone): exit all the same
-        os.write(2, (line + "\n").encode())
+        sys.stderr.flush()
+    if line is not None:
+        with contextlib.suppress(OSError):  # stderr closed (its reader gone): exit all the same
+            os.write(2, (line + "\n").encode())
     os._exit(code)
 
 
@@ -200,13 +202,9 @@ def exit_after_main(code: int | str | None) -> None:
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
     atexit._run_exitfuncs()
-    if isinstance(code, str):
-        sys.stderr.write(code + "\n")
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
-        sys.stderr.flush()
-    _exit_lock.acquire()  # a signal's line, if one came first, stays the only line
-    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
+    # Through exit_once: a signal's line, if one came first, stays the only line.
+    exit_once(code if isinstance(code, str) else None,
+              code if isinstance(code, int) else 0 if code is None else 1)
 
 
 def install() -> None:
