@@ -2,8 +2,9 @@
 
 Arguments (`configs/speech.py:model=crnn,split=speakers,speaker=theo`): model (MODELS), path (the
 folder of WAVs; default: $FSDD_DIR, else `shared/data/fsdd/recordings` found beside or above the
-repository), split ("official": FSDD's index 0-4 test set; "speakers": `speaker` held out), speaker,
-features (stft, logmel, mfcc), steps, seed.
+repository), source ("folder": that folder; "tfds": TensorFlow Datasets' `spoken_digit`, the same
+recordings, from `--config.data.data_dir` or tfds' default folder), split ("official": FSDD's index
+0-4 test set; "speakers": `speaker` held out), speaker, features (stft, logmel, mfcc), steps, seed.
 
 Every model reads the features of `model.features` computed in JAX from the waveform
 (`cnn_rnn/models/speech.py`): the CNN as a one-channel [frames, mel] image, the recurrent models,
@@ -17,6 +18,7 @@ import os
 from configs.common import base_config, parse_arg
 
 MODELS = ("cnn2d", "gru", "lstm", "rnn", "crnn", "transformer", "tcn")
+SOURCES = ("folder", "tfds")
 FSDD_SPEAKERS = ("george", "jackson", "nicolas", "theo", "yweweler")
 SAMPLE_RATE = 8000
 
@@ -48,15 +50,23 @@ def fsdd_dir() -> str:
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, dict(model="crnn", path="", split="official", speaker="george",
-                            features="logmel", steps=2000, seed=0))
-    if a["model"] not in MODELS:
-        raise ValueError(f"config argument model={a['model']!r} unknown; accepted: "
-                         f"{', '.join(MODELS)}")
+    a = parse_arg(arg, dict(model="crnn", path="", source="folder", split="official",
+                            speaker="george", features="logmel", steps=2000, seed=0))
+    for name, accepted in (("model", MODELS), ("source", SOURCES)):
+        if a[name] not in accepted:
+            raise ValueError(f"config argument {name}={a[name]!r} unknown; accepted: "
+                             f"{', '.join(accepted)}")
+    if a["source"] == "tfds" and a["path"]:
+        raise ValueError("config argument path is for source=folder; source=tfds reads "
+                         "--config.data.data_dir")
     backbone, kwargs = BACKBONES[a["model"]]
     speakers = (a["speaker"],) if a["split"] == "speakers" else ()
-    data = dict(name="audio", path=a["path"] or fsdd_dir(), labels="names", split=a["split"],
-                test_speakers=speakers, sample_rate=SAMPLE_RATE, max_seconds=1.0, truncate=True)
+    data = dict(split=a["split"], test_speakers=speakers, sample_rate=SAMPLE_RATE,
+                max_seconds=1.0, truncate=True)
+    if a["source"] == "folder":
+        data.update(name="audio", path=a["path"] or fsdd_dir(), labels="names")
+    else:
+        data.update(name="spoken_digit")
     model = dict(name="speech", backbone=backbone, backbone_kwargs=kwargs,
                  features=a["features"], sample_rate=SAMPLE_RATE, frame_length=256, hop=128,
                  n_mels=40, n_mfcc=13, time_masks=2, time_mask_width=8, freq_masks=2,

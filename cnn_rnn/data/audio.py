@@ -13,6 +13,11 @@ Splits (`split=`):
   speakers  speaker-independent: every recording of `test_speakers` is the test set and none of
             theirs is trained on; what honest speech evaluation needs.
 
+The same recordings from TensorFlow Datasets: `data.name="spoken_digit"` reads tfds'
+`spoken_digit` (one "train" split of all 2,500 clips, already decoded) through the tfds path
+(`tfds.read_split`, cached once) and applies the same split modes, with speaker and index parsed
+from each example's `audio/filename`.
+
 Every clip is decoded with the standard library (`wav.read_wav`: 16-bit PCM mono), brought to
 `sample_rate` (0: the files' own, which must then agree; a file at another rate is an error unless
 `resample=True`, see `wav.resample`), and right-padded with zeros to `max_seconds`; the batch's
@@ -26,6 +31,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +55,10 @@ ACCEPTED = ("a folder of .wav files, in class subfolders (DIR/<class>/*.wav) or 
 
 @dataclasses.dataclass(frozen=True)
 class Clip:
-    """One recording: its file, class name, speaker (None if unknown) and FSDD index (or None)."""
+    """One recording: its file, class name, speaker (None if unknown) and FSDD index (or None).
+
+    From tfds, `path` is the example's `audio/filename`.
+    """
 
     path: str
     label: str
@@ -59,6 +69,26 @@ class Clip:
 def _wav_files(folder: str) -> list[str]:
     return sorted(f for f in os.listdir(folder) if f.lower().endswith(".wav")
                   and os.path.isfile(os.path.join(folder, f)))
+
+
+# A clip's samples (float32 in [-1, 1)) and their rate.
+Reader = Callable[[Clip], tuple[np.ndarray, int]]
+
+
+def read_clip_file(clip: Clip) -> tuple[np.ndarray, int]:
+    """The Reader of a folder: decode the clip's WAV file."""
+    return read_wav(clip.path)
+
+
+def fsdd_clip(path: str, label: str | None = None) -> Clip | None:
+    """The Clip of an FSDD name `{label}_{speaker}_{index}.wav`, or None if it does not parse.
+
+    A `label` given wins over the one in the name.
+    """
+    m = FSDD_NAME.match(os.path.basename(path))
+    if m is None:
+        return None
+    return Clip(path, m["label"] if label is None else label, m["speaker"], int(m["index"]))
 
 
 def list_clips(path: str, labels: str) -> list[Clip]:
@@ -76,12 +106,12 @@ def list_clips(path: str, labels: str) -> list[Clip]:
     else:
         clips = []
         for f in top:
-            m = FSDD_NAME.match(f)
-            if m is None:
+            clip = fsdd_clip(os.path.join(path, f))
+            if clip is None:
                 raise ConfigError("data.labels", f"{f}: the name does not parse as "
                                   "{label}_{speaker}_{index}.wav; accepted: FSDD names, or "
                                   "labels='folders' with class subfolders")
-            clips.append(Clip(os.path.join(path, f), m["label"], m["speaker"], int(m["index"])))
+            clips.append(clip)
     if not clips:
         raise ConfigError("data.path", f"{path} holds no .wav files ({labels} layout); "
                           f"accepted: {ACCEPTED}")
@@ -124,13 +154,14 @@ def split_clips(clips: list[Clip], split: str, test_fraction: float,
     return train_clips, test_clips
 
 
-def load_waves(clips: list[Clip], sample_rate: int, allow_resample: bool, length: int,
-               truncate: bool, max_seconds: float) -> tuple[np.ndarray, np.ndarray]:
+def load_waves(clips: list[Clip], read: Reader, sample_rate: int, allow_resample: bool,
+               length: int, truncate: bool,
+               max_seconds: float) -> tuple[np.ndarray, np.ndarray]:
     """(waveforms float32 [N, length] zero-padded, lengths int [N]) of `clips` at `sample_rate`."""
     waves = np.zeros((len(clips), length), np.float32)
     lengths = np.zeros(len(clips), np.int64)
     for i, clip in enumerate(clips):
-        x, rate = read_wav(clip.path)
+        x, rate = read(clip)
         if rate != sample_rate:
             if not allow_resample:
                 raise ConfigError("data.sample_rate", f"{os.path.basename(clip.path)} is at "
@@ -160,6 +191,49 @@ class AudioSource(ArraySource):
         self.sample_rate = sample_rate
 
 
+def check_split_options(split: Any, test_fraction: Any, test_speakers: Any, sample_rate: Any,
+                        resample: Any, max_seconds: Any, truncate: Any) -> tuple[str, tuple]:
+    """Raise ConfigError on a bad split or clip field; return (split, test_speakers as a tuple)."""
+    split = check_choice("split", split, SPLITS)
+    check_number("data.test_fraction", test_fraction, strict=True, below=1.0)
+    check_number("data.max_seconds", max_seconds, strict=True, below=3600.0)
+    check_int("sample_rate", sample_rate, 0)
+    check_bool("resample", resample)
+    check_bool("truncate", truncate)
+    if isinstance(test_speakers, str):
+        test_speakers = tuple(s.strip() for s in test_speakers.split(",") if s.strip())
+    test_speakers = tuple(test_speakers)
+    if test_speakers and split != "speakers":
+        raise ConfigError("data.test_speakers", f"is set, but split={split!r}; accepted: "
+                          "test_speakers with split='speakers', or none")
+    return split, test_speakers
+
+
+def clips_source(clips: list[Clip], read: Reader, seed: int, split: str, test_fraction: float,
+                 test_speakers: tuple[str, ...], sample_rate: int, resample: bool,
+                 max_seconds: float, truncate: bool,
+                 classes: Sequence[str] | None = None) -> AudioSource:
+    """The AudioSource of `clips` read by `read`, split and padded as the module says.
+
+    `classes` fixes the class order (a dataset's own label names); None: `class_names(clips)`.
+    """
+    train_clips, test_clips = split_clips(clips, split, test_fraction, test_speakers)
+    classes = list(classes) if classes is not None else class_names(clips)
+    if sample_rate == 0:
+        sample_rate = read(clips[0])[1]
+    length = max(1, round(max_seconds * sample_rate))
+    arrays = []
+    for part in (train_clips, test_clips):
+        waves, lengths = load_waves(part, read, sample_rate, resample, length, truncate,
+                                    max_seconds)
+        arrays.append({"inputs": waves[..., None],
+                       "mask": np.arange(length)[None, :] < lengths[:, None],
+                       "targets": np.array([classes.index(c.label) for c in part], np.int32)})
+    spec = classification_spec(len(classes), (length, 1), arrays[0]["targets"])
+    return AudioSource(spec, arrays[0], arrays[1], seed, classes=classes,
+                       train_clips=train_clips, test_clips=test_clips, sample_rate=sample_rate)
+
+
 @register_data("audio")
 def audio(seed: int, path: str = "", labels: str = "auto", split: str = "official",
           test_fraction: float = 0.1, test_speakers: tuple[str, ...] = (),
@@ -181,30 +255,8 @@ def audio(seed: int, path: str = "", labels: str = "auto", split: str = "officia
       truncate: cut longer clips to `max_seconds` instead of failing.
     """
     labels = check_choice("labels", labels, LABELS)
-    split = check_choice("split", split, SPLITS)
-    check_number("data.test_fraction", test_fraction, strict=True, below=1.0)
-    check_number("data.max_seconds", max_seconds, strict=True, below=3600.0)
-    check_int("sample_rate", sample_rate, 0)
-    check_bool("resample", resample)
-    check_bool("truncate", truncate)
-    if isinstance(test_speakers, str):
-        test_speakers = tuple(s.strip() for s in test_speakers.split(",") if s.strip())
-    test_speakers = tuple(test_speakers)
-    if test_speakers and split != "speakers":
-        raise ConfigError("data.test_speakers", f"is set, but split={split!r}; accepted: "
-                          "test_speakers with split='speakers', or none")
+    split, test_speakers = check_split_options(split, test_fraction, test_speakers, sample_rate,
+                                               resample, max_seconds, truncate)
     clips = list_clips(path, labels)
-    train_clips, test_clips = split_clips(clips, split, test_fraction, test_speakers)
-    classes = class_names(clips)
-    if sample_rate == 0:
-        sample_rate = read_wav(clips[0].path)[1]
-    length = max(1, round(max_seconds * sample_rate))
-    arrays = []
-    for part in (train_clips, test_clips):
-        waves, lengths = load_waves(part, sample_rate, resample, length, truncate, max_seconds)
-        arrays.append({"inputs": waves[..., None],
-                       "mask": np.arange(length)[None, :] < lengths[:, None],
-                       "targets": np.array([classes.index(c.label) for c in part], np.int32)})
-    spec = classification_spec(len(classes), (length, 1), arrays[0]["targets"])
-    return AudioSource(spec, arrays[0], arrays[1], seed, classes=classes,
-                       train_clips=train_clips, test_clips=test_clips, sample_rate=sample_rate)
+    return clips_source(clips, read_clip_file, seed, split, test_fraction, test_speakers,
+                        sample_rate, resample, max_seconds, truncate)

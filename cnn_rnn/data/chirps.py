@@ -9,6 +9,7 @@ learn the classes, without a download.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -31,11 +32,17 @@ def tone_length(label: str, speaker: str, index: int) -> float:
     return 0.15 + 0.3 * ((int(label) * 7 + len(speaker) * 3 + index * 5) % 11) / 10
 
 
-def make_tones(folder: str, indices: int = 8) -> str:
-    """An FSDD-style folder `{label}_{speaker}_{index}.wav` of chirps: class = base frequency."""
+def tone_clips(indices: int = 8) -> Iterator[tuple[str, np.ndarray]]:
+    """(FSDD name `{label}_{speaker}_{index}.wav`, float samples) of every generated chirp."""
     for label, freq in TONES.items():
         for speaker, factor in SPEAKERS.items():
             for i in range(indices):
-                write_wav(os.path.join(folder, f"{label}_{speaker}_{i}.wav"),
-                          chirp(freq * factor, tone_length(label, speaker, i)))
+                yield (f"{label}_{speaker}_{i}.wav",
+                       chirp(freq * factor, tone_length(label, speaker, i)))
+
+
+def make_tones(folder: str, indices: int = 8) -> str:
+    """An FSDD-style folder of `tone_clips` as 16-bit WAV files: class = base frequency."""
+    for name, samples in tone_clips(indices):
+        write_wav(os.path.join(folder, name), samples)
     return folder

@@ -14,7 +14,7 @@ from cnn_rnn.registry import Keyword, Registry
 
 # The modules that register the built-in sources (a new source module is added here).
 SOURCE_MODULES = ("mnist1d", "synthetic", "tfds", "arrays", "timeseries", "translation",
-                  "audio")
+                  "audio", "spoken_digit")
 # `seed` comes from the run's seed, never from config.data.
 DATA: Registry[DataSource] = Registry("data", [f"cnn_rnn.data.{m}" for m in SOURCE_MODULES],
                                       reserved=("seed",))

@@ -50,14 +50,16 @@ NUM_BYTES = 256
 
 # --- shared checks and reading ----------------------------------------------------------------
 
-def check_common(data_dir: Any, train_split: Any, eval_split: Any, cache: Any = True,
-                 cache_dir: Any = None) -> None:
-    """Raise ConfigError unless the paths are strings or None, the splits strings, cache a bool."""
+def check_common(data_dir: Any, cache: Any = True, cache_dir: Any = None, **splits: Any) -> None:
+    """Raise ConfigError unless the paths are strings or None, cache a bool, the splits strings.
+
+    `splits` maps each config field that names a tfds split to its value.
+    """
     for field, path in (("data_dir", data_dir), ("cache_dir", cache_dir)):
         if path is not None and not isinstance(path, str):
             raise ConfigError(f"data.{field}", f"must be a path string or None, got {path!r}")
     check_bool("cache", cache)
-    for field, split in (("train_split", train_split), ("eval_split", eval_split)):
+    for field, split in splits.items():
         if not isinstance(split, str) or not split:
             raise ConfigError(f"data.{field}", f"must be a tfds split like 'train' or "
                               f"'test[:1000]', got {split!r}")
@@ -92,7 +94,7 @@ def image_source(name: str, seed: int, data_dir: str | None, train_split: str,
                  eval_split: str, pixels: str, permutation_seed: int,
                  normalize: bool, cache: bool = True, cache_dir: str | None = None) -> DataSource:
     """Build the image classification source `name` (see the module docstring)."""
-    check_common(data_dir, train_split, eval_split, cache, cache_dir)
+    check_common(data_dir, cache, cache_dir, train_split=train_split, eval_split=eval_split)
     check_view_options(pixels, permutation_seed, normalize)  # fail before the slow read
     train, info = read_split(name, train_split, data_dir, "train_split", image_arrays, "", cache,
                              cache_dir)
@@ -178,7 +180,7 @@ def imdb_reviews(seed: int, data_dir: str | None = None, train_split: str = "tra
       cache: keep the decoded splits in a cache beside the dataset (see tfds_cache).
       cache_dir: root of that cache (None: <data_dir>/<name>/<version>/cnn_rnn_cache).
     """
-    check_common(data_dir, train_split, eval_split, cache, cache_dir)
+    check_common(data_dir, cache, cache_dir, train_split=train_split, eval_split=eval_split)
     max_len = check_int("max_len", max_len, 1)
     train = load_reviews(train_split, data_dir, "train_split", max_len, cache, cache_dir)
     test = load_reviews(eval_split, data_dir, "eval_split", max_len, cache, cache_dir)
@@ -266,7 +268,7 @@ def tiny_shakespeare(seed: int, data_dir: str | None = None, train_split: str = 
       cache: keep the decoded splits in a cache beside the dataset (see tfds_cache).
       cache_dir: root of that cache (None: <data_dir>/<name>/<version>/cnn_rnn_cache).
     """
-    check_common(data_dir, train_split, eval_split, cache, cache_dir)
+    check_common(data_dir, cache, cache_dir, train_split=train_split, eval_split=eval_split)
     seq_len = check_int("seq_len", seq_len, 1)
     train = load_text(train_split, data_dir, "train_split", cache, cache_dir)
     test = load_text(eval_split, data_dir, "eval_split", cache, cache_dir)
