@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 
 from cnn_rnn.training import interrupts
+from cnn_rnn.training.host_devices import env_with_devices
 
 
 def free_port() -> int:
@@ -29,12 +30,10 @@ def free_port() -> int:
 
 def process_env(index: int, devices: int | None) -> dict[str, str]:
     """The environment of process `index`: its device count and GPU ids, unbuffered output."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if devices:
-        kept = [f for f in env.get("XLA_FLAGS", "").split()
-                if not f.startswith("--xla_force_host_platform_device_count")]
-        env["XLA_FLAGS"] = " ".join([*kept, f"--xla_force_host_platform_device_count={devices}"])
-        env["JAX_LOCAL_DEVICE_IDS"] = ",".join(
+    if not devices:
+        return dict(os.environ, PYTHONUNBUFFERED="1")
+    env = env_with_devices(devices, PYTHONUNBUFFERED="1")
+    env["JAX_LOCAL_DEVICE_IDS"] = ",".join(
             str(i) for i in range(index * devices, (index + 1) * devices))
     return env
 

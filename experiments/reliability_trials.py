@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cnn_rnn.training import interrupts
+from cnn_rnn.training.host_devices import env_with_devices
 
 CHECKS = ("signals", "kill", "contention")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,9 +45,7 @@ def run_command(workdir: str, *extra: str) -> list[str]:
 
 def env_with(devices: int, **extra: str) -> dict[str, str]:
     """This environment with `devices` forced host devices and unbuffered output."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **extra)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return env
+    return env_with_devices(devices, PYTHONUNBUFFERED="1", **extra)
 
 
 def final_state(workdir: str) -> tuple[str, list[Any]]:

@@ -4,7 +4,23 @@ import os
 import shutil
 import tempfile
 
-from cnn_rnn.training.host_devices import patient_host_devices  # noqa: E402 - imports no JAX
+from cnn_rnn.training.host_devices import (  # imports no JAX
+    env_with_devices,
+    patient_host_devices,
+)
+
+# The suite checks results, not speed, and compiling is most of its time: XLA's CPU backend at its
+# lowest optimisation level compiles the same programs faster (docs/tests.md has the measurement).
+# Every process a test starts inherits these flags (`env_with_devices`), so results compared
+# across processes come from the same compiler settings. Flags the user set win, and
+# CNN_RNN_TEST_OPTIMIZED=1 tests the code XLA compiles by default.
+FAST_COMPILE_FLAGS = {"--xla_backend_optimization_level": "0",
+                      "--xla_llvm_disable_expensive_passes": "true"}
+if os.environ.get("CNN_RNN_TEST_OPTIMIZED") != "1":
+    _flags = os.environ.get("XLA_FLAGS", "").split()
+    os.environ["XLA_FLAGS"] = " ".join(_flags + [
+        f"{name}={value}" for name, value in FAST_COMPILE_FLAGS.items()
+        if not any(f.startswith(name + "=") for f in _flags)])
 
 # 8 host devices, with the flags that keep them from aborting on a busy CI machine (the entry
 # points that tests start as subprocesses add those flags themselves).
@@ -38,9 +54,7 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 def run_cli(module: str, *args: str, devices: int = 8, timeout: int = 300,
             env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `python -m module args...` from the repo root with `devices` host devices."""
-    e = dict(os.environ)
-    e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    e["PYTHONUNBUFFERED"] = "1"
+    e = env_with_devices(devices, PYTHONUNBUFFERED="1")
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=e,
                           capture_output=True, text=True, timeout=timeout)

@@ -23,6 +23,7 @@ from cnn_rnn.models.registry import build_model
 from cnn_rnn.models.rnn import CELLS, RNN, cudnn
 from cnn_rnn.models.rnn.scan import resolve_batch_groups, resolve_remat, scan_in_segments
 from cnn_rnn.task import TaskSpec
+from cnn_rnn.training.host_devices import env_with_devices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQUIRED = {"model", "impl", "seq_len", "batch", "hidden", "step_ms", "compile_s", "peak_bytes"}
@@ -72,8 +73,7 @@ def test_benchmark_end_to_end(tmp_path, cli):
 
 def test_a_killed_benchmark_keeps_the_rows_timed_so_far(tmp_path):
     workdir = tmp_path / "out"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
-               PYTHONUNBUFFERED="1")
+    env = env_with_devices(1, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "experiments.benchmark",
          f"--config={_write_tiny_config(tmp_path)}", f"--workdir={workdir}"],

@@ -16,13 +16,13 @@ from config_helpers import small_config
 
 from cnn_rnn.errors import ConfigError
 from cnn_rnn.training.checkpoints import Checkpointer
+from cnn_rnn.training.host_devices import env_with_devices
 from cnn_rnn.training.loop import NonFiniteError, train_and_evaluate
 from cnn_rnn.training.metrics import read_metrics
 from cnn_rnn.training.workdir_lock import WorkdirLock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-           PYTHONUNBUFFERED="1")
+ENV = env_with_devices(2, PYTHONUNBUFFERED="1")
 RUN = [sys.executable, "-m", "experiments.run", "--config=configs/mnist1d_cnn.py",
        "--config.model.features=(8, 16)", "--config.model.hidden=16", "--config.progress=False",
        "--config.steps=600", "--config.checkpoint_every=50", "--config.log_every=20",

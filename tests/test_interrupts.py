@@ -15,10 +15,10 @@ import orbax.checkpoint as ocp
 import pytest
 
 from cnn_rnn.training.checkpoints import Checkpointer
+from cnn_rnn.training.host_devices import env_with_devices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-           PYTHONUNBUFFERED="1")
+ENV = env_with_devices(2, PYTHONUNBUFFERED="1")
 STEPS = 400
 RUN = [sys.executable, "-m", "experiments.run", "--config=configs/mnist1d_cnn.py",
        "--config.model.features=(8, 16)", "--config.model.hidden=16", "--config.progress=False",

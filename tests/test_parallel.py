@@ -1,5 +1,7 @@
 """Data-parallel backends (pmap, jit), dropout keyed by example, per-process batch rows."""
 
+import os
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -17,7 +19,9 @@ from cnn_rnn.training.host_devices import (
     POOL_SIZE_VAR,
     THREADS_PER_DEVICE,
     TIMEOUT_FLAG,
+    env_with_devices,
     patient_host_devices,
+    with_device_count,
     with_host_devices,
 )
 from cnn_rnn.training.optim import build_optimizer
@@ -137,6 +141,16 @@ def test_forced_host_devices_get_the_contention_flags_and_nothing_else_does():
     # A flag the user set is kept as set.
     kept = with_host_devices(f"{DEVICE_COUNT_FLAG}=8 {TIMEOUT_FLAG}=5", None).split()
     assert kept == [f"{DEVICE_COUNT_FLAG}=8", f"{TIMEOUT_FLAG}=5", f"{EIGEN_FLAG}=false"]
+
+
+def test_a_child_gets_its_own_device_count_and_every_other_flag_of_the_parent(monkeypatch):
+    parent = f"--xla_foo=1 {DEVICE_COUNT_FLAG}=8 --xla_bar=x"
+    assert with_device_count(parent, 2) == f"--xla_foo=1 --xla_bar=x {DEVICE_COUNT_FLAG}=2"
+    assert with_device_count(parent, None) == "--xla_foo=1 --xla_bar=x"
+    monkeypatch.setenv("XLA_FLAGS", parent)
+    env = env_with_devices(3, PYTHONUNBUFFERED="1")
+    assert env["XLA_FLAGS"] == f"--xla_foo=1 --xla_bar=x {DEVICE_COUNT_FLAG}=3"
+    assert env["PYTHONUNBUFFERED"] == "1" and os.environ["XLA_FLAGS"] == parent
 
 
 def test_forced_host_devices_get_thread_pools_wider_than_the_devices():

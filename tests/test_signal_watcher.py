@@ -16,6 +16,7 @@ import time
 import pytest
 
 from cnn_rnn.training import fatal_filter, interrupts
+from cnn_rnn.training.host_devices import env_with_devices
 from cnn_rnn.training.interrupts import Interrupted, Watcher
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -169,7 +170,7 @@ def test_sigterm_while_waiting_for_peers_exits_at_once(tmp_path):
         [sys.executable, "-m", "experiments.run", "--config=configs/mnist1d_cnn.py",
          f"--workdir={tmp_path / 'run'}", f"--coordinator_address=localhost:{port}",
          "--num_processes=2", "--process_id=0"],
-        cwd=ROOT, env=dict(os.environ, XLA_FLAGS=""), stdout=subprocess.PIPE,
+        cwd=ROOT, env=env_with_devices(None), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not _listening(port):  # process 0 serves the coordinator, then waits for process 1

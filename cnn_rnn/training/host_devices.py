@@ -36,15 +36,31 @@ POOL_SIZE_VAR = "NPROC"
 THREADS_PER_DEVICE = 8
 
 
+def with_device_count(xla_flags: str, count: int | None) -> str:
+    """`xla_flags` with its other flags kept and `count` host devices forced (None: none forced).
+
+    What a parent process gives a child that needs another device count: the parent's own
+    flags (a test session's compile options, say) must reach the child too.
+    """
+    flags = [f for f in xla_flags.split() if not f.startswith(DEVICE_COUNT_FLAG)]
+    if count is not None:
+        flags.append(f"{DEVICE_COUNT_FLAG}={count}")
+    return " ".join(flags)
+
+
+def env_with_devices(count: int | None, **extra: str) -> dict[str, str]:
+    """A copy of this process's environment with `with_device_count` applied and `extra` set."""
+    env = dict(os.environ, **extra)
+    env["XLA_FLAGS"] = with_device_count(env.get("XLA_FLAGS", ""), count)
+    return env
+
+
 def with_host_devices(xla_flags: str, count: int | None) -> str:
     """`xla_flags` forcing `count` host devices (None: keep its own) that survive contention.
 
     PATIENT_FLAGS are added only where host devices are forced, each unless already set.
     """
-    flags = xla_flags.split()
-    if count is not None:
-        flags = [f for f in flags if not f.startswith(DEVICE_COUNT_FLAG)]
-        flags.append(f"{DEVICE_COUNT_FLAG}={count}")
+    flags = (xla_flags if count is None else with_device_count(xla_flags, count)).split()
     if any(f.startswith(DEVICE_COUNT_FLAG) for f in flags):
         flags += [f"{name}={value}" for name, value in PATIENT_FLAGS.items()
                   if not any(f.startswith(name + "=") for f in flags)]
