@@ -36,6 +36,11 @@ _OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
     tempfile.gettempdir(), f"cnn_rnn_test_jax_cache_{os.getpid()}"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
+# Likewise the generated-data cache (MNIST-1D, `cnn_rnn/data/mnist1d.py`): generated once per
+# session, not once per process, and never read from the user's own cache.
+_OWN_DATA_CACHE = "CNN_RNN_CACHE_DIR" not in os.environ
+os.environ.setdefault("CNN_RNN_CACHE_DIR", os.path.join(
+    tempfile.gettempdir(), f"cnn_rnn_test_data_cache_{os.getpid()}"))
 
 import signal  # noqa: E402
 import subprocess  # noqa: E402
@@ -89,6 +94,10 @@ def tfds_cache_root(tmp_path, monkeypatch):
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The session's compilation cache goes when the session ends (in the controller only)."""
-    if _OWN_CACHE and not hasattr(config, "workerinput"):
-        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+    """The session's caches go when the session ends (in the controller only)."""
+    if hasattr(config, "workerinput"):
+        return
+    for own, var in ((_OWN_CACHE, "JAX_COMPILATION_CACHE_DIR"),
+                     (_OWN_DATA_CACHE, "CNN_RNN_CACHE_DIR")):
+        if own:
+            shutil.rmtree(os.environ[var], ignore_errors=True)

@@ -23,9 +23,10 @@ from cnn_rnn.training.workdir_lock import WorkdirLock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = env_with_devices(2, PYTHONUNBUFFERED="1")
+STEPS = 300  # six checkpoints; a kill lands in start-up, training or a save
 RUN = [sys.executable, "-m", "experiments.run", "--config=configs/mnist1d_cnn.py",
        "--config.model.features=(8, 16)", "--config.model.hidden=16", "--config.progress=False",
-       "--config.steps=600", "--config.checkpoint_every=50", "--config.log_every=20",
+       f"--config.steps={STEPS}", "--config.checkpoint_every=50", "--config.log_every=20",
        "--config.eval_every=100"]
 
 
@@ -59,7 +60,7 @@ def _kill_and_resume(tmp_path, uninterrupted, fraction):
                            capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert (full / "metrics.jsonl").read_text() == (workdir / "metrics.jsonl").read_text()
-    a, b = _checkpoint_states(str(full))[600], _checkpoint_states(str(workdir))[600]
+    a, b = _checkpoint_states(str(full))[STEPS], _checkpoint_states(str(workdir))[STEPS]
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
 

@@ -19,7 +19,7 @@ from cnn_rnn.training.host_devices import env_with_devices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = env_with_devices(2, PYTHONUNBUFFERED="1")
-STEPS = 400
+STEPS = 240  # signals land after steps 20-200 (test_ten_random_moments): still training
 RUN = [sys.executable, "-m", "experiments.run", "--config=configs/mnist1d_cnn.py",
        "--config.model.features=(8, 16)", "--config.model.hidden=16", "--config.progress=False",
        f"--config.steps={STEPS}", "--config.checkpoint_every=50", "--config.log_every=20",

@@ -2,6 +2,7 @@
 
 import io
 import logging
+import sys
 import threading
 import types
 
@@ -22,6 +23,16 @@ def test_off_a_terminal_progress_is_a_line_now_and_then(caplog):
     assert len(lines) == 2, lines
     assert lines[0].startswith("step 5/10 (50%), ") and lines[0].endswith("left, loss=0.5")
     assert lines[1] == "step 5: eval loss=0.4"
+
+
+def test_only_a_kernel_redraws_not_a_process_that_imported_one(monkeypatch):
+    import ipykernel  # noqa: F401 - imported, as a test worker may have, but no kernel runs
+    assert not progress._interactive()  # pytest's stderr is no tty
+    kernel = types.SimpleNamespace(get_ipython=lambda: types.SimpleNamespace(kernel=object()))
+    monkeypatch.setitem(sys.modules, "IPython", kernel)
+    assert progress._interactive()
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
+    assert not progress._interactive()
 
 
 def test_line_progress_waits_its_interval(caplog):

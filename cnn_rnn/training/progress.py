@@ -19,7 +19,14 @@ log = logging.getLogger(__name__)
 
 def _interactive() -> bool:
     """Whether progress can be redrawn in place: a terminal, or a Jupyter kernel's output."""
-    return sys.stderr.isatty() or "ipykernel" in sys.modules
+    return sys.stderr.isatty() or _in_kernel()
+
+
+def _in_kernel() -> bool:
+    """Whether this process is a Jupyter (or Colab) kernel, not merely one that imported it."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
 
 
 class LineProgress:
