@@ -34,7 +34,7 @@ def main() -> None:
     jax.devices()
     mark("device init")
     data, model, tx = loop.build_run(cfg)
-    mark("data built (MNIST-1D generated)")
+    mark("data built (MNIST-1D generated, or read from its cache)")
     key = jax.random.PRNGKey(cfg["seed"])
     state.check_fits_in_memory(model, tx, data.spec.input_shape, key, cfg["model"]["name"])
     train_state = jax.block_until_ready(
