@@ -7,6 +7,7 @@ import tempfile
 from cnn_rnn.training.host_devices import (  # imports no JAX
     env_with_devices,
     patient_host_devices,
+    with_defaults,
 )
 
 # The suite checks results, not speed, and compiling is most of its time: XLA's CPU backend at its
@@ -17,10 +18,7 @@ from cnn_rnn.training.host_devices import (  # imports no JAX
 FAST_COMPILE_FLAGS = {"--xla_backend_optimization_level": "0",
                       "--xla_llvm_disable_expensive_passes": "true"}
 if os.environ.get("CNN_RNN_TEST_OPTIMIZED") != "1":
-    _flags = os.environ.get("XLA_FLAGS", "").split()
-    os.environ["XLA_FLAGS"] = " ".join(_flags + [
-        f"{name}={value}" for name, value in FAST_COMPILE_FLAGS.items()
-        if not any(f.startswith(name + "=") for f in _flags)])
+    os.environ["XLA_FLAGS"] = with_defaults(os.environ.get("XLA_FLAGS", ""), FAST_COMPILE_FLAGS)
 
 # 8 host devices, with the flags that keep them from aborting on a busy CI machine (the entry
 # points that tests start as subprocesses add those flags themselves).

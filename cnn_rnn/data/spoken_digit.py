@@ -24,6 +24,7 @@ import numpy as np
 from cnn_rnn.data.audio import AudioSource, Clip, check_split_options, clips_source, fsdd_clip
 from cnn_rnn.data.registry import register_data
 from cnn_rnn.data.tfds import check_common, read_split, to_bytes
+from cnn_rnn.data.wav import from_pcm16
 from cnn_rnn.errors import ConfigError
 
 TFDS_NAME = "spoken_digit"
@@ -94,21 +95,20 @@ def spoken_digit(seed: int, data_dir: str | None = None, tfds_split: str = "trai
     classes = list(info.features["label"].names)
     rate = int(info.features["audio"].sample_rate)
     ends = np.cumsum(arrays["lengths"])
-    rows: dict[str, int] = {}
+    spans: dict[str, slice] = {}  # file name -> its samples in arrays["samples"]
     clips = []
-    for row, (raw, label) in enumerate(zip(arrays["filename"], arrays["label"], strict=True)):
+    for raw, label, end, n in zip(arrays["filename"], arrays["label"], ends, arrays["lengths"],
+                                  strict=True):
         name = raw.decode(errors="replace")
-        if name in rows:
+        if name in spans:
             raise ConfigError("data.tfds_split", f"{name} appears twice in {TFDS_NAME} "
                               f"{tfds_split!r}; accepted: a split of distinct recordings")
-        rows[name] = row
+        spans[name] = slice(end - n, end)
         clips.append(fsdd_clip(name, classes[label]) or Clip(name, classes[label], None, None))
     clips.sort(key=lambda c: c.path)  # the folder's order, so that every split mode agrees
 
     def read(clip: Clip) -> tuple[np.ndarray, int]:
-        end = ends[rows[clip.path]]
-        start = end - arrays["lengths"][rows[clip.path]]
-        return arrays["samples"][start:end].astype(np.float32) / 32768.0, rate
+        return from_pcm16(arrays["samples"][spans[clip.path]]), rate
 
     return clips_source(clips, read, seed, split, test_fraction, test_speakers, sample_rate,
                         resample, max_seconds, truncate, classes=classes)

@@ -48,8 +48,12 @@ def read_wav(path: str) -> tuple[np.ndarray, int]:
                           f"{ACCEPTED}")
     if declared == 0:
         raise ConfigError("data.path", f"{name} holds no samples; accepted: {ACCEPTED}")
-    samples = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
-    return samples, rate
+    return from_pcm16(np.frombuffer(raw, "<i2")), rate
+
+
+def from_pcm16(ints: np.ndarray) -> np.ndarray:
+    """16-bit PCM sample values as float32 in [-1, 1): divided by 32768."""
+    return ints.astype(np.float32) / 32768.0
 
 
 def resample(x: np.ndarray, rate: int, new_rate: int) -> np.ndarray:

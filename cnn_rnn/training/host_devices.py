@@ -55,16 +55,22 @@ def env_with_devices(count: int | None, **extra: str) -> dict[str, str]:
     return env
 
 
+def with_defaults(xla_flags: str, defaults: dict[str, str]) -> str:
+    """`xla_flags` with each flag of `defaults` (name -> value) added unless already set."""
+    flags = xla_flags.split()
+    return " ".join(flags + [f"{name}={value}" for name, value in defaults.items()
+                             if not any(f.startswith(name + "=") for f in flags)])
+
+
 def with_host_devices(xla_flags: str, count: int | None) -> str:
     """`xla_flags` forcing `count` host devices (None: keep its own) that survive contention.
 
     PATIENT_FLAGS are added only where host devices are forced, each unless already set.
     """
-    flags = (xla_flags if count is None else with_device_count(xla_flags, count)).split()
-    if any(f.startswith(DEVICE_COUNT_FLAG) for f in flags):
-        flags += [f"{name}={value}" for name, value in PATIENT_FLAGS.items()
-                  if not any(f.startswith(name + "=") for f in flags)]
-    return " ".join(flags)
+    flags = xla_flags if count is None else with_device_count(xla_flags, count)
+    if any(f.startswith(DEVICE_COUNT_FLAG) for f in flags.split()):
+        return with_defaults(flags, PATIENT_FLAGS)
+    return " ".join(flags.split())
 
 
 def patient_host_devices(environ: MutableMapping[str, str] = os.environ,
