@@ -11,12 +11,14 @@ from cnn_rnn.training.host_devices import (  # imports no JAX
 )
 
 # The suite checks results, not speed, and compiling is most of its time: XLA's CPU backend at its
-# lowest optimisation level compiles the same programs faster (docs/tests.md has the measurement).
+# lowest optimisation level, with its older elemental emitter for fusions instead of the MLIR fusion
+# emitters, compiles the same programs faster (docs/tests.md has the measurements).
 # Every process a test starts inherits these flags (`env_with_devices`), so results compared
 # across processes come from the same compiler settings. Flags the user set win, and
 # CNN_RNN_TEST_OPTIMIZED=1 tests the code XLA compiles by default.
 FAST_COMPILE_FLAGS = {"--xla_backend_optimization_level": "0",
-                      "--xla_llvm_disable_expensive_passes": "true"}
+                      "--xla_llvm_disable_expensive_passes": "true",
+                      "--xla_cpu_use_fusion_emitters": "false"}
 if os.environ.get("CNN_RNN_TEST_OPTIMIZED") != "1":
     os.environ["XLA_FLAGS"] = with_defaults(os.environ.get("XLA_FLAGS", ""), FAST_COMPILE_FLAGS)
 
