@@ -41,6 +41,8 @@ def test_the_paper_points_follow_the_authors_code(task, budget):
     assert (points["tcn"].model.levels, points["tcn"].model.hidden,
             points["tcn"].model.kernel_size) == tcn
     assert points["tcn"].data.length == dict(adding=600, copy=1000)[task]
+    # The code's effective init (torch defaults; its heads at N(0, 0.01)): docs/paper_protocol.md
+    assert (points["tcn"].model.init_style, points["tcn"].model.head_std) == ("torch", 0.01)
     # The recurrent models spend the budget; the TCN is the paper's own architecture (70.4K on
     # adding; 12.5K on copy, which the paper rounds to "16K" with the recurrent models).
     assert abs(param_count(points["tcn"]) - dict(adding=70_369, copy=12_519)[task]) < 100

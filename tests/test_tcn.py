@@ -125,7 +125,52 @@ def test_build_for_per_step_task_returns_sequences():
     (dict(name="tcn", kernel_size=0), "kernel_size"),
     (dict(name="tcn", channels=()), "channels"),
     (dict(name="tcn", dropout=1.5), "dropout"),
+    (dict(name="tcn", init_style="pytorch"), "model.init_style: must be one of flax, torch"),
+    (dict(name="tcn", head_std=-0.01), "model.head_std"),
 ])
 def test_bad_config_is_a_clear_error(cfg, field):
     with pytest.raises(ConfigError, match=field):
         build_model(cfg, SPEC)
+
+
+def _torch_bound(fan_in):
+    """PyTorch's kaiming_uniform_(a=sqrt(5)) bound for weights and biases, written out."""
+    gain = np.sqrt(2.0 / (1.0 + 5.0))
+    return gain * np.sqrt(3.0 / fan_in)
+
+
+def test_torch_init_starts_where_the_papers_pytorch_code_starts():
+    channels, hidden, k, outputs = 8, 32, 8, 4
+    model = TCN(outputs, levels=2, hidden=hidden, kernel_size=k, init_style="torch",
+                head_std=0.01)
+    params = jax.tree.map(np.asarray, init(model, jnp.ones((1, 16, channels)))["params"])
+    for level, fan_in_channels in ((0, channels), (1, hidden)):
+        block = params[f"TemporalBlock_{level}"]
+        for j in range(2):
+            fan_in = (fan_in_channels if j == 0 else hidden) * k
+            conv = block[f"CausalConv_{j}"]
+            w, bias = conv["conv"]["kernel"], conv["conv"]["bias"]  # flax stores W = g V / |V|
+            b = _torch_bound(fan_in)
+            np.testing.assert_allclose(w.var(), b**2 / 3, rtol=0.15)  # as U(-b, b)
+            assert np.abs(bias).max() <= b and bias.std() > 0
+            # Torch starts the weight-norm gain at ||V||, so its W is V: E||W||^2 = fan_in b^2 / 3
+            # per output channel, the norm ours start at.
+            norm = np.sqrt(fan_in * b**2 / 3)
+            np.testing.assert_allclose(conv["weight_norm"]["conv/kernel/scale"], norm, rtol=1e-6)
+            np.testing.assert_allclose(np.linalg.norm(w.reshape(-1, hidden), axis=0), norm,
+                                       rtol=1e-5)
+    proj = params["TemporalBlock_0"]["proj"]
+    assert 0.007 < proj["kernel"].std() < 0.013 and np.abs(proj["bias"]).max() <= _torch_bound(8)
+    head = params["Dense_0"]
+    assert 0.007 < head["kernel"].std() < 0.013
+    assert np.abs(head["bias"]).max() <= _torch_bound(hidden) and head["bias"].std() > 0
+
+
+def test_flax_init_is_the_default():
+    model = TCN(4, levels=2, hidden=8, kernel_size=3)
+    params = init(model, jnp.ones((1, 16, 2)))["params"]
+    conv = params["TemporalBlock_0"]["CausalConv_0"]
+    wn = conv["weight_norm"]
+    np.testing.assert_array_equal(wn["conv/kernel/scale"], 1.0)
+    np.testing.assert_array_equal(conv["conv"]["bias"], 0.0)
+    np.testing.assert_array_equal(params["Dense_0"]["bias"], 0.0)

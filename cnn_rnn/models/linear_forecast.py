@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from cnn_rnn.config_checks import check_int
 from cnn_rnn.errors import ConfigError
+from cnn_rnn.models import torch_init
 from cnn_rnn.models.registry import register_model
 
 
@@ -33,15 +34,6 @@ def moving_average(x: jax.Array, kernel_size: int) -> jax.Array:
     padded = jnp.concatenate([jnp.repeat(x[:, :1], pad, axis=1), x,
                               jnp.repeat(x[:, -1:], pad, axis=1)], axis=1)
     return nn.avg_pool(padded, (kernel_size,), strides=(1,), padding="VALID")
-
-
-def _uniform(bound: float) -> nn.initializers.Initializer:
-    """U(-bound, bound), PyTorch nn.Linear's default for fan-in 1/bound^2."""
-
-    def init(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32) -> jax.Array:
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
 
 
 class TimeLinear(nn.Module):
@@ -64,9 +56,10 @@ class TimeLinear(nn.Module):
         length, channels = x.shape[-2:]
         bound = 1.0 / math.sqrt(length)
         lead = (channels,) if self.individual else ()
-        w_init = nn.initializers.constant(1.0 / length) if self.mean_init else _uniform(bound)
+        w_init = (nn.initializers.constant(1.0 / length) if self.mean_init
+                  else torch_init.uniform(bound))
         w = self.param("kernel", w_init, (*lead, length, self.horizon))
-        b = self.param("bias", _uniform(bound), (*lead, self.horizon))
+        b = self.param("bias", torch_init.uniform(bound), (*lead, self.horizon))
         if self.individual:
             return jnp.einsum("blc,clh->bhc", x, w) + b.T
         return jnp.einsum("blc,lh->bhc", x, w) + b[:, None]

@@ -11,6 +11,7 @@ Level i of the TCN is a residual block of two such convolutions with d = 2^i:
 so L levels see R = 1 + 2(k-1)(2^L - 1) steps into the past (the receptive field): the history
 grows exponentially with depth, and every step is computed at once (no recurrence). Optional
 weight normalisation reparameterises each kernel as W = g * V / ||V|| per output channel.
+`init_style="torch"` starts where the authors' PyTorch code starts (`torch_init.py`).
 """
 
 from __future__ import annotations
@@ -22,11 +23,24 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_rnn.config_checks import check_int, check_int_tuple, check_rate
+from cnn_rnn.config_checks import (
+    check_choice,
+    check_int,
+    check_int_tuple,
+    check_number,
+    check_rate,
+)
+from cnn_rnn.models import torch_init
 from cnn_rnn.models.readout import last_valid_step
 from cnn_rnn.models.registry import register_model
 
 Array = jax.Array
+INIT_STYLES = ("flax", "torch")
+
+
+def _torch_layer(fan_in: int) -> dict[str, torch_init.Initializer]:
+    """Kernel and bias initialisers of a PyTorch layer with `fan_in` inputs x taps."""
+    return dict(kernel_init=torch_init.kernel(), bias_init=torch_init.bias(fan_in))
 
 
 def receptive_field(kernel_size: int, num_levels: int) -> int:
@@ -45,6 +59,8 @@ class CausalConv(nn.Module):
       kernel_size: taps k.
       dilation: spacing d between taps.
       weight_norm: reparameterise the kernel as g * V / ||V|| (per output channel).
+      init_style: "flax" (LeCun normal, zero bias, g = 1) or "torch" (PyTorch's defaults; a
+        torch weight-normed layer starts g at ||V||, whose expected value g starts at here).
 
     """
 
@@ -52,13 +68,19 @@ class CausalConv(nn.Module):
     kernel_size: int
     dilation: int = 1
     weight_norm: bool = False
+    init_style: str = "flax"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Apply the convolution; output t depends on inputs t, t-d, ..., t-(k-1)d only."""
+        torch = self.init_style == "torch"
         conv = nn.Conv(self.features, (self.kernel_size,), kernel_dilation=(self.dilation,),
-                       padding="CAUSAL", name="conv")
-        return nn.WeightNorm(conv, name="weight_norm")(x) if self.weight_norm else conv(x)
+                       padding="CAUSAL", name="conv",
+                       **(_torch_layer(x.shape[-1] * self.kernel_size) if torch else {}))
+        if not self.weight_norm:
+            return conv(x)
+        scale = nn.initializers.constant(torch_init.KERNEL_NORM) if torch else nn.initializers.ones
+        return nn.WeightNorm(conv, scale_init=scale, name="weight_norm")(x)
 
 
 class TemporalBlock(nn.Module):
@@ -70,6 +92,8 @@ class TemporalBlock(nn.Module):
       dilation: dilation of both convolutions (2^level in a TCN).
       dropout: dropout rate after each ReLU.
       weight_norm: weight normalisation on both convolutions.
+      init_style: "flax" or "torch" (see CausalConv); "torch" starts the 1x1 projection's
+        kernel at N(0, 0.01), as the authors' code does.
 
     """
 
@@ -78,16 +102,21 @@ class TemporalBlock(nn.Module):
     dilation: int
     dropout: float = 0.0
     weight_norm: bool = True
+    init_style: str = "flax"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         """Apply the block to x [B, T, C]."""
         h = x
         for _ in range(2):
-            h = CausalConv(self.features, self.kernel_size, self.dilation, self.weight_norm)(h)
+            h = CausalConv(self.features, self.kernel_size, self.dilation, self.weight_norm,
+                           self.init_style)(h)
             h = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(h))
         # A 1x1 conv matches channel counts so that the residual can be added.
-        res = x if x.shape[-1] == self.features else nn.Conv(self.features, (1,), name="proj")(x)
+        torch = {} if self.init_style != "torch" else dict(
+            kernel_init=nn.initializers.normal(0.01), bias_init=torch_init.bias(x.shape[-1]))
+        res = (x if x.shape[-1] == self.features
+               else nn.Conv(self.features, (1,), name="proj", **torch)(x))
         return nn.relu(res + h)
 
 
@@ -103,6 +132,11 @@ class TCN(nn.Module):
       kernel_size: taps k of every convolution.
       dropout: dropout rate after every ReLU inside the blocks.
       weight_norm: weight normalisation on the dilated convolutions (as in Bai et al.).
+      init_style: "flax" (flax's defaults) or "torch" (the weights Bai et al.'s PyTorch code
+        starts from: PyTorch's defaults, N(0, 0.01) for the 1x1 projections; see
+        docs/paper_protocol.md).
+      head_std: > 0: the output layer's kernel starts at N(0, head_std) (the authors' adding and
+        copy code: 0.01); 0: the `init_style` scheme's default.
       return_sequences: many-to-many (an output at every step, [B, T, num_outputs]); otherwise
         many-to-one from the last step, or with a mask the last valid step ([B, num_outputs]).
 
@@ -115,6 +149,8 @@ class TCN(nn.Module):
     kernel_size: int = 3
     dropout: float = 0.0
     weight_norm: bool = True
+    init_style: str = "flax"
+    head_std: float = 0.0
     return_sequences: bool = False
 
     def __post_init__(self):
@@ -124,6 +160,8 @@ class TCN(nn.Module):
         for field in ("levels", "hidden", "kernel_size"):
             check_int(f"model.{field}", getattr(self, field), 1)
         check_rate("model.dropout", self.dropout)
+        check_choice("model.init_style", self.init_style, INIT_STYLES)
+        check_number("model.head_std", self.head_std)
         super().__post_init__()
 
     @property
@@ -146,11 +184,14 @@ class TCN(nn.Module):
         """
         x = inputs if mask is None else inputs * mask[..., None].astype(inputs.dtype)
         for i, width in enumerate(self.widths):
-            x = TemporalBlock(width, self.kernel_size, 2**i, self.dropout, self.weight_norm)(
-                x, train)
+            x = TemporalBlock(width, self.kernel_size, 2**i, self.dropout, self.weight_norm,
+                              self.init_style)(x, train)
         if not self.return_sequences:
             x = last_valid_step(x, mask)
-        return nn.Dense(self.num_outputs)(x)
+        head = _torch_layer(x.shape[-1]) if self.init_style == "torch" else {}
+        if self.head_std > 0:
+            head["kernel_init"] = nn.initializers.normal(self.head_std)
+        return nn.Dense(self.num_outputs, **head)(x)
 
     # --- incremental form (see cnn_rnn/models/streaming.py) ----------------------------------
 
