@@ -23,6 +23,7 @@ CONFIGS = ["configs/mnist1d_cnn.py", "configs/mnist1d_gru.py", "configs/mnist1d_
 # Numeric fields for which zero is a meaningful value (none, off, the first seed).
 ZERO_OK = {"seed", "data.dataset_seed", "optimizer.warmup_steps", "optimizer.weight_decay",
            "optimizer.grad_clip_norm", "optimizer.momentum", "model.dropout", "model.r_min",
+           "model.head_std",  # 0 = the init style's own output layer
            "eval_batch_size"}  # 0 = the default eval batch
 ZERO_OK_IN = {("configs/mnist1d_cnn.py", "model.hidden")}  # 0 = no dense layer before the head
 HUGE = 10**12  # beyond int32
