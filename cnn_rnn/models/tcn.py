@@ -38,11 +38,6 @@ Array = jax.Array
 INIT_STYLES = ("flax", "torch")
 
 
-def _torch_layer(fan_in: int) -> dict[str, torch_init.Initializer]:
-    """Kernel and bias initialisers of a PyTorch layer with `fan_in` inputs x taps."""
-    return dict(kernel_init=torch_init.kernel(), bias_init=torch_init.bias(fan_in))
-
-
 def receptive_field(kernel_size: int, num_levels: int) -> int:
     """Return how many input steps one TCN output sees: 1 + 2(k-1)(2^L - 1).
 
@@ -76,7 +71,7 @@ class CausalConv(nn.Module):
         torch = self.init_style == "torch"
         conv = nn.Conv(self.features, (self.kernel_size,), kernel_dilation=(self.dilation,),
                        padding="CAUSAL", name="conv",
-                       **(_torch_layer(x.shape[-1] * self.kernel_size) if torch else {}))
+                       **(torch_init.layer(x.shape[-1] * self.kernel_size) if torch else {}))
         if not self.weight_norm:
             return conv(x)
         scale = nn.initializers.constant(torch_init.KERNEL_NORM) if torch else nn.initializers.ones
@@ -188,7 +183,7 @@ class TCN(nn.Module):
                               self.init_style)(x, train)
         if not self.return_sequences:
             x = last_valid_step(x, mask)
-        head = _torch_layer(x.shape[-1]) if self.init_style == "torch" else {}
+        head = torch_init.layer(x.shape[-1]) if self.init_style == "torch" else {}
         if self.head_std > 0:
             head["kernel_init"] = nn.initializers.normal(self.head_std)
         return nn.Dense(self.num_outputs, **head)(x)

@@ -37,6 +37,11 @@ def bias(fan_in: int) -> Initializer:
     return uniform(1.0 / math.sqrt(fan_in))
 
 
+def layer(fan_in: int) -> dict[str, Initializer]:
+    """`kernel_init` and `bias_init` of a PyTorch layer with `fan_in` inputs x taps."""
+    return dict(kernel_init=kernel(), bias_init=bias(fan_in))
+
+
 # ||W|| of one output unit under `kernel()`: E||W||^2 = fan_in * b^2 / 3 = 1/3 for any fan-in. A
 # torch weight-normed layer starts its gain at ||V||, so its weights start as `kernel()` drew them;
 # flax's WeightNorm gain starts at a constant, and this one gives the same norm in expectation.
