@@ -38,13 +38,25 @@ def process_env(index: int, devices: int | None) -> dict[str, str]:
     return env
 
 
-# gloo's note (on stdout, from C++) that a process connected to its peers: once per process.
-CHATTER = re.compile(r"\[Gloo\] Rank \d+ is connected to ")
+# gloo's note (on stdout, from C++) that a process connected to its peers, "[Gloo] Rank 1 is
+# connected to 7 peer ranks. Expected number of connected peer ranks is : 7". It is written in
+# pieces, and threads that connect at once interleave them ("[Gloo] Rank 1 is connected to [Gloo]
+# Rank 1 is connected to 7 peer ranks. ...", then "7 peer ranks. ..."), so each piece is matched.
+CHATTER = re.compile(r"\[Gloo\] Rank \d*| is connected to \d*| peer ranks\. ?"
+                     r"|Expected number of connected peer ranks is : \d*")
+
+
+def without_chatter(line: str) -> str:
+    """`line` less gloo's connection note; "" where nothing else was in it."""
+    rest = CHATTER.sub("", line)
+    if rest == line:
+        return line
+    return "" if rest.strip().isdigit() or not rest.strip() else rest
 
 
 def _pump(index: int, proc: subprocess.Popen, lock: threading.Lock, quiet: bool) -> None:
     for line in proc.stdout:
-        if quiet and CHATTER.match(line):
+        if quiet and not (line := without_chatter(line)):
             continue
         with lock:
             sys.stdout.write(f"[{index}] {line}")

@@ -6,6 +6,8 @@ import sys
 import threading
 import types
 
+import pytest
+
 from cnn_rnn.training import distributed, progress
 from experiments import launcher
 
@@ -57,6 +59,21 @@ def test_the_launcher_drops_gloo_notes_unless_verbose(capsys):
         proc = types.SimpleNamespace(stdout=io.StringIO("".join(out)))
         launcher._pump(1, proc, threading.Lock(), quiet)
         assert capsys.readouterr().out.splitlines() == expected
+
+
+@pytest.mark.parametrize("line, kept", [
+    # Two threads' notes interleaved at gloo's `<<` pieces (seen in CI).
+    ("[Gloo] Rank 1 is connected to [Gloo] Rank 1 is connected to 7 peer ranks. Expected "
+     "number of connected peer ranks is : 7\n", ""),
+    ("7 peer ranks. Expected number of connected peer ranks is : 7\n", ""),
+    ("[Gloo] Rank 12 is connected to 15\n", ""),
+    # A warning that a piece landed in front of keeps its words.
+    ("[Gloo] Rank 1 is connected to W: disk almost full\n", "W: disk almost full\n"),
+    ("step 7: loss=0.5\n", "step 7: loss=0.5\n"),
+    ("7\n", "7\n"),
+])
+def test_gloo_notes_are_dropped_however_threads_interleave_them(line, kept):
+    assert launcher.without_chatter(line) == kept
 
 
 def test_other_processes_keep_only_warnings():
