@@ -123,6 +123,36 @@ def test_the_sweep_fills_the_table_and_estimates_the_rest(tmp_path):
     assert f"Not yet run, measured (smnist tcn): at most {hours:.0f} h" in text
 
 
+@pytest.mark.slow
+def test_the_sweep_solves_its_trained_recurrent_points_by_newton(tmp_path):
+    """A trained point at T >= newton.min_length gets DEER / quasi-DEER solves beside the
+    table; a TCN (no recurrent step) and a point below the length get none."""
+    c = paper.get_config()
+    c.tasks, c.models = ("adding",), ("gru", "tcn")
+    c.lengths.adding, c.steps = 8, 10
+    c.eval_every.synthetic = c.checkpoint_every.synthetic = 10
+    c.newton.min_length = 8
+    c.report = str(tmp_path / "docs" / "results_paper.md")
+    c.throughput = str(tmp_path / "throughput.json")
+    workdir = str(tmp_path / "runs")
+    rows = run_sweep(paper.get_points(c), workdir,
+                     after_point=lambda p, d, r: paper.after_point(p, d, r, c))
+    solved = {r["model"]: r["newton"] for r in rows if "newton" in r}
+    assert list(solved) == ["gru"]
+    row, gru = solved["gru"], next(r for r in rows if r["model"] == "gru")
+    assert row["stage"] == "trained" and row["arch"] == "gru" and np.isfinite(row["lyapunov"])
+    assert row["converged_deer"] and 1 <= row["iterations_deer"] <= 2 * 8 + 1
+    assert row["state_error_deer"] < 1e-4 and row["loss"] == gru["eval"]["loss"]
+    paper.write_report(rows, workdir, c)
+    text = open(c.report).read()
+    assert "## Newton solvers on the trained networks" in text
+    assert "| adding | gru | trained |" in text and "](paper/newton.png)" in text
+    assert (tmp_path / "docs" / "paper" / "newton.png").exists()
+    c.newton.min_length = 9  # longer than the point: nothing to solve
+    point = next(p for p in paper.get_points(c) if p.name == "adding_gru_s0")
+    assert paper.after_point(point, f"{workdir}/adding_gru_s0", gru, c) == {}
+
+
 def test_the_estimate_counts_evaluations():
     e = paper_report.Entry(task="adding", model="tcn", point="p", metric="loss", published=None,
                            max_steps=1000, eval_every=250, eval_examples=1000, batch_size=32)

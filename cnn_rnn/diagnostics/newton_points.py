@@ -38,6 +38,12 @@ def _plain(value: Any) -> Any:
     return float(value) if np.ndim(value) == 0 else np.asarray(value).tolist()
 
 
+def cached_row(point_dir: str) -> dict[str, Any] | None:
+    """The Newton row cached in a point's folder by `NewtonHook`, or None."""
+    cached = _read_json(os.path.join(point_dir, NEWTON_FILE))
+    return cached["row"] if cached else None
+
+
 @dataclasses.dataclass(frozen=True)
 class NewtonHook:
     """run_sweep after_point hook: Newton solves of a trained point's bottom recurrent layer.

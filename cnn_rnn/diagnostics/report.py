@@ -230,15 +230,21 @@ def _steps_cell(row: Mapping[str, Any] | None) -> str:
     return f"{row['step']:,} ({reason})"
 
 
-def newton_lines(rows: Sequence[Mapping[str, Any]], result: Mapping[str, Any]) -> list[str]:
-    """Section 4: the Newton solvers on the trained long points, from the NewtonHook rows."""
+def newton_lines(rows: Sequence[Mapping[str, Any]], figure: str,
+                 heading: str = "## 4. Newton solvers on the trained points at the papers' "
+                 "lengths") -> list[str]:
+    """The Newton solvers on the trained long points, from the NewtonHook rows.
+
+    `figure`: the markdown of the iterations-vs-Lyapunov figure ("" for none). Used by the
+    ablation's report (its section 4) and by the Bai et al. sweep's page.
+    """
     solved = newton_rows(rows)
     if not solved:
         return []
     from cnn_rnn.diagnostics import newton_report  # it imports this module's helpers
 
     methods = newton_methods(solved)
-    lines = ["## 4. Newton solvers on the trained points at the papers' lengths", "",
+    lines = [heading, "",
              f"The trained recurrent points at T >= {min(r['T'] for r in solved)}, each solved "
              "for all steps at once by Newton's method on its bottom layer (a probe batch; "
              "max_iters 2T + 1, else the sequential scan takes over), against the largest "
@@ -246,8 +252,7 @@ def newton_lines(rows: Sequence[Mapping[str, Any]], result: Mapping[str, Any]) -
              "newton.py).", "", newton_report.solver_table(solved, methods), ""]
     for m in methods:
         lines += newton_report.method_sentences(solved, m)
-    return [*lines, "", _figure(result, "newton", "Newton iterations against the Lyapunov "
-                                "exponent, trained points")]
+    return [*lines, "", figure]
 
 
 def jsonable(value: Any) -> Any:
@@ -347,7 +352,8 @@ def render(result: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
                           "without clipping")]
     else:
         lines.append("(no clipping runs in this variant)")
-    lines += ["", *newton_lines(rows, result)]
+    lines += ["", *newton_lines(rows, _figure(result, "newton", "Newton iterations against "
+                                              "the Lyapunov exponent, trained points"))]
     return "\n".join(lines) + "\n"
 
 

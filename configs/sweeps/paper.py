@@ -17,6 +17,11 @@ The sweep is resumable (rerun the same command: finished points are skipped, an 
 resumes from its last checkpoint, every `checkpoint_every` steps) and logs point i of n with an ETA.
 The report `--config.report` (docs/results_paper.md) lists every row of the paper's table: the
 finished ones with their number, steps and wall time, the others as not yet run with the estimate.
+
+After a recurrent point has trained, its bottom layer is solved for all steps at once by DEER and
+quasi-DEER (`--config.newton`, cnn_rnn/diagnostics/newton_points.py; cached in the point's
+folder): Newton iterations against the Lyapunov exponent of networks trained at the paper's
+lengths and sizes, in the report beside the table. `--config.newton.min_length=0` turns it off.
 """
 
 import json
@@ -66,6 +71,7 @@ def get_config(arg=None):
     c.data_dir = ml_collections.config_dict.placeholder(str)
     c.timing_steps = 10
     c.timing_tasks = TASKS  # which rows `estimate` times (with `models`)
+    c.newton = ml_collections.ConfigDict(dict(min_length=600, batch_size=4, tol=1e-5))
     c.report = "docs/results_paper.md"
     c.throughput = "docs/paper/throughput.json"
     return c
@@ -95,6 +101,24 @@ def experiment(c, task, model):
     cfg.log_every = min(100, cfg.eval_every)
     cfg.progress = False
     return cfg
+
+
+def sequence_length(c, task):
+    """The task's T as the paper states it (copy: the blank stretch; MNIST: 784 pixels)."""
+    return c.lengths.get(task, 28 * 28)
+
+
+def after_point(point, workdir, row, c):
+    """Newton solves of a trained recurrent point at T >= `c.newton.min_length` (else {})."""
+    from cnn_rnn.diagnostics.newton_points import NewtonHook
+
+    n = c.newton
+    if not n.min_length:
+        return {}
+    length = sequence_length(c, row["task"])
+    hook = NewtonHook(n.min_length, n.batch_size, n.tol)
+    extra = hook(point, workdir, {**row, "arch": row["model"], "T": length})
+    return {**extra, "T": length} if extra else {}
 
 
 def all_entries(c):
@@ -178,6 +202,7 @@ def write_report(rows, workdir, c):
         [e for e in entries if family(e.task) == "mnist"], workdir, {},
         os.path.join(doc_dir, "paper", "curves_mnist.png"))
     text = render(c, entries, workdir, measured, figure, mnist_figure)
+    text += newton_section(c, entries, workdir, os.path.join(doc_dir, "paper", "newton.png"))
     os.makedirs(doc_dir, exist_ok=True)
     with open(c.report, "w") as f:
         f.write(text)
@@ -227,6 +252,28 @@ def render(c, entries, workdir, measured, figure, mnist_figure):
         lines += ["Learning curves (eval metric vs step, log scale, like the paper's Figures "
                   "2-3) appear here once a point has evaluated.", ""]
     return "\n".join(lines)
+
+
+def newton_section(c, entries, workdir, figure):
+    """The Newton solves of the trained recurrent points (their cached newton.json in the
+    workdir), as a table, sentences and a figure; "" where there are none."""
+    from cnn_rnn.diagnostics import newton_report
+    from cnn_rnn.diagnostics.newton_points import cached_row
+    from cnn_rnn.diagnostics.report import newton_lines, newton_methods, newton_rows
+
+    rows = []
+    for e in entries:
+        row = cached_row(os.path.join(workdir, e.point))
+        if row:
+            rows.append({"newton": row, "T": sequence_length(c, e.task)})
+    solved = newton_rows(rows)
+    if not solved:
+        return ""
+    newton_report.plot(solved, newton_methods(solved), figure)
+    caption = "Newton iterations against the Lyapunov exponent, trained points"
+    link = os.path.relpath(figure, os.path.dirname(c.report) or ".")
+    return "\n".join(["", *newton_lines(rows, f"![{caption}]({link})\n",
+                                         "## Newton solvers on the trained networks")])
 
 
 def _rule(c, fam, baseline=None):
