@@ -185,7 +185,8 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
         eta = (f", ETA {sum(ran_seconds) / len(ran_seconds) * todo / 60:.1f} min"
                if ran_seconds else "")
         t0 = time.time()
-        if summary is not None:
+        ran_now = summary is None
+        if not ran_now:
             log.info("point %d/%d %s: finished earlier, skipped", i + 1, len(points), point.name)
         else:
             log.info("point %d/%d %s: running%s", i + 1, len(points), point.name, eta)
@@ -194,9 +195,10 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
         row = {"name": point.name, **point.tags, **summary, "tag_keys": list(point.tags)}
         if after_point is not None:
             row.update(after_point(point, pdir, row) or {})
-        if not ran_seconds or summary.get("train_seconds"):
-            # The ETA counts the hook's work too (probing can be half of a point).
-            ran_seconds.append(time.time() - t0)
+        # A point's cost for the ETA: its hook's work too (probing can be half of a point),
+        # and for one finished earlier, the training it took then (not the moment it was read).
+        ran_seconds.append(time.time() - t0 + (0.0 if ran_now else
+                                               float(summary.get("train_seconds") or 0.0)))
         rows.append(row)
         _write_results(workdir, rows)
     return rows

@@ -41,6 +41,16 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_points(tmp_path):
     assert calls == ["a", "b"] and all(r["probed"] for r in rows)
 
 
+def test_a_resumed_sweeps_eta_counts_the_training_of_points_finished_before(tmp_path, caplog):
+    run_sweep([_point("a")], str(tmp_path))
+    summary = tmp_path / "a" / "summary.json"
+    summary.write_text(json.dumps(dict(json.loads(summary.read_text()), train_seconds=1200.0)))
+    with caplog.at_level(logging.INFO, logger="cnn_rnn"):
+        run_sweep([_point("a"), _point("b")], str(tmp_path))
+    # Point b's estimate is a's 20 minutes of training, not the instant a took to be skipped.
+    assert "point 2/2 b: running, ETA 20.0 min" in caplog.text
+
+
 def test_a_bad_point_fails_before_any_point_runs(tmp_path):
     with pytest.raises(ConfigError, match="point b: model"):
         run_sweep([_point("a"), _point("b", nope=1)], str(tmp_path))
