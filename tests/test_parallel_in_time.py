@@ -219,6 +219,16 @@ def test_lyapunov_exponent_of_a_linear_map_is_log_of_its_largest_eigenvalue():
     assert newton_report.correlation(rows, "x", "y") == pytest.approx(1.0)
 
 
+def test_fewer_than_three_solves_get_no_rank_correlation():
+    row = dict(T=600, stage="trained", lyapunov=-0.005, decay_rate=-0.001,
+               iterations_deer=18, converged_deer=True)
+    one, three = (newton_report.method_sentences(rows, "deer")
+                  for rows in ([row], [dict(row, lyapunov=v) for v in (-0.1, -0.01, 0.01)]))
+    assert one[0] == "- deer: 1 converged point(s), too few for a rank correlation."
+    assert "nan" not in "".join(one) and "18-18 iterations" in one[1]
+    assert "rank correlation of iterations/T with the Lyapunov exponent" in three[0]
+
+
 @pytest.mark.slow
 def test_parallel_in_time_experiment_writes_its_report(cli, tmp_path):
     workdir = str(tmp_path / "pit")

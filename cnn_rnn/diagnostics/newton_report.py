@@ -116,15 +116,19 @@ def method_sentences(rows: list[dict[str, Any]], method: str) -> list[str]:
     done = [{**r, "its": r[f"iterations_{method}"] / r["T"]} for r in rows
             if r[f"converged_{method}"]]
     trained = [r for r in done if r["stage"] == "trained"]
-    lines = [f"- {method}: over the {len(done)} converged points, rank correlation of "
-             f"iterations/T with the Lyapunov exponent {correlation(done, 'lyapunov', 'its'):+.2f}"
-             f", with the gradient decay rate {correlation(done, 'decay_rate', 'its'):+.2f}; over "
-             f"the {len(trained)} converged trained points "
-             f"{correlation(trained, 'lyapunov', 'its'):+.2f} and "
-             f"{correlation(trained, 'decay_rate', 'its'):+.2f}. Per length, of the iterations "
-             "with the Lyapunov exponent: " + ", ".join(
-                 f"T={t} {correlation([r for r in done if r['T'] == t], 'lyapunov', 'its'):+.2f}"
-                 for t in sorted({r["T"] for r in done})) + "."]
+    if len(done) < 3:  # a rank correlation needs three points
+        lines = [f"- {method}: {len(done)} converged point(s), too few for a rank correlation."]
+    else:
+        lines = [
+            f"- {method}: over the {len(done)} converged points, rank correlation of "
+            f"iterations/T with the Lyapunov exponent {correlation(done, 'lyapunov', 'its'):+.2f}"
+            f", with the gradient decay rate {correlation(done, 'decay_rate', 'its'):+.2f}; over "
+            f"the {len(trained)} converged trained points "
+            f"{correlation(trained, 'lyapunov', 'its'):+.2f} and "
+            f"{correlation(trained, 'decay_rate', 'its'):+.2f}. Per length, of the iterations "
+            "with the Lyapunov exponent: " + ", ".join(
+                f"T={t} {correlation([r for r in done if r['T'] == t], 'lyapunov', 'its'):+.2f}"
+                for t in sorted({r["T"] for r in done})) + "."]
     for sign, keep in EXPONENT_SIGNS:
         points = [r for r in rows if keep(r["lyapunov"])]
         its = [r[f"iterations_{method}"] for r in done if keep(r["lyapunov"])]
