@@ -76,7 +76,7 @@ class NewtonHook:
         cached = _read_json(path) or {}
         if cached.get("settings") == settings:
             return {"newton": cached["row"]}
-        # Up to 2T + 1 iterations per method: minutes at paper sizes where the dynamics are chaotic.
+        # Up to 2T + 1 iterations per method: up to an hour at paper sizes (T=600, state 260).
         log.info("%s: Newton solves (%s) at T=%d, up to 2T + 1 iterations each",
                  os.path.basename(workdir), ", ".join(self.methods), int(row["T"]))
         with PointStates(to_dict(point.config), workdir) as states:
