@@ -172,12 +172,9 @@ def write_report(rows: Sequence[Mapping[str, Any]], workdir: str, *,
     p = figures.plot_clipping(rows, os.path.join(fig_dir, "clipping.png"))
     if p:
         paths["clipping"] = p
-    solved = newton_rows(rows)
-    if solved:
-        from cnn_rnn.diagnostics import newton_report  # it imports this module's helpers
-
-        paths["newton"] = newton_report.plot(solved, newton_methods(solved),
-                                             os.path.join(fig_dir, "newton.png"))
+    p = plot_newton(rows, os.path.join(fig_dir, "newton.png"))
+    if p:
+        paths["newton"] = p
     result["figures"] = {k: os.path.relpath(v, workdir) for k, v in paths.items()}
     result["settings"] = dict(settings or {})
     with open(os.path.join(workdir, ANALYSIS_FILE), "w") as f:
@@ -193,6 +190,16 @@ def write_report(rows: Sequence[Mapping[str, Any]], workdir: str, *,
 def newton_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The NewtonHook rows of the trained long points (empty without that hook)."""
     return [dict(r["newton"], T=r["T"]) for r in rows if r.get("newton")]
+
+
+def plot_newton(rows: Sequence[Mapping[str, Any]], path: str) -> str | None:
+    """Plot the Newton rows' iterations against their Lyapunov exponent; None without rows."""
+    solved = newton_rows(rows)
+    if not solved:
+        return None
+    from cnn_rnn.diagnostics import newton_report  # it imports this module's helpers
+
+    return newton_report.plot(solved, newton_methods(solved), path)
 
 
 def newton_methods(solved: Sequence[Mapping[str, Any]]) -> list[str]:

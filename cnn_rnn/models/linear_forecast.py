@@ -59,7 +59,7 @@ class TimeLinear(nn.Module):
         w_init = (nn.initializers.constant(1.0 / length) if self.mean_init
                   else torch_init.uniform(bound))
         w = self.param("kernel", w_init, (*lead, length, self.horizon))
-        b = self.param("bias", torch_init.uniform(bound), (*lead, self.horizon))
+        b = self.param("bias", torch_init.bias(length), (*lead, self.horizon))
         if self.individual:
             return jnp.einsum("blc,clh->bhc", x, w) + b.T
         return jnp.einsum("blc,lh->bhc", x, w) + b[:, None]

@@ -257,19 +257,16 @@ def render(c, entries, workdir, measured, figure, mnist_figure):
 def newton_section(c, entries, workdir, figure):
     """The Newton solves of the trained recurrent points (their cached newton.json in the
     workdir), as a table, sentences and a figure; "" where there are none."""
-    from cnn_rnn.diagnostics import newton_report
     from cnn_rnn.diagnostics.newton_points import cached_row
-    from cnn_rnn.diagnostics.report import newton_lines, newton_methods, newton_rows
+    from cnn_rnn.diagnostics.report import newton_lines, plot_newton
 
     rows = []
     for e in entries:
         row = cached_row(os.path.join(workdir, e.point))
         if row:
             rows.append({"newton": row, "T": sequence_length(c, e.task)})
-    solved = newton_rows(rows)
-    if not solved:
+    if not plot_newton(rows, figure):
         return ""
-    newton_report.plot(solved, newton_methods(solved), figure)
     caption = "Newton iterations against the Lyapunov exponent, trained points"
     link = os.path.relpath(figure, os.path.dirname(c.report) or ".")
     return "\n".join(["", *newton_lines(rows, f"![{caption}]({link})\n",
