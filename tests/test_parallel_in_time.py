@@ -88,6 +88,13 @@ def test_newton_equals_sequential_scan_in_states_and_gradients(cell, method):
     assert iterations < 24  # contracting at this init: far fewer than the T-step worst case
 
 
+@pytest.mark.parametrize("cell,method", [("lstm", "deer"), ("masked", "quasi_deer")])
+def test_a_sequential_linear_solve_takes_the_same_newton_iterates(cell, method):
+    # Same iterations, states and gradients as the all-at-once solve (checked against the scan).
+    assert (check_against_sequential(cell, method, t=24, scale=2.0, linear_solve="sequential")
+            == check_against_sequential(cell, method, t=24, scale=2.0))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("cell,method,scale", [
     (c, m, s) for c in ("rnn", "gru", "lstm") for m in pit.METHODS for s in (1.0, 2.0)])
@@ -166,7 +173,8 @@ def test_unconverged_solve_raises_with_on_failure_error():
 
 @pytest.mark.parametrize("options,field", [
     (pit.SolverOptions("newton"), "method"), (pit.SolverOptions(on_failure="ignore"), "on_failure"),
-    (pit.SolverOptions(tol=0.0), "tol"), (pit.SolverOptions(max_iters=0), "max_iters")])
+    (pit.SolverOptions(tol=0.0), "tol"), (pit.SolverOptions(max_iters=0), "max_iters"),
+    (pit.SolverOptions(linear_solve="parallel"), "linear_solve")])
 def test_bad_options_are_rejected(options, field):
     with pytest.raises(ValueError, match=field):
         pit.check_options(options)
@@ -203,9 +211,10 @@ def test_models_with_newton_impl_equal_the_scan(name, impl, options):
                  g_newton, g_scan)
 
 
-def test_bad_newton_option_is_a_config_error():
-    with pytest.raises(ConfigError, match="newton_on_failure"):
-        build_model({"name": "gru", "impl": "deer", "newton_on_failure": "ignore"},
+@pytest.mark.parametrize("field", ["newton_on_failure", "newton_linear_solve"])
+def test_bad_newton_option_is_a_config_error(field):
+    with pytest.raises(ConfigError, match=field):
+        build_model({"name": "gru", "impl": "deer", field: "ignore"},
                     TaskSpec("classification", 3, (12, D)))
 
 

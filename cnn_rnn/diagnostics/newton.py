@@ -168,7 +168,8 @@ def make_measure(model: Any, spec: TaskSpec, batch: Mapping[str, Any], config: A
     length = xs.shape[0]
     h0 = cell.to_flat(cell.initialize_carry(None, (xs.shape[1], 1)))
     weights = jax.random.normal(jax.random.key(3), (length, *h0.shape))
-    checks = {m: solver_check(step, pit.SolverOptions(m, config.tol, max_iters(length)))
+    checks = {m: solver_check(step, pit.SolverOptions(m, config.tol, max_iters(length),
+                                                      linear_solve=config.linear_solve))
               for m in config.methods}
 
     def measure(params: Any) -> dict[str, Any]:
@@ -243,10 +244,11 @@ def measure_stages(task: str, length: int | None, arch: str, config: Any
 def grid(config: Any) -> list[tuple[str, int | None, str]]:
     """Every (task, length, arch) of the config; a task without a `length` option once.
 
-    Raises ConfigError on an unknown stage (before any work).
+    Raises ConfigError on an unknown stage or linear_solve (before any work).
     """
     for stage in config.stages:
         check_choice("stages", stage, STAGES)
+    check_choice("linear_solve", config.linear_solve, pit.LINEAR_SOLVES)
     out = []
     for task in config.tasks:
         lengths = config.lengths if "length" in data_fields(task) else (None,)

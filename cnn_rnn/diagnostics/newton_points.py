@@ -53,6 +53,11 @@ class NewtonHook:
       batch_size: probe-batch examples the solvers run on.
       tol: Newton's convergence tolerance on max |dh|.
       methods: solver names ("deer", "quasi_deer").
+      linear_solve: how each Newton iteration's linear recurrence is solved
+        (`parallel_in_time.SolverOptions`): "sequential" by default, since the question here is
+        how many iterations a trained network needs, which does not depend on it, and on a CPU
+        it costs O(T H^2) per DEER iteration where the associative scan costs O(T H^3)
+        (measured: docs/parallel_in_time.md).
 
     """
 
@@ -60,6 +65,7 @@ class NewtonHook:
     batch_size: int = 4
     tol: float = 1e-5
     methods: tuple[str, ...] = ("deer", "quasi_deer")
+    linear_solve: str = "sequential"
 
     def applies(self, row: Mapping[str, Any]) -> bool:
         """Whether the point is a trained recurrent point of the main grid at a long length."""
@@ -71,18 +77,18 @@ class NewtonHook:
         if not self.applies(row):
             return {}
         settings = {"batch_size": self.batch_size, "tol": self.tol,
-                    "methods": list(self.methods), "step": int(row["step"])}
+                    "methods": list(self.methods), "linear_solve": self.linear_solve,
+                    "step": int(row["step"])}
         path = os.path.join(workdir, NEWTON_FILE)
         cached = _read_json(path) or {}
         if cached.get("settings") == settings:
             return {"newton": cached["row"]}
-        # Up to 2T + 1 iterations per method: up to an hour at paper sizes (T=600, state 260).
         log.info("%s: Newton solves (%s) at T=%d, up to 2T + 1 iterations each",
                  os.path.basename(workdir), ", ".join(self.methods), int(row["T"]))
         with PointStates(to_dict(point.config), workdir) as states:
             batch = probe_batch(states.data, self.batch_size)
             measure = make_measure(states.model, states.data.spec, batch, types.SimpleNamespace(
-                tol=self.tol, methods=self.methods))
+                tol=self.tol, methods=self.methods, linear_solve=self.linear_solve))
             measured = measure(states.state(int(row["step"])).params)
         out = {"task": row["task"], "arch": row["arch"], "stage": "trained", "scale": 1.0,
                "loss": row["eval"]["loss"], "accuracy": row["eval"].get("accuracy"),

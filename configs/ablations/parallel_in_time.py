@@ -32,6 +32,7 @@ def get_config(arg=None):
     c.stages = ("init", "trained")
     c.methods = ("deer", "quasi_deer")
     c.tol = 1e-5
+    c.linear_solve = "auto"  # "sequential": the same iterates, cheaper on a CPU (pit.SolverOptions)
     c.seed = 0
     c.eval_batch_size = 250
     c.optimizer = dict(name="adam", learning_rate=3e-3, grad_clip_norm=1.0)

@@ -72,6 +72,8 @@ class ScanOptions(nn.Module):
         after newton_max_iters (T always suffices in exact arithmetic).
       newton_on_failure: "fallback" (the sequential scan replaces an unconverged solve) or
         "error" (raise).
+      newton_linear_solve: "auto" (each iteration's linear recurrence solved all at once) or
+        "sequential" (by `lax.scan`: the same iterates; see `parallel_in_time.SolverOptions`).
       dtype: computation dtype (None = the inputs'), e.g. "bfloat16" on GPU/TPU; parameters
         stay float32 and states/outputs are returned in the inputs' dtype.
       batch_groups: run each step on this many slices of the batch (`scan.split_batch`), or
@@ -93,6 +95,7 @@ class ScanOptions(nn.Module):
     newton_tol: float = 1e-5
     newton_max_iters: int = 100
     newton_on_failure: str = "fallback"
+    newton_linear_solve: str = "auto"
 
     def __post_init__(self) -> None:
         if self.batch_groups != "auto" and not (isinstance(self.batch_groups, int)
@@ -114,6 +117,8 @@ class ScanOptions(nn.Module):
         check_int("model.newton_max_iters", self.newton_max_iters, 1)
         check_choice("model.newton_on_failure", self.newton_on_failure,
                      parallel_in_time.ON_FAILURE)
+        check_choice("model.newton_linear_solve", self.newton_linear_solve,
+                     parallel_in_time.LINEAR_SOLVES)
         if self.impl == "cudnn":
             # At construction, so that a config asking for cuDNN without it fails at once.
             if self.dtype not in (None, "float32"):
@@ -126,7 +131,7 @@ class ScanOptions(nn.Module):
         """Return the Newton solver's options (the method is `impl` when it names one)."""
         method = self.impl if self.impl in parallel_in_time.METHODS else "quasi_deer"
         return parallel_in_time.SolverOptions(method, self.newton_tol, self.newton_max_iters,
-                                              self.newton_on_failure)
+                                              self.newton_on_failure, self.newton_linear_solve)
 
     @nn.nowrap
     def scan_options(self) -> dict[str, Any]:

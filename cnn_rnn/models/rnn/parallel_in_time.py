@@ -29,6 +29,12 @@ is then dropped and the iterations start again from h = 0 with bounded J_t until
 small, then exact again (`damping`: the part ELK's Levenberg-Marquardt damping plays, at no
 extra cost).
 
+Each iteration's linear recurrence is solved all at once (`linear_solve="auto"`), or by
+`lax.scan` through time (`"sequential"`): the same Newton iterates (up to rounding) for
+O(T H^2) instead of O(T H^3) work per DEER iteration. That is no longer parallel in time, but it
+is what a CPU wants when the question is how many iterations a network needs (the diagnostics'
+solves of trained networks at T = 600-1000, `diagnostics/newton_points.py`).
+
 Iterations run in a `lax.while_loop` until max |h^{k+1} - h^k| < tol or max_iters. The result
 carries the iteration count and a converged flag, and is never silently unconverged: with
 on_failure="fallback" an unconverged solve is replaced by the sequential scan (lax.cond), with
@@ -63,6 +69,7 @@ Array = jax.Array
 Step = Callable[[Any, Array, Any], Array]
 METHODS = ("deer", "quasi_deer")
 ON_FAILURE = ("fallback", "error")
+LINEAR_SOLVES = ("auto", "sequential")
 DIAGONAL_GROUP_ELEMENTS = 1 << 24  # tangents held at once by `jacobians(diagonal=True)` (64 MB)
 
 
@@ -78,18 +85,25 @@ class Solution(NamedTuple):
 
 
 class SolverOptions(NamedTuple):
-    """Static options of `solve`: method, tol (max |dh|), max_iters, on_failure."""
+    """Static options of `solve`: method, tol (max |dh|), max_iters, on_failure, linear_solve.
+
+    linear_solve: "auto" solves each iteration's linear recurrence all at once (DEER's matrices
+    by the associative scan, quasi-DEER's diagonals by `linear_scan`'s "auto" engine);
+    "sequential" by `lax.scan` through time (the same iterates, far less work on a CPU).
+    """
 
     method: str = "quasi_deer"
     tol: float = 1e-5
     max_iters: int = 100
     on_failure: str = "fallback"
+    linear_solve: str = "auto"
 
 
 def check_options(options: SolverOptions) -> None:
     """Raise ValueError on an unknown method or on_failure, or a bad tol or max_iters."""
     check_choice("method", options.method, METHODS)
     check_choice("on_failure", options.on_failure, ON_FAILURE)
+    check_choice("linear_solve", options.linear_solve, LINEAR_SOLVES)
     if not (isinstance(options.tol, float | int) and options.tol > 0):
         raise ValueError(f"tol must be a number > 0, got {options.tol!r}")
     if not isinstance(options.max_iters, int) or options.max_iters < 1:
@@ -154,13 +168,22 @@ def jacobians(step: Step, params: Any, h_prev: Array, xs: Any, diagonal: bool) -
     return jnp.moveaxis(entries, 0, -1)
 
 
-def _affine_scan(a: Array, b: Array, diagonal: bool, reverse: bool = False) -> Array:
+def _affine_scan(a: Array, b: Array, diagonal: bool, reverse: bool = False,
+                 linear_solve: str = "auto") -> Array:
     """All x_t = a_t x_{t-1} + b_t from x = 0 (x_{t+1} with reverse), time on axis 0.
 
-    a is [T, B, H, H] (matrices) or [T, B, H] (diagonals); b is [T, B, H].
+    a is [T, B, H, H] (matrices) or [T, B, H] (diagonals); b is [T, B, H]. `linear_solve`: see
+    `SolverOptions`.
     """
     flip = (lambda u: jnp.flip(u, axis=0)) if reverse else (lambda u: u)  # noqa: E731
     a, b = flip(a), flip(b)
+    if linear_solve == "sequential":
+        def advance(x: Array, ab: tuple[Array, Array]) -> tuple[Array, Array]:
+            a_t, b_t = ab
+            x = (a_t * x if diagonal else jnp.einsum("...ij,...j->...i", a_t, x)) + b_t
+            return x, x
+
+        return flip(jax.lax.scan(advance, jnp.zeros_like(b[0]), (a, b))[1])
     if diagonal:  # the linear-recurrence engines (impl "auto") want [B, T, H]
         return flip(jnp.swapaxes(linear_scan(jnp.swapaxes(a, 0, 1), jnp.swapaxes(b, 0, 1)), 0, 1))
 
@@ -198,7 +221,8 @@ def newton(step: Step, params: Any, xs: Any, h0: Array,
         residual = _over_time(step, params, h_prev, xs) - h
         jac = damping.for_phase(phase, jacobians(step, params, h_prev, xs, diagonal), diagonal)
         # d_0 = 0 (h0 is given): step 1's correction is its residual, whatever J_1.
-        d = _affine_scan(jac.at[0].set(0.0), residual, diagonal)
+        d = _affine_scan(jac.at[0].set(0.0), residual, diagonal,
+                         linear_solve=options.linear_solve)
         out = damping.advance(phase, _max_change(d, jnp.zeros_like(d)),
                               jnp.max(jnp.abs(residual)), options.tol)
         # A restart begins again from the guess: the last finite iterate can be wild (|h| ~ 1e20).
@@ -253,7 +277,7 @@ def solve(step: Step, options: SolverOptions, params: Any, xs: Any, h0: Array) -
     Args:
       step: the step function, rows independent (hashable: a function, not a fresh lambda per
         call, so that jit caches).
-      options: `SolverOptions` (method, tol, max_iters, on_failure).
+      options: `SolverOptions` (method, tol, max_iters, on_failure, linear_solve).
       params: any pytree the step reads (differentiated).
       xs: pytree of inputs [T, B, ...] (differentiated).
       h0: initial state [B, H] (differentiated).
@@ -283,7 +307,8 @@ def _solve_bwd(step: Step, options: SolverOptions, res: tuple[Any, ...],
 
     if options.method == "deer":
         jac_t = jnp.swapaxes(jacobians(step, params, h_prev, xs, diagonal=False), -1, -2)
-        lam = _affine_scan(later(jac_t), g, diagonal=False, reverse=True)
+        lam = _affine_scan(later(jac_t), g, diagonal=False, reverse=True,
+                           linear_solve=options.linear_solve)
     else:
         lam = _quasi_adjoint(step, params, xs, h_prev, g, vjp, later, options)
     d_params, d_h_prev, d_xs = vjp(lam)
@@ -304,7 +329,8 @@ def _quasi_adjoint(step: Step, params: Any, xs: Any, h_prev: Array, g: Array,
     def body(carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
         lam, it, _ = carry
         correction = later(vjp(lam)[1]) - d_next * later(lam)
-        new = _affine_scan(d_next, g + correction, diagonal=True, reverse=True)
+        new = _affine_scan(d_next, g + correction, diagonal=True, reverse=True,
+                           linear_solve=options.linear_solve)
         return new, it + 1, _max_change(new, lam) / (jnp.max(jnp.abs(new)) + 1e-30)
 
     lam, _, delta = jax.lax.while_loop(
