@@ -160,6 +160,23 @@ def _write_results(workdir: str, rows: list[dict[str, Any]]) -> None:
                             json.dumps(rows, indent=1, sort_keys=True, default=str))
 
 
+def finished_rows(workdir: str, points: Sequence[Point]) -> list[dict[str, Any]]:
+    """The rows `run_sweep` wrote for the points finished so far, in the sweep's order.
+
+    Raises ConfigError when the workdir holds none, or holds a point run with another config.
+    """
+    path = paths.join(workdir, RESULTS_FILE)
+    saved = json.loads(paths.read_text(path)) if paths.exists(path) else []
+    by_name = {row["name"]: row for row in saved}
+    done = [p for p in points if p.name in by_name]
+    if not done:
+        raise ConfigError("--workdir", f"no point of this sweep has finished in {workdir} "
+                          f"({RESULTS_FILE}): run the sweep first")
+    for point in done:
+        check_unchanged(point, os.path.join(workdir, point.name))
+    return [by_name[p.name] for p in done]
+
+
 def run_sweep(points: Sequence[Point], workdir: str, *,
               after_point: PointHook | None = None) -> list[dict[str, Any]]:
     """Run (or skip, if finished) every point; return one result row per point.

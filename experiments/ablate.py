@@ -9,6 +9,8 @@ and `beat_ratio`) and `get_points(config) -> list[cnn_rnn.sweep.Point]`. Every p
 (skipped when finished; resumed when interrupted), then probed at initialisation and at every
 checkpoint it saved (cached in the point's probe.json). At the end DIR holds results.json (every
 row with its probe profiles and training history), analysis.json, figures/*.png and report.md.
+`--report_only` trains nothing and writes the report of the points finished so far (marked
+partial): for a run that spans sessions, interrupted and resumed by rerunning its command.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from experiments.cli import command_line, config_and_workdir, fail, load_points_
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Ablation config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one folder per point.")
+_REPORT_ONLY = flags.DEFINE_bool(
+    "report_only", False, "Train nothing: write the report of the points finished so far "
+    "(WORKDIR/results.json), e.g. while a long run is paused between sessions.")
 
 
 def validate_probe(probe: Any) -> None:
@@ -59,7 +64,7 @@ def main(argv: list[str]) -> None:
     # Late imports: flag errors above stay fast and free of JAX start-up.
     from cnn_rnn.diagnostics.ablation import ProbeHook
     from cnn_rnn.diagnostics.report import write_report
-    from cnn_rnn.sweep import run_sweep
+    from cnn_rnn.sweep import finished_rows, run_sweep
 
     t0 = time.time()
     probe = config.probe
@@ -77,10 +82,14 @@ def main(argv: list[str]) -> None:
     def after_point(point: Any, point_dir: str, row: dict[str, Any]) -> dict[str, Any]:
         return {k: v for hook in hooks for k, v in hook(point, point_dir, row).items()}
 
-    rows = run_sweep(points, workdir, after_point=after_point)
+    if _REPORT_ONLY.value:
+        rows = finished_rows(workdir, points)
+    else:
+        rows = run_sweep(points, workdir, after_point=after_point)
     paths = write_report(rows, workdir, settings=config.to_dict(),
                          command=command_line("experiments.ablate"),
-                         threshold=probe.threshold, beat_ratio=config.get("beat_ratio", 0.9))
+                         threshold=probe.threshold, beat_ratio=config.get("beat_ratio", 0.9),
+                         total_points=len(points))
     print(f"{len(rows)} points done in {time.time() - t0:.0f}s; report: {paths['report']}; "
           f"results: {os.path.join(workdir, 'results.json')}")
 

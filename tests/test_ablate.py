@@ -155,6 +155,16 @@ def test_smoke_ablation_end_to_end_and_a_rerun_redoes_nothing(tmp_path, cli, cap
     assert _mtimes(workdir, "metrics.jsonl") == metrics
     assert [r["probes"] for r in again] == [r["probes"] for r in rows]
 
+    # A report of the points finished so far (a long run paused): it says so, trains nothing.
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(rows[:2], f)
+    partial = cli("experiments.ablate", f"--config={CONFIG}:smoke", f"--workdir={workdir}",
+                  "--report_only", devices=1, timeout=400)
+    assert partial.returncode == 0, partial.stderr[-3000:]
+    md = open(os.path.join(workdir, "report.md")).read()
+    assert f"Partial: 2 of {n} points finished so far" in md
+    assert _mtimes(workdir, "metrics.jsonl") == metrics and "point 1/" not in partial.stderr
+
 
 def test_the_paper_variant_reaches_t1000_under_one_budget_rule():
     c = vg.get_config("paper")

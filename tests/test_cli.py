@@ -116,6 +116,8 @@ ENTRY_POINT_BAD_INPUTS = [
      "--config.probe.num_probes: must be an integer >= 0"),
     ("probe checkpoints 0", "experiments.ablate", [ABLATE, "--config.probe.checkpoints=0"],
      "--config.probe.checkpoints: must be an integer >= 1"),
+    ("report of a run not started", "experiments.ablate", [ABLATE, "--report_only"],
+     "--workdir: no point of this sweep has finished"),
     ("bad value in the third point", "experiments.sweep", [SWEEP, "--config.lrs=(0.01,0.01,-1.0)"],
      "point p2: optimizer.learning_rate: must be > 0"),
     ("sweep missing config", "experiments.sweep", [], "--config: required"),

@@ -147,7 +147,8 @@ def write_report(rows: Sequence[Mapping[str, Any]], workdir: str, *,
                  settings: Mapping[str, Any] | None = None,
                  command: str = "python -m experiments.ablate",
                  threshold: float = DEFAULT_THRESHOLD,
-                 beat_ratio: float = DEFAULT_BEAT_RATIO) -> dict[str, str]:
+                 beat_ratio: float = DEFAULT_BEAT_RATIO,
+                 total_points: int | None = None) -> dict[str, str]:
     """Write the figures, analysis.json and report.md into `workdir`; return their paths.
 
     Args:
@@ -157,6 +158,8 @@ def write_report(rows: Sequence[Mapping[str, Any]], workdir: str, *,
       command: the command that ran the ablation, named at the top of the report.
       threshold: relative level of "steps in the past".
       beat_ratio: a run beats the baseline when its eval loss < beat_ratio x baseline.
+      total_points: the sweep's number of points when `rows` holds only those finished so far
+        (the report then says it is partial); None when every point is done.
 
     """
     result = analyse(rows, threshold, beat_ratio)
@@ -179,7 +182,7 @@ def write_report(rows: Sequence[Mapping[str, Any]], workdir: str, *,
     result["settings"] = dict(settings or {})
     with open(os.path.join(workdir, ANALYSIS_FILE), "w") as f:
         json.dump(jsonable(result), f, indent=1, sort_keys=True, default=str)
-    md = render(result, rows, command)
+    md = render(result, rows, command, total_points)
     with open(os.path.join(workdir, REPORT_FILE), "w") as f:
         f.write(md)
     paths["report"] = os.path.join(workdir, REPORT_FILE)
@@ -254,7 +257,9 @@ def newton_lines(rows: Sequence[Mapping[str, Any]], figure: str,
     lines = [heading, "",
              f"The trained recurrent points at T >= {min(r['T'] for r in solved)}, each solved "
              "for all steps at once by Newton's method on its bottom layer (a probe batch; "
-             "max_iters 2T + 1, else the sequential scan takes over), against the largest "
+             "max_iters 2T + 1, else the sequential scan takes over; each iteration's linear "
+             "recurrence solved by `lax.scan`, which gives the same iterates as the parallel "
+             "solve for less work on a CPU), against the largest "
              "Lyapunov exponent measured along the same trajectory (cnn_rnn/diagnostics/"
              "newton.py).", "", newton_report.solver_table(solved, methods), ""]
     for m in methods:
@@ -279,8 +284,11 @@ def _figure(result: Mapping[str, Any], key: str, caption: str) -> str:
 
 
 def render(result: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
-           command: str = "python -m experiments.ablate") -> str:
-    """Return the markdown of the report from `analyse`'s result (plus figure paths)."""
+           command: str = "python -m experiments.ablate", total_points: int | None = None) -> str:
+    """Return the markdown of the report from `analyse`'s result (plus figure paths).
+
+    `total_points` (see `write_report`) marks a report of a run still in progress.
+    """
     decay, metric = result["decay"], result["metric_vs_length"]
     lengths = _lengths(metric)
     s = result.get("settings", {})
@@ -291,6 +299,9 @@ def render(result: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
         f"{len(rows)} runs ({n_main} in the architecture x length grid, "
         f"{len(rows) - n_main} in the clipping comparison); variant `{s.get('variant', '?')}`. "
         "All numbers below are computed from this run's results (results.json, analysis.json).",
+        *(["", f"**Partial: {len(rows)} of {total_points} points finished so far.** Every "
+               "statement below is about those points only; the training command continues the "
+               "run where it stopped."] if total_points and total_points > len(rows) else []),
         "", "## Definitions", "",
         "- **Gradient profile** ‖∂L/∂h_t‖: L2 norm over the hidden units of the gradient of each "
         "example's loss with respect to the state h_t, averaged over a fixed probe batch of "
