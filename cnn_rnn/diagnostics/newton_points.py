@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -85,6 +86,7 @@ class NewtonHook:
             return {"newton": cached["row"]}
         log.info("%s: Newton solves (%s) at T=%d, up to 2T + 1 iterations each",
                  os.path.basename(workdir), ", ".join(self.methods), int(row["T"]))
+        start = time.time()
         with PointStates(to_dict(point.config), workdir) as states:
             batch = probe_batch(states.data, self.batch_size)
             measure = make_measure(states.model, states.data.spec, batch, types.SimpleNamespace(
@@ -95,5 +97,6 @@ class NewtonHook:
                "baseline": row["baseline"]["value"], "baseline_metric": row["baseline"]["metric"],
                **{k: _plain(v) for k, v in measured.items()}}
         _write_json(path, {"settings": settings, "row": out})
-        log.info("%s: Newton solves at step %d", os.path.basename(workdir), row["step"])
+        log.info("%s: Newton solves at step %d done in %.0f s", os.path.basename(workdir),
+                 row["step"], time.time() - start)
         return {"newton": out}
