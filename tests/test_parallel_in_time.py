@@ -294,6 +294,15 @@ def test_experiment_rejects_a_missing_config(cli):
     assert out.returncode != 0 and out.stderr.strip().splitlines()[-1].startswith("error: --config")
 
 
+@pytest.mark.parametrize("field,value", [("stages", ("init", "finished")),
+                                         ("linear_solve", "parallel")])
+def test_the_experiment_grid_names_a_bad_field(field, value):
+    c = newton_config("smoke")
+    c[field] = value
+    with pytest.raises(ConfigError, match=f"^{field}: "):
+        newton.grid(c)
+
+
 def test_a_non_finite_iterate_never_reads_as_converged():
     nan = jnp.full((4, 2, 3), jnp.nan)
     assert float(pit._max_change(nan, jnp.zeros_like(nan))) == np.inf
