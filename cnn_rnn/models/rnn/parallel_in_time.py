@@ -100,8 +100,7 @@ class SolverOptions(NamedTuple):
 
 
 def check_options(options: SolverOptions) -> None:
-    """Raise ValueError on an unknown method, on_failure or linear_solve, or a bad tol or
-    max_iters."""
+    """Raise ValueError on a bad option (method, on_failure, linear_solve, tol, max_iters)."""
     check_choice("method", options.method, METHODS)
     check_choice("on_failure", options.on_failure, ON_FAILURE)
     check_choice("linear_solve", options.linear_solve, LINEAR_SOLVES)
