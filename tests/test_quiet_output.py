@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from cnn_rnn.training import distributed, progress
+from cnn_rnn.training import distributed, progress, run_record
 from experiments import launcher
 
 
@@ -91,3 +91,12 @@ def test_other_processes_keep_only_warnings():
     finally:
         for lg, level in zip(loggers, before, strict=True):
             lg.setLevel(level)
+
+
+def test_the_finished_line_shows_a_diverged_runs_eval_loss():
+    # Non-finite metrics are stored as strings (strict JSON); the line said "eval  (baseline".
+    summary = {"model": "irnn", "data": "adding", "step": 2250, "params": 69693,
+               "eval": {"loss": "nan", "accuracy": 0.5}, "train_seconds": 235.5,
+               "baseline": {"metric": "loss", "value": 1 / 6}}
+    line = run_record.summary_line(summary)
+    assert "eval loss=nan, accuracy=0.5 (baseline loss=0.1667)" in line

@@ -224,8 +224,10 @@ def write_summary(workdir: str, cfg: Mapping[str, Any], data: DataSource, n_para
 
 def summary_line(summary: Mapping[str, Any]) -> str:
     """One human line of a summary (model, data, step, params, eval metrics, time)."""
-    ev = ", ".join(f"{k}={v:.4g}" for k, v in summary["eval"].items()
-                   if isinstance(v, int | float))
+    # Non-finite values are stored as "nan"/"inf" strings (strict JSON): print them too.
+    ev = ", ".join(f"{k}={v:.4g}" if isinstance(v, int | float) else f"{k}={v}"
+                   for k, v in summary["eval"].items()
+                   if isinstance(v, int | float) or v in ("nan", "inf", "-inf"))
     base = summary["baseline"]
     base_text = "" if base["value"] is None else f" (baseline {base['metric']}={base['value']:.4g})"
     return (f"{summary['model']} on {summary['data']}: step {summary['step']}, "
