@@ -160,6 +160,7 @@ def make_measure(model: Any, spec: TaskSpec, batch: Mapping[str, Any], config: A
     The probe's decay rate, the Lyapunov exponent and, per method in `config.methods`, Newton's
     iterations, convergence and errors against the scan (`solver_check`) on `batch`, for the
     parameters of `model`. Compiled once; call it with any parameters of the model's shapes.
+    `config`: tol, methods, and optionally linear_solve (`pit.SolverOptions`; default "auto").
     """
     probe = make_probe(model, spec, num_probes=2)
     cell = model.make_cell()
@@ -168,8 +169,9 @@ def make_measure(model: Any, spec: TaskSpec, batch: Mapping[str, Any], config: A
     length = xs.shape[0]
     h0 = cell.to_flat(cell.initialize_carry(None, (xs.shape[1], 1)))
     weights = jax.random.normal(jax.random.key(3), (length, *h0.shape))
+    linear_solve = getattr(config, "linear_solve", "auto")  # older configs lack it
     checks = {m: solver_check(step, pit.SolverOptions(m, config.tol, max_iters(length),
-                                                      linear_solve=config.linear_solve))
+                                                      linear_solve=linear_solve))
               for m in config.methods}
 
     def measure(params: Any) -> dict[str, Any]:
