@@ -35,6 +35,8 @@ SMALL = ["--config=configs/mnist1d_cnn.py", "--config.model.features=(8,16)",
 CRASH_MARKS = ("Traceback", "Fatal Python error", "Segmentation fault", "Exception ignored",
                "core dumped", "Aborted")
 EXIT_LIMIT_S = 60.0
+# A clean exit this soon after the signal: the run was in its own exit already.
+FINISHING_S = 0.25
 TRIALS_FILE = "signal_trials.jsonl"
 
 
@@ -100,6 +102,15 @@ class SignalTrial:
         return "after the last step" if text else "none"
 
     @property
+    def ended_first(self) -> bool:
+        """Whether the run was already ending when the signal came: a clean exit, no line, at once.
+
+        In its last instant (interrupts.exit_once holds the exit) a run rightly ignores a signal.
+        A signal ignored by a run still working shows instead as the rest of the run's length.
+        """
+        return self.code == 0 and not self.lines and (self.exit_s or 0.0) < FINISHING_S
+
+    @property
     def one_line(self) -> bool:
         """Exactly one `interrupted` line, exit 128 + signum, no crash output."""
         return (self.code == 128 + self.signum and len(self.lines) == 1 and not self.crashed)
@@ -130,6 +141,8 @@ def _interrupt_once(workdir: str, signum: int, delay_s: float) -> SignalTrial | 
         _, err = proc.communicate()
     trial.code, trial.exit_s = proc.returncode, time.monotonic() - sent
     trial.lines = [ln for ln in err.splitlines() if ln.startswith("interrupted")]
+    if trial.ended_first:
+        return None
     trial.crashed = proc.returncode < 0 or any(m in err for m in CRASH_MARKS)
     if "before training" in " ".join(trial.lines):
         trial.written_before_training = wrote_results(workdir)
@@ -167,7 +180,8 @@ def signal_trials(trials: int, seed: int, scratch: str,
     """`trials` signalled runs at random moments, each rerun and compared; and the run's length.
 
     `parallel` trials run at once. A run stopped before training wrote nothing to resume from:
-    it is checked for that instead of rerun (its rerun would be a fresh run).
+    it is checked for that instead of rerun (its rerun would be a fresh run). A moment that
+    falls after the run's end, or in its exit (`SignalTrial.ended_first`), is not a trial.
     """
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(scratch, TRIALS_FILE))
