@@ -177,6 +177,16 @@ def finished_rows(workdir: str, points: Sequence[Point]) -> list[dict[str, Any]]
     return [by_name[p.name] for p in done]
 
 
+def point_cost(config: Any) -> float:
+    """A point's work relative to the others', for the ETA: steps x sequence length.
+
+    The length is the data's `length` (synthetic tasks) or `window` (forecasting), else 1: a
+    sweep along T then expects its T = 1000 points to take 10x its T = 100 ones, not the mean.
+    """
+    data = config.get("data") or {}
+    return float(config.steps) * float(data.get("length") or data.get("window") or 1)
+
+
 def run_sweep(points: Sequence[Point], workdir: str, *,
               after_point: PointHook | None = None) -> list[dict[str, Any]]:
     """Run (or skip, if finished) every point; return one result row per point.
@@ -193,14 +203,14 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
         check_unchanged(point, os.path.join(workdir, point.name))
     prepare_workdir(workdir)
     rows: list[dict[str, Any]] = []
-    ran_seconds: list[float] = []
+    costs = [point_cost(p.config) for p in points]
+    ran_seconds = 0.0
     for i, point in enumerate(points):
         pdir = os.path.join(workdir, point.name)
         rule = stop_rule(to_dict(point.config)).describe()
         summary = finished_summary(pdir, int(point.config.steps), rule)
-        todo = len(points) - i
-        eta = (f", ETA {sum(ran_seconds) / len(ran_seconds) * todo / 60:.1f} min"
-               if ran_seconds else "")
+        eta = (f", ETA {ran_seconds / sum(costs[:i]) * sum(costs[i:]) / 60:.1f} min"
+               if i else "")
         t0 = time.time()
         ran_now = summary is None
         if not ran_now:
@@ -214,8 +224,8 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
             row.update(after_point(point, pdir, row) or {})
         # A point's cost for the ETA: its hook's work too (probing can be half of a point),
         # and for one finished earlier, the training it took then (not the moment it was read).
-        ran_seconds.append(time.time() - t0 + (0.0 if ran_now else
-                                               float(summary.get("train_seconds") or 0.0)))
+        ran_seconds += time.time() - t0 + (0.0 if ran_now else
+                                           float(summary.get("train_seconds") or 0.0))
         rows.append(row)
         _write_results(workdir, rows)
     return rows

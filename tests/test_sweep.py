@@ -51,6 +51,16 @@ def test_a_resumed_sweeps_eta_counts_the_training_of_points_finished_before(tmp_
     assert "point 2/2 b: running, ETA 20.0 min" in caplog.text
 
 
+def test_the_eta_weighs_each_point_by_its_steps_and_sequence_length(tmp_path, caplog):
+    run_sweep([_point("a")], str(tmp_path))
+    summary = tmp_path / "a" / "summary.json"
+    summary.write_text(json.dumps(dict(json.loads(summary.read_text()), train_seconds=600.0)))
+    with caplog.at_level(logging.INFO, logger="cnn_rnn"):
+        run_sweep([_point("a"), _point("b", steps=30), _point("c", steps=10)], str(tmp_path))
+    # a: 10 steps in 10 minutes; b and c still to come: 40 steps, 40 minutes.
+    assert "point 2/3 b: running, ETA 40.0 min" in caplog.text
+
+
 def test_a_bad_point_fails_before_any_point_runs(tmp_path):
     with pytest.raises(ConfigError, match="point b: model"):
         run_sweep([_point("a"), _point("b", nope=1)], str(tmp_path))
