@@ -8,6 +8,8 @@ first scaled to [0, 1]. The pixel views (sequential / permuted) come from `seque
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from cnn_rnn.data.base import ArraySource, Batch, DataSource
@@ -44,7 +46,7 @@ def channel_stats(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array(means, np.float32), np.array(stds, np.float32)
 
 
-def normalizer(train_inputs: np.ndarray, normalize: bool):
+def normalizer(train_inputs: np.ndarray, normalize: bool) -> Callable[[Batch], Batch]:
     """Return the batch transform that turns stored inputs into normalised float32.
 
     Args:
