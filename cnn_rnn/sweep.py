@@ -16,6 +16,7 @@ import functools
 import itertools
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -75,15 +76,17 @@ def grid_points(make: Callable[..., tuple[str, Any, dict[str, Any]]], *, every: 
     return points
 
 
-def validate_points(points: Sequence[Point], *, build: bool = False) -> None:
-    """Raise ConfigError for the first bad point, before anything runs.
+def validate_points(points: Sequence[Point], *,
+                    build: bool = False) -> list[tuple[int, ...]]:
+    """Raise ConfigError for the first bad point, before anything runs; else its input shapes.
 
     Checks unique names, every point's standard fields (`training.config.complete`, as
     `experiments.run` does) and its model/data argument names. With `build=True` (what
     `run_sweep` does) it also checks every value as `train_and_evaluate` would before writing
     anything: the batch splits over the devices, the data source and model build, and the model
     initialises on the data's input shape (traced with `jax.eval_shape`: nothing is compiled or
-    allocated). Each distinct data config is built once.
+    allocated). Each distinct data config is built once. Returns each point's input shape
+    (one example's, as the model sees it) with `build=True`, else nothing.
     """
     names = [p.name for p in points]
     if len(set(names)) != len(names):
@@ -98,11 +101,13 @@ def validate_points(points: Sequence[Point], *, build: bool = False) -> None:
                 kwargs = {k: v for k, v in cfg[section].items() if k != "name"}
                 registry.check_kwargs(cfg[section]["name"], kwargs)
     if not build:
-        return
+        return []
     sources: dict[str, DataSource] = {}
+    shapes = []
     for p in points:
         with _naming(p):
-            _check_builds(complete(p.config), sources)
+            shapes.append(_check_builds(complete(p.config), sources))
+    return shapes
 
 
 @contextlib.contextmanager
@@ -116,7 +121,7 @@ def _naming(point: Point) -> Iterator[None]:
         raise NonFiniteError(f"point {point.name}: {e}") from e
 
 
-def _check_builds(cfg: dict[str, Any], sources: dict[str, DataSource]) -> None:
+def _check_builds(cfg: dict[str, Any], sources: dict[str, DataSource]) -> tuple[int, ...]:
     """Build what train_and_evaluate builds before its workdir, init traced, no state made."""
     key = json.dumps(cfg["data"], sort_keys=True)
     # Only the spec is read here, which does not depend on the seed; loading data can be slow.
@@ -127,6 +132,7 @@ def _check_builds(cfg: dict[str, Any], sources: dict[str, DataSource]) -> None:
         jax.eval_shape(functools.partial(model.init, train=False),
                        {"params": rng, "dropout": rng},
                        jax.ShapeDtypeStruct((1, *data.spec.input_shape), jnp.float32))
+    return tuple(data.spec.input_shape)
 
 
 def check_unchanged(point: Point, workdir: str) -> None:
@@ -155,6 +161,14 @@ def finished_summary(workdir: str, steps: int, rule: str | None = None) -> dict[
     return summary if done else None
 
 
+def _saved_rows(workdir: str) -> dict[str, dict[str, Any]]:
+    """The rows of `workdir`'s results file by point name (none if it has none yet)."""
+    path = paths.join(workdir, RESULTS_FILE)
+    if not paths.exists(path):
+        return {}
+    return {row["name"]: row for row in json.loads(paths.read_text(path))}
+
+
 def _write_results(workdir: str, rows: list[dict[str, Any]]) -> None:
     paths.write_text_atomic(paths.join(workdir, RESULTS_FILE),
                             json.dumps(rows, indent=1, sort_keys=True, default=str))
@@ -165,26 +179,25 @@ def finished_rows(workdir: str, points: Sequence[Point]) -> list[dict[str, Any]]
 
     Raises ConfigError when the workdir holds none, or holds a point run with another config.
     """
-    path = paths.join(workdir, RESULTS_FILE)
-    saved = json.loads(paths.read_text(path)) if paths.exists(path) else []
-    by_name = {row["name"]: row for row in saved}
+    by_name = _saved_rows(workdir)
     done = [p for p in points if p.name in by_name]
     if not done:
         raise ConfigError("--workdir", f"no point of this sweep has finished in {workdir} "
                           f"({RESULTS_FILE}): run the sweep first")
     for point in done:
-        check_unchanged(point, os.path.join(workdir, point.name))
+        check_unchanged(point, paths.join(workdir, point.name))
     return [by_name[p.name] for p in done]
 
 
-def point_cost(config: Any) -> float:
-    """A point's work relative to the others', for the ETA: steps x sequence length.
+def point_cost(config: Any, input_shape: Sequence[int]) -> float:
+    """A point's work relative to the others', for the ETA: steps x positions per example.
 
-    The length is the data's `length` (synthetic tasks) or `window` (forecasting), else 1: a
-    sweep along T then expects its T = 1000 points to take 10x its T = 100 ones, not the mean.
+    The positions are the input's time steps (or pixels), all of `input_shape` but its channels:
+    a sweep along T expects its T = 1000 points to take 10x its T = 100 ones, and a sequential
+    MNIST row (784 steps) far more than either's mean. Steps are the point's budget, also for
+    points that stopped early, so that the remaining ones are expected to stop alike.
     """
-    data = config.get("data") or {}
-    return float(config.steps) * float(data.get("length") or data.get("window") or 1)
+    return float(config.steps) * float(math.prod(input_shape[:-1]))
 
 
 def run_sweep(points: Sequence[Point], workdir: str, *,
@@ -198,15 +211,17 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
         point (finished before or not) and merged into its row; used by ablations to probe the
         saved checkpoints. It should cache its own work in the point's folder.
     """
-    validate_points(points, build=True)
+    shapes = validate_points(points, build=True)
     for point in points:
-        check_unchanged(point, os.path.join(workdir, point.name))
+        check_unchanged(point, paths.join(workdir, point.name))
     prepare_workdir(workdir)
+    # Rows of points finished in an earlier session stay in the file until this one reaches them.
+    saved = _saved_rows(workdir)
     rows: list[dict[str, Any]] = []
-    costs = [point_cost(p.config) for p in points]
+    costs = [point_cost(p.config, shape) for p, shape in zip(points, shapes, strict=True)]
     ran_seconds = 0.0
     for i, point in enumerate(points):
-        pdir = os.path.join(workdir, point.name)
+        pdir = paths.join(workdir, point.name)
         rule = stop_rule(to_dict(point.config)).describe()
         summary = finished_summary(pdir, int(point.config.steps), rule)
         eta = (f", ETA {ran_seconds / sum(costs[:i]) * sum(costs[i:]) / 60:.1f} min"
@@ -227,7 +242,7 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
         ran_seconds += time.time() - t0 + (0.0 if ran_now else
                                            float(summary.get("train_seconds") or 0.0))
         rows.append(row)
-        _write_results(workdir, rows)
+        _write_results(workdir, rows + [saved[p.name] for p in points[i + 1:] if p.name in saved])
     return rows
 
 

@@ -61,6 +61,28 @@ def test_the_eta_weighs_each_point_by_its_steps_and_sequence_length(tmp_path, ca
     assert "point 2/3 b: running, ETA 40.0 min" in caplog.text
 
 
+def test_a_points_cost_counts_its_steps_and_every_position_of_an_example():
+    from cnn_rnn.sweep import point_cost
+
+    cfg = _point("a", steps=100).config
+    assert point_cost(cfg, (1000, 2)) == 10 * point_cost(cfg, (100, 2))  # T, channels
+    assert point_cost(cfg, (28, 28, 1)) == point_cost(cfg, (784, 1))  # pixels, either view
+    assert point_cost(_point("b", steps=300).config, (40, 1)) == 3 * point_cost(cfg, (40, 1))
+
+
+def test_a_resumed_sweep_keeps_the_rows_of_points_it_has_not_reached_yet(tmp_path):
+    run_sweep([_point("a"), _point("b")], str(tmp_path))
+
+    def interrupted_at_b(point, pdir, row):  # a later session, stopped after rewriting a's row
+        if point.name == "b":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep([_point("a"), _point("b")], str(tmp_path), after_point=interrupted_at_b)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [r["name"] for r in saved] == ["a", "b"]
+
+
 def test_a_bad_point_fails_before_any_point_runs(tmp_path):
     with pytest.raises(ConfigError, match="point b: model"):
         run_sweep([_point("a"), _point("b", nope=1)], str(tmp_path))
