@@ -108,7 +108,8 @@ class SignalTrial:
         In its last instant (interrupts.exit_once holds the exit) a run rightly ignores a signal.
         A signal ignored by a run still working shows instead as the rest of the run's length.
         """
-        return self.code == 0 and not self.lines and (self.exit_s or 0.0) < FINISHING_S
+        return (self.code == 0 and not self.lines and not self.crashed
+                and self.exit_s is not None and self.exit_s < FINISHING_S)
 
     @property
     def one_line(self) -> bool:
@@ -119,9 +120,10 @@ class SignalTrial:
 def _interrupt_once(workdir: str, signum: int, delay_s: float) -> SignalTrial | None:
     """Run, signal `delay_s` after its first line of Python, and classify.
 
-    None if the run ended before the signal. The moment is counted from the installation of
-    the watcher (experiments/__init__.py), the first thing the program does: before it, during
-    the interpreter's own start-up, no program can handle a signal.
+    None if the run ended before the signal, or was already in its exit (`ended_first`). The
+    moment is counted from the installation of the watcher (experiments/__init__.py), the first
+    thing the program does: before it, during the interpreter's own start-up, no program can
+    handle a signal.
     """
     trial = SignalTrial(signum, delay_s)
     proc = subprocess.Popen(run_command(workdir), cwd=ROOT, env=env_with(2),
@@ -141,9 +143,9 @@ def _interrupt_once(workdir: str, signum: int, delay_s: float) -> SignalTrial | 
         _, err = proc.communicate()
     trial.code, trial.exit_s = proc.returncode, time.monotonic() - sent
     trial.lines = [ln for ln in err.splitlines() if ln.startswith("interrupted")]
+    trial.crashed = proc.returncode < 0 or any(m in err for m in CRASH_MARKS)
     if trial.ended_first:
         return None
-    trial.crashed = proc.returncode < 0 or any(m in err for m in CRASH_MARKS)
     if "before training" in " ".join(trial.lines):
         trial.written_before_training = wrote_results(workdir)
     return trial

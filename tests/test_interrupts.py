@@ -164,6 +164,7 @@ def test_signals_at_random_moments_of_a_run_s_whole_life(tmp_path):
     from experiments.reliability_trials import signal_trials
 
     trials, _ = signal_trials(4, seed=1, scratch=str(tmp_path))
+    assert len(trials) == 4
     for t in trials:
         assert t.one_line and t.exact is not False and not t.written_before_training, t
 
@@ -173,9 +174,12 @@ def test_signals_at_random_moments_of_a_run_s_whole_life(tmp_path):
     (0, [], 3.0, False),  # ignored the signal and trained on: a failure the trials must show
     (130, ["interrupted at step 4; checkpoint saved"], 0.002, False),
     (0, ["interrupted after the last step"], 0.002, False),
+    (0, [], None, False),  # no exit time measured: not known to have ended first
 ])
 def test_a_trial_whose_run_was_already_exiting_is_not_counted(code, lines, exit_s, ended):
     from experiments.reliability_trials import SignalTrial
 
     trial = SignalTrial(2, 1.0, code=code, exit_s=exit_s, lines=lines)
     assert trial.ended_first is ended
+    trial.crashed = True  # a traceback while exiting is a failure whenever the signal came
+    assert not trial.ended_first
