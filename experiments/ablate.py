@@ -72,8 +72,7 @@ def main(argv: list[str]) -> None:
     if "newton" in config:  # Newton solves of the trained long points (the `paper` variant)
         from cnn_rnn.diagnostics.newton_points import NewtonHook
 
-        n = config.newton
-        hooks.append(NewtonHook(n.min_length, n.batch_size, n.tol))
+        hooks.append(NewtonHook.from_config(config.newton.to_dict()))
     try:
         points = module.get_points(config)
     except (ValueError, KeyError) as e:  # a bad grid value, e.g. an unknown architecture

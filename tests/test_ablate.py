@@ -16,6 +16,7 @@ from cnn_rnn.diagnostics.ablation import (
     metric_vs_length,
 )
 from cnn_rnn.diagnostics.report import write_report
+from cnn_rnn.errors import ConfigError
 from cnn_rnn.models.tcn import receptive_field
 from cnn_rnn.sweep import run_sweep, validate_points
 from configs.ablations import vanishing_gradients as vg
@@ -163,6 +164,8 @@ def test_smoke_ablation_end_to_end_and_a_rerun_redoes_nothing(tmp_path, cli, cap
     assert partial.returncode == 0, partial.stderr[-3000:]
     md = open(os.path.join(workdir, "report.md")).read()
     assert f"Partial: 2 of {n} points finished so far" in md
+    # ... and names the command that continues the run, not the one that only reports.
+    assert f"(`python -m experiments.ablate --config={CONFIG}:smoke --workdir={workdir}`)" in md
     assert _mtimes(workdir, "metrics.jsonl") == metrics and "point 1/" not in partial.stderr
 
 
@@ -175,6 +178,17 @@ def test_the_paper_variant_reaches_t1000_under_one_budget_rule():
     assert all(p.config.stop.to_dict() == c.stop.to_dict() for p in points)
     assert {(p.config.steps, p.config.eval_every) for p in points} == {(10_000, 250)}
     assert c.stop.solved_fraction == 0.01 and c.stop.plateau_steps == 2000
+
+
+def test_the_newton_section_of_a_sweep_config_is_checked_before_any_work():
+    from cnn_rnn.diagnostics.newton_points import NewtonHook
+
+    newton = vg.get_config("paper").newton.to_dict()
+    assert NewtonHook.from_config(newton).linear_solve == "sequential"
+    with pytest.raises(ConfigError, match="newton.linear_solve: must be one of auto, sequential"):
+        NewtonHook.from_config({**newton, "linear_solve": "fast"})
+    with pytest.raises(ConfigError, match="newton.tolerance: unknown field; accepted: min_length"):
+        NewtonHook.from_config({**newton, "tolerance": 1e-3})
 
 
 def test_the_paper_variant_at_tiny_size_stops_reports_and_solves(tmp_path):
@@ -190,7 +204,7 @@ def test_the_paper_variant_at_tiny_size_stops_reports_and_solves(tmp_path):
     c.probe.update(batch_size=8, num_probes=2, checkpoints=1)
     c.newton.min_length = 12
     probe = ProbeHook(c.probe.batch_size, c.probe.num_probes, c.probe.threshold)
-    newton = NewtonHook(c.newton.min_length, c.newton.batch_size, c.newton.tol)
+    newton = NewtonHook.from_config(c.newton.to_dict())
     workdir = str(tmp_path)
     rows = run_sweep(vg.get_points(c), workdir,
                      after_point=lambda p, d, r: {**probe(p, d, r), **newton(p, d, r)})
@@ -205,5 +219,6 @@ def test_the_paper_variant_at_tiny_size_stops_reports_and_solves(tmp_path):
     md = open(os.path.join(workdir, "report.md")).read()
     assert "Budget per point: at most 40 steps" in md and "20 (plateau)" in md
     assert "## 4. Newton solvers" in md and "figures/newton.png" in md
+    assert "solved by `lax.scan`, the same iterates" in md  # the config's linear_solve, named
     assert re.search(r"tanh-RNN (stops beating it|does not beat it|beats it)", md)
     assert os.path.getsize(os.path.join(workdir, "figures", "loss_vs_length_adding.png")) > 0

@@ -250,7 +250,7 @@ def grid(config: Any) -> list[tuple[str, int | None, str]]:
     """
     for stage in config.stages:
         check_choice("stages", stage, STAGES)
-    check_choice("linear_solve", config.linear_solve, pit.LINEAR_SOLVES)
+    check_choice("linear_solve", config.get("linear_solve", "auto"), pit.LINEAR_SOLVES)
     out = []
     for task in config.tasks:
         lengths = config.lengths if "length" in data_fields(task) else (None,)

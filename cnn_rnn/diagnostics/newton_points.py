@@ -21,8 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from cnn_rnn.config_checks import check_choice
 from cnn_rnn.diagnostics.ablation import PointStates, _read_json, _write_json, probe_batch
 from cnn_rnn.diagnostics.newton import make_measure
+from cnn_rnn.errors import ConfigError
+from cnn_rnn.models.rnn.parallel_in_time import LINEAR_SOLVES
 from cnn_rnn.training.loop import to_dict
 
 NEWTON_FILE = "newton.json"
@@ -42,7 +45,12 @@ def _plain(value: Any) -> Any:
 def cached_row(point_dir: str) -> dict[str, Any] | None:
     """The Newton row cached in a point's folder by `NewtonHook`, or None."""
     cached = _read_json(os.path.join(point_dir, NEWTON_FILE))
-    return cached["row"] if cached else None
+    return _with_solve(cached) if cached else None
+
+
+def _with_solve(cached: Mapping[str, Any]) -> dict[str, Any]:
+    """A cache's row with the linear solve its settings name, for the report's sentence."""
+    return {**cached["row"], "linear_solve": cached["settings"].get("linear_solve", "auto")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +76,17 @@ class NewtonHook:
     methods: tuple[str, ...] = ("deer", "quasi_deer")
     linear_solve: str = "sequential"
 
+    @classmethod
+    def from_config(cls, newton: Mapping[str, Any]) -> NewtonHook:
+        """The hook of a sweep config's `newton` section (fields as above; ConfigError if bad)."""
+        unknown = sorted(set(newton) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"newton.{unknown[0]}", "unknown field; accepted: " + ", ".join(
+                f.name for f in dataclasses.fields(cls)))
+        check_choice("newton.linear_solve", newton.get("linear_solve", cls.linear_solve),
+                     LINEAR_SOLVES)
+        return cls(**{k: tuple(v) if k == "methods" else v for k, v in newton.items()})
+
     def applies(self, row: Mapping[str, Any]) -> bool:
         """Whether the point is a trained recurrent point of the main grid at a long length."""
         return (row.get("group", "main") == "main" and row.get("arch") in RECURRENT
@@ -83,7 +102,7 @@ class NewtonHook:
         path = os.path.join(workdir, NEWTON_FILE)
         cached = _read_json(path) or {}
         if cached.get("settings") == settings:
-            return {"newton": cached["row"]}
+            return {"newton": _with_solve(cached)}
         log.info("%s: Newton solves (%s) at T=%d, up to 2T + 1 iterations each",
                  os.path.basename(workdir), ", ".join(self.methods), int(row["T"]))
         start = time.time()
@@ -96,7 +115,8 @@ class NewtonHook:
                "loss": row["eval"]["loss"], "accuracy": row["eval"].get("accuracy"),
                "baseline": row["baseline"]["value"], "baseline_metric": row["baseline"]["metric"],
                **{k: _plain(v) for k, v in measured.items()}}
-        _write_json(path, {"settings": settings, "row": out})
+        record = {"settings": settings, "row": out}
+        _write_json(path, record)
         log.info("%s: Newton solves at step %d done in %.0f s", os.path.basename(workdir),
                  row["step"], time.time() - start)
-        return {"newton": out}
+        return {"newton": _with_solve(record)}

@@ -136,7 +136,8 @@ def method_sentences(rows: list[dict[str, Any]], method: str) -> list[str]:
         if points:
             text = (f"{min(its)}-{max(its)} iterations (median {np.median(its):.0f}; "
                     f"{min(per_t):.2g}-{max(per_t):.2g} T)" if its else "no converged solve")
-            lines.append(f"  Where the Lyapunov exponent is {sign} ({len(points)} points): "
+            count = f"{len(points)} point" + "s" * (len(points) != 1)
+            lines.append(f"  Where the Lyapunov exponent is {sign} ({count}): "
                          f"{text}; {len(points) - len(its)} fell back to the sequential scan.")
     return lines
 

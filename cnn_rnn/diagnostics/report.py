@@ -240,6 +240,16 @@ def _steps_cell(row: Mapping[str, Any] | None) -> str:
     return f"{row['step']:,} ({reason})"
 
 
+def _linear_solve_words(rows: Sequence[Mapping[str, Any]]) -> str:
+    """How the rows' Newton iterations solved their linear recurrences, in words."""
+    words = {"sequential": "by `lax.scan`, the same iterates as the parallel associative scan up "
+                           "to rounding for O(T H^2) work per DEER iteration instead of O(T H^3)",
+             "auto": "by the parallel associative scan"}
+    solves = sorted({r.get("linear_solve", "auto") for r in rows})
+    return "; ".join(f"{words[s]}" + (f" (linear_solve={s})" if len(solves) > 1 else "")
+                     for s in solves)
+
+
 def newton_lines(rows: Sequence[Mapping[str, Any]], figure: str,
                  heading: str = "## 4. Newton solvers on the trained points at the papers' "
                  "lengths") -> list[str]:
@@ -258,8 +268,7 @@ def newton_lines(rows: Sequence[Mapping[str, Any]], figure: str,
              f"The trained recurrent points at T >= {min(r['T'] for r in solved)}, each solved "
              "for all steps at once by Newton's method on its bottom layer (a probe batch; "
              "max_iters 2T + 1, else the sequential scan takes over; each iteration's linear "
-             "recurrence solved by `lax.scan`, which gives the same iterates as the parallel "
-             "solve for less work on a CPU), against the largest "
+             f"recurrence solved {_linear_solve_words(solved)}), against the largest "
              "Lyapunov exponent measured along the same trajectory (cnn_rnn/diagnostics/"
              "newton.py).", "", newton_report.solver_table(solved, methods), ""]
     for m in methods:
@@ -283,6 +292,11 @@ def _figure(result: Mapping[str, Any], key: str, caption: str) -> str:
     return f"![{caption}]({rel})\n" if rel else ""
 
 
+def _training_command(command: str) -> str:
+    """`command` without the flag that made it only report (`--report_only[=...]`)."""
+    return " ".join(w for w in command.split() if w.split("=")[0] != "--report_only")
+
+
 def render(result: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
            command: str = "python -m experiments.ablate", total_points: int | None = None) -> str:
     """Return the markdown of the report from `analyse`'s result (plus figure paths).
@@ -300,8 +314,9 @@ def render(result: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
         f"{len(rows) - n_main} in the clipping comparison); variant `{s.get('variant', '?')}`. "
         "All numbers below are computed from this run's results (results.json, analysis.json).",
         *(["", f"**Partial: {len(rows)} of {total_points} points finished so far.** Every "
-               "statement below is about those points only; the training command continues the "
-               "run where it stopped."] if total_points and total_points > len(rows) else []),
+               "statement below is about those points only; the training command "
+               f"(`{_training_command(command)}`) continues the run where it stopped."]
+          if total_points and total_points > len(rows) else []),
         "", "## Definitions", "",
         "- **Gradient profile** ‖∂L/∂h_t‖: L2 norm over the hidden units of the gradient of each "
         "example's loss with respect to the state h_t, averaged over a fixed probe batch of "

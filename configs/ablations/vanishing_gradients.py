@@ -64,7 +64,8 @@ VARIANTS = {
         budget=dict(adding=70_000, copy=16_000), tcn_hidden=24, tcn_kernel=8,
         probe=dict(batch_size=64, num_probes=16, checkpoints=5),
         stop=dict(solved_fraction=0.01, plateau_steps=2000, min_improvement=0.01),
-        eval_every=250, newton=dict(min_length=600, batch_size=4, tol=1e-5),
+        eval_every=250,
+        newton=dict(min_length=600, batch_size=4, tol=1e-5, linear_solve="sequential"),
         clip=dict(task="adding", lengths=(), learning_rates={})),
 }
 
