@@ -291,8 +291,8 @@ def write_report(points: Sequence[Any], workdir: str, report: str) -> None:
                   "are over the speakers run so far (column `runs`) and the CRNN's gap is not "
                   "compared yet."]
     missing = [r["name"] for r in rows if not r["done"]]
-    lines += ["", f"Not run yet ({len(missing)} of {len(rows)} points): "
-              + (", ".join(missing) if missing else "none") + "."]
+    lines += ["", f"Not run yet ({len(missing)} of {len(rows)} points): {', '.join(missing)}."
+              if missing else f"All {len(rows)} points have run."]
     probed = [r for r in official if "probe" in r]
     if probed:
         _plot_probe(probed, os.path.join(folder, "gradient_flow.png"))
