@@ -3,7 +3,8 @@
 A sweep config file defines `get_config(arg)` (sweep-level settings, overridable with
 `--config.<field>=value`), `get_points(config) -> list[cnn_rnn.sweep.Point]`, and optionally
 `write_report(rows, workdir, config)`. Points already finished are skipped; rerunning an
-interrupted sweep resumes it.
+interrupted sweep resumes it. `--report_only` trains nothing and rewrites the report from the
+points finished so far (a config's own `report_only` field, where it has one, does the same).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from experiments.cli import command_line, config_and_workdir, load_points_module
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one folder per point.")
+_REPORT_ONLY = flags.DEFINE_bool(
+    "report_only", False, "Train nothing: rewrite the report from the points finished so far "
+    "(WORKDIR/results.json), e.g. while a long sweep is paused between sessions.")
 
 
 def default_report(rows: list[dict[str, Any]], workdir: str, config: Any) -> None:
@@ -38,12 +42,15 @@ def main(argv: list[str]) -> None:
     """Validate, run every point, write the report."""
     config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR, "experiments.sweep")
     module = load_points_module(flags.FLAGS["config"].config_filename, "a sweep")
-    from cnn_rnn.sweep import run_sweep
+    from cnn_rnn.sweep import finished_rows, run_sweep
 
     points = module.get_points(config)
     hook = getattr(module, "after_point", None)
-    rows = run_sweep(points, workdir,
-                     after_point=(lambda p, d, r: hook(p, d, r, config)) if hook else None)
+    if _REPORT_ONLY.value or config.get("report_only", False):
+        rows = finished_rows(workdir, points)
+    else:
+        rows = run_sweep(points, workdir,
+                         after_point=(lambda p, d, r: hook(p, d, r, config)) if hook else None)
     report = getattr(module, "write_report", default_report)
     report(rows, workdir, config)
     print(f"{len(rows)} points done; results in {os.path.join(workdir, 'results.json')}")

@@ -121,6 +121,8 @@ ENTRY_POINT_BAD_INPUTS = [
     ("bad value in the third point", "experiments.sweep", [SWEEP, "--config.lrs=(0.01,0.01,-1.0)"],
      "point p2: optimizer.learning_rate: must be > 0"),
     ("sweep missing config", "experiments.sweep", [], "--config: required"),
+    ("sweep report of a run not started", "experiments.sweep", [SWEEP, "--report_only"],
+     "--workdir: no point of this sweep has finished"),
 ]
 
 
@@ -156,6 +158,12 @@ def test_a_diverging_sweep_point_is_one_line_naming_it(cli, tmp_path):
     assert proc.returncode == 3
     assert _error_line(proc).startswith("error: point p1: step ")
     assert "non-finite" in proc.stderr
+    # The report of what finished (p0), while the sweep is stopped: nothing trains.
+    report = cli("experiments.sweep", *_args(tmp_path, [SWEEP, "--config.lrs=(0.01,1e30)"]),
+                 f"--workdir={tmp_path / 'sweep'}", "--report_only", devices=1, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    table = (tmp_path / "sweep" / "report.md").read_text()
+    assert "| p0 |" in table and "| p1 |" not in table and "point 2/" not in report.stderr
 
 
 def test_demo_trains_both_models_and_compares_them(cli, tmp_path):

@@ -7,8 +7,9 @@ writes docs/forecast/benchmark.md (`--config.report=...` elsewhere): test MSE an
 averaged over windows x horizon x variables) of the checkpoint early stopping keeps, next to
 DLinear's published table. Points run in order (the linear models at every horizon first, then
 the networks horizon by horizon); the sweep is resumable, `--config.models=dlinear` or
-`--config.horizons=96` run a subset, and `--config.report_only=True` rewrites the report from the
-points finished so far (the report lists what has not run). Each point: configs/ltsf.py.
+`--config.horizons=96` run a subset, and `--report_only` (or `--config.report_only=True`)
+rewrites the report from the points finished so far (the report lists what has not run). Each
+point: configs/ltsf.py.
 """
 
 import json
@@ -59,8 +60,6 @@ def _order(c):
 
 
 def get_points(c):
-    if c.report_only:
-        return []
     points = []
     for model, horizon in _order(c):
         cfg = experiment(f"path={c.path},model={model},window={c.window},horizon={horizon},"

@@ -6,8 +6,8 @@ writes docs/speech/results.md (`--config.report=...` elsewhere), the confusion m
 official-split model (docs/speech/confusion.png) and the gradient-flow probe over the frames of
 the tanh-RNN and the GRU (docs/speech/gradient_flow.png). Resumable: finished points are skipped.
 `--config.held_out=()` runs only the official split (about 5 minutes a model on 2 CPU cores);
-`--config.report_only=True` rewrites the report from the points finished so far without
-training, listing those not run yet.
+`--report_only` (or `--config.report_only=True`) rewrites the report from the points finished so
+far without training, listing those not run yet.
 """
 
 import ml_collections
@@ -50,8 +50,6 @@ def all_points(c):
 
 
 def get_points(c):
-    if c.report_only:
-        return []
     return [p for p in all_points(c) if p.tags["held_out"] in ("official", *c.held_out)]
 
 
