@@ -191,6 +191,19 @@ def test_the_newton_section_of_a_sweep_config_is_checked_before_any_work():
         NewtonHook.from_config({**newton, "tolerance": 1e-3})
 
 
+def test_a_diverged_long_point_is_named_not_solved(tmp_path):
+    from cnn_rnn.diagnostics.newton_points import NewtonHook
+    from cnn_rnn.diagnostics.report import newton_lines
+
+    row = {"group": "main", "arch": "irnn", "task": "adding", "T": 600, "step": 2250,
+           "eval": {"loss": "nan"}}
+    extra = NewtonHook()(None, str(tmp_path), row)  # no point config needed: nothing restored
+    assert extra == {"newton_skipped": "its network diverged (eval loss nan)"}
+    assert not os.listdir(tmp_path)
+    lines = newton_lines([{**row, **extra}], "")
+    assert "No point solved: IRNN (ReLU, W=I) on adding at T=600 (its network diverged" in lines[2]
+
+
 def test_the_paper_variant_at_tiny_size_stops_reports_and_solves(tmp_path):
     """Tiny lengths and models: each point stops on its plateau, the report states the rule and
     the steps run, and the longest recurrent points get Newton solves (section 4)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import time
 import types
@@ -93,9 +94,19 @@ class NewtonHook:
                 and int(row.get("T", 0)) >= self.min_length)
 
     def __call__(self, point: Any, workdir: str, row: Mapping[str, Any]) -> dict[str, Any]:
-        """Return {"newton": row for newton_report} for a point it applies to, else {}."""
+        """Return {"newton": row for newton_report} for a point it applies to, else {}.
+
+        A point whose trained network diverged (non-finite eval loss) gets {"newton_skipped":
+        why} instead: its report names it rather than tabulating iterations of an overflow.
+        """
         if not self.applies(row):
             return {}
+        loss = row["eval"].get("loss")
+        if not (isinstance(loss, int | float) and math.isfinite(loss)):
+            # Its states overflow: Newton's iterates would only measure the overflow.
+            log.info("%s: no Newton solves, its network diverged (eval loss %s)",
+                     os.path.basename(workdir), loss)
+            return {"newton_skipped": f"its network diverged (eval loss {loss})"}
         settings = {"batch_size": self.batch_size, "tol": self.tol,
                     "methods": list(self.methods), "linear_solve": self.linear_solve,
                     "step": int(row["step"])}

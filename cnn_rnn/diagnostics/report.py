@@ -259,8 +259,10 @@ def newton_lines(rows: Sequence[Mapping[str, Any]], figure: str,
     ablation's report (its section 4) and by the Bai et al. sweep's page.
     """
     solved = newton_rows(rows)
+    skipped = [f"{label(r['arch'])} on {r['task']} at "
+               f"T={r['T']} ({r['newton_skipped']})" for r in rows if r.get("newton_skipped")]
     if not solved:
-        return []
+        return [heading, "", "No point solved: " + "; ".join(skipped) + "."] if skipped else []
     from cnn_rnn.diagnostics import newton_report  # it imports this module's helpers
 
     methods = newton_methods(solved)
@@ -273,6 +275,8 @@ def newton_lines(rows: Sequence[Mapping[str, Any]], figure: str,
              "newton.py).", "", newton_report.solver_table(solved, methods), ""]
     for m in methods:
         lines += newton_report.method_sentences(solved, m)
+    if skipped:
+        lines += ["", "Not solved: " + "; ".join(skipped) + "."]
     return [*lines, "", figure]
 
 
