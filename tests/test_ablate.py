@@ -177,7 +177,7 @@ def test_the_paper_variant_reaches_t1000_under_one_budget_rule():
     assert {p.tags["arch"] for p in points} == {"rnn", "irnn", "lstm", "gru", "tcn", "lru"}
     assert all(p.config.stop.to_dict() == c.stop.to_dict() for p in points)
     assert {(p.config.steps, p.config.eval_every) for p in points} == {(10_000, 250)}
-    assert c.stop.solved_fraction == 0.01 and c.stop.plateau_steps == 2000
+    assert c.stop.solved_fraction == 0.01 and c.stop.plateau_steps == 5000
 
 
 def test_the_newton_section_of_a_sweep_config_is_checked_before_any_work():
@@ -191,6 +191,27 @@ def test_the_newton_section_of_a_sweep_config_is_checked_before_any_work():
         NewtonHook.from_config({**newton, "tolerance": 1e-3})
 
 
+def test_diverged_points_sit_on_a_marked_line_instead_of_stretching_the_loss_axis(
+        tmp_path, monkeypatch):
+    from cnn_rnn.diagnostics import figures
+
+    cases = [("gru", 100, 1e-3), ("gru", 200, 2e-3), ("irnn", 100, 1e-3), ("irnn", 200, 5.7e25),
+             ("rnn", 100, "nan"), ("rnn", 200, 0.2)]
+    rows = [{"group": "main", "task": "adding", "arch": arch, "T": t,
+             "baseline": {"value": 1 / 6}, "eval": {"loss": loss}} for arch, t, loss in cases]
+    shown, save = {}, figures._save
+
+    def keep_axes(fig, path):
+        shown["ylim"] = fig.axes[0].get_ylim()
+        shown["labels"] = fig.axes[0].get_legend_handles_labels()[1]
+        return save(fig, path)
+
+    monkeypatch.setattr(figures, "_save", keep_axes)
+    assert figures.plot_metric_vs_length(rows, "adding", str(tmp_path / "f.png"))
+    assert shown["ylim"][1] < 10 * figures.DIVERGED_RATIO / 6  # not stretched to 1e25
+    assert any(label.startswith("x: diverged") for label in shown["labels"])
+
+
 def test_a_diverged_long_point_is_named_not_solved(tmp_path):
     from cnn_rnn.diagnostics.newton_points import NewtonHook
     from cnn_rnn.diagnostics.report import newton_lines
@@ -198,10 +219,11 @@ def test_a_diverged_long_point_is_named_not_solved(tmp_path):
     row = {"group": "main", "arch": "irnn", "task": "adding", "T": 600, "step": 2250,
            "eval": {"loss": "nan"}}
     extra = NewtonHook()(None, str(tmp_path), row)  # no point config needed: nothing restored
-    assert extra == {"newton_skipped": "its network diverged (eval loss nan)"}
+    assert extra == {"newton_skipped": "its network diverged, eval loss nan"}
     assert not os.listdir(tmp_path)
     lines = newton_lines([{**row, **extra}], "")
-    assert "No point solved: IRNN (ReLU, W=I) on adding at T=600 (its network diverged" in lines[2]
+    assert ("No point solved: IRNN (ReLU, W=I) on adding at T=600 (its network diverged, eval "
+            "loss nan)") in lines[2]
 
 
 def test_the_paper_variant_at_tiny_size_stops_reports_and_solves(tmp_path):
@@ -231,6 +253,13 @@ def test_the_paper_variant_at_tiny_size_stops_reports_and_solves(tmp_path):
     write_report(rows, workdir, settings=c.to_dict())
     md = open(os.path.join(workdir, "report.md")).read()
     assert "Budget per point: at most 40 steps" in md and "20 (plateau)" in md
+    # Under a looser rule (the command would continue them) the stopped points are marked.
+    from cnn_rnn.diagnostics.report import budget_lines
+
+    looser = {**c.to_dict(), "stop": {**c.stop.to_dict(), "plateau_steps": 30}}
+    text = "\n".join(budget_lines(rows, looser, {"adding": (6, 12)}))
+    assert "20 (plateau*)" in text and "stopped on a plateau under an earlier rule (" in text
+    assert "20 (plateau*)" not in "\n".join(budget_lines(rows, c.to_dict(), {"adding": (6, 12)}))
     assert "## 4. Newton solvers" in md and "figures/newton.png" in md
     assert "solved by `lax.scan`, the same iterates" in md  # the config's linear_solve, named
     assert re.search(r"tanh-RNN (stops beating it|does not beat it|beats it)", md)

@@ -97,20 +97,35 @@ def plot_gradient_profiles(rows: Rows, task: str, path: str) -> str | None:
     return _save(fig, path)
 
 
+DIVERGED_RATIO = 100.0  # a final loss this many times the baseline counts as diverged
+
+
 def plot_metric_vs_length(rows: Rows, task: str, path: str) -> str | None:
     """Plot final eval loss against length per architecture, with the task's trivial baseline."""
     main = [r for r in rows if r.get("group") == "main" and r["task"] == task]
     if not main:
         return None
-    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    fig, ax = plt.subplots(figsize=(8.0, 4.2))
+    base = sorted({(r["T"], r["baseline"]["value"]) for r in main})
+    # A diverged point (NaN, or far above the baseline) is drawn as an x on this line, so that
+    # it does not stretch the axis over the decades where the others differ.
+    cap = DIVERGED_RATIO * max(b for _, b in base)
+    diverged = False
     for arch in arch_order([r["arch"] for r in main]):
         group = [r for r in main if r["arch"] == arch]
         lengths = sorted({r["T"] for r in group})
-        losses = [np.mean([final_loss(r) for r in group if r["T"] == t]) for t in lengths]
-        losses = [v if np.isfinite(v) else np.nan for v in losses]  # diverged: a gap
-        ax.plot(lengths, losses, "o-", label=label(arch))
-    base = sorted({(r["T"], r["baseline"]["value"]) for r in main})
+        losses = np.array([np.mean([final_loss(r) for r in group if r["T"] == t])
+                           for t in lengths])
+        over = ~np.isfinite(losses) | (losses > cap)
+        (line,) = ax.plot(lengths, np.where(over, cap, losses), "o-", label=label(arch))
+        if over.any():
+            diverged = True
+            ax.plot(np.array(lengths)[over], np.full(over.sum(), cap), "x", ms=10, mew=2.5,
+                    color=line.get_color())
     ax.plot([t for t, _ in base], [b for _, b in base], "k--", lw=1.5, label="trivial baseline")
+    if diverged:
+        ax.axhline(cap, color="grey", lw=0.8, ls=":",
+                   label=f"x: diverged (NaN or > {DIVERGED_RATIO:g} x baseline)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ticks = sorted({r["T"] for r in main})
@@ -120,7 +135,7 @@ def plot_metric_vs_length(rows: Rows, task: str, path: str) -> str | None:
     ax.set_ylabel("final eval loss")
     ax.set_title(f"{task}: final loss vs length")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside: the lines fill
     return _save(fig, path)
 
 

@@ -106,7 +106,7 @@ class NewtonHook:
             # Its states overflow: Newton's iterates would only measure the overflow.
             log.info("%s: no Newton solves, its network diverged (eval loss %s)",
                      os.path.basename(workdir), loss)
-            return {"newton_skipped": f"its network diverged (eval loss {loss})"}
+            return {"newton_skipped": f"its network diverged, eval loss {loss}"}
         settings = {"batch_size": self.batch_size, "tol": self.tol,
                     "methods": list(self.methods), "linear_solve": self.linear_solve,
                     "step": int(row["step"])}

@@ -220,24 +220,36 @@ def budget_lines(rows: Sequence[Mapping[str, Any]], settings: Mapping[str, Any],
     rule = StopRule(**stop)
     lines = [f"Budget per point: at most {settings.get('steps', 0):,} steps; {rule.describe()} "
              f"(`stop`, the same for every architecture). A point that fails here failed "
-             "under that rule, not for lack of steps it could have used. Steps run "
-             "(reason: solved, plateau, or the whole budget):", ""]
+             "under that rule: its loss stopped improving for that long, or it used the whole "
+             "budget; a model that would start learning later still reads as failing. Steps "
+             "run (reason: solved, plateau, or the whole budget):", ""]
     main = [r for r in rows if r.get("group") == "main"]
     for task in sorted(lengths):
         cells = {(r["arch"], r["T"]): r for r in main if r["task"] == task and r["seed"] == 0}
         archs = arch_order(list(dict.fromkeys(a for a, _ in cells)))
-        body = [[label(a), *[_steps_cell(cells.get((a, t))) for t in lengths[task]]]
-                for a in archs]
+        body = [[label(a), *[_steps_cell(cells.get((a, t)), rule.describe())
+                             for t in lengths[task]]] for a in archs]
         lines += [f"**{task}**", "", table(["architecture", *[f"T={t}" for t in lengths[task]]],
                                            body), ""]
+    earlier = sorted({r["stopped"]["rule"] for r in main if _earlier_plateau(r, rule.describe())})
+    if earlier:
+        lines += ["\\* stopped on a plateau under an earlier rule (" + "; or ".join(earlier)
+                  + "); the training command continues such a point under the rule above.", ""]
     return lines
 
 
-def _steps_cell(row: Mapping[str, Any] | None) -> str:
+def _earlier_plateau(row: Mapping[str, Any], rule: str) -> bool:
+    """Whether the point stopped on a plateau under another rule than `rule` (it may go on)."""
+    stopped = row.get("stopped") or {}
+    return stopped.get("reason") == "plateau" and stopped.get("rule", rule) != rule
+
+
+def _steps_cell(row: Mapping[str, Any] | None, rule: str) -> str:
+    """A point's steps and why it stopped, * if on a plateau under another rule than `rule`."""
     if row is None:
         return "n/a"
     reason = (row.get("stopped") or {}).get("reason", "budget")
-    return f"{row['step']:,} ({reason})"
+    return f"{row['step']:,} ({reason}{'*' * _earlier_plateau(row, rule)})"
 
 
 def _linear_solve_words(rows: Sequence[Mapping[str, Any]]) -> str:
