@@ -226,6 +226,7 @@ def test_a_diverged_long_point_is_named_not_solved(tmp_path):
             "loss nan)") in lines[2]
 
 
+@pytest.mark.slow  # a four-point sweep with probes and Newton solves: about 20 s
 def test_the_paper_variant_at_tiny_size_stops_reports_and_solves(tmp_path):
     """Tiny lengths and models: each point stops on its plateau, the report states the rule and
     the steps run, and the longest recurrent points get Newton solves (section 4)."""

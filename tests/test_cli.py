@@ -166,6 +166,7 @@ def test_a_diverging_sweep_point_is_one_line_naming_it(cli, tmp_path):
     assert "| p0 |" in table and "| p1 |" not in table and "point 2/" not in report.stderr
 
 
+@pytest.mark.slow  # two models trained in a subprocess: about 15 s
 def test_demo_trains_both_models_and_compares_them(cli, tmp_path):
     proc = cli("experiments.demo", f"--workdir={tmp_path}", "--steps=10", devices=2, timeout=300)
     assert proc.returncode == 0, proc.stderr

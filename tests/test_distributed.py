@@ -52,6 +52,7 @@ def _assert_same(a, b, rtol=1e-5):
         assert abs(a[k] - b[k]) <= rtol * max(abs(a[k]), abs(b[k]), 1e-12), (k, a[k], b[k])
 
 
+@pytest.mark.slow  # three runs in subprocesses, two of them distributed: about 30 s
 def test_two_processes_match_one_process_with_eight_devices_and_with_one(tmp_path, cli):
     two = launch(tmp_path / "two", 30)
     assert two.returncode == 0, two.stdout[-3000:]

@@ -116,13 +116,10 @@ def test_kernel_runs_this_interpreter(tmp_path):
     assert os.path.realpath(text_outputs(nb).strip()) == os.path.realpath(sys.executable)
 
 
-# The longest notebooks run in the slow suite (CI runs it after the fast one); quickstart (the
-# first notebook) and forecasting stay in the fast one.
-SLOW_NOTEBOOKS = {"vanishing_gradients", "cnn_vs_rnn", "seq2seq", "speech"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.slow) if n in SLOW_NOTEBOOKS else n for n in NAMES])
+# Every notebook trains for tens of seconds to minutes: they run in the slow suite (CI runs it
+# after the fast one), which keeps the README's test command within its 10 minutes.
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
 def test_notebook_executes(name, tmp_path):
     devices = DEVICES.get(name, 1)
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
