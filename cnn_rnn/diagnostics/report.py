@@ -258,7 +258,7 @@ def _linear_solve_words(rows: Sequence[Mapping[str, Any]]) -> str:
                            "to rounding for O(T H^2) work per DEER iteration instead of O(T H^3)",
              "auto": "by the parallel associative scan"}
     solves = sorted({r.get("linear_solve", "auto") for r in rows})
-    return "; ".join(f"{words[s]}" + (f" (linear_solve={s})" if len(solves) > 1 else "")
+    return "; ".join(words[s] + (f" (linear_solve={s})" if len(solves) > 1 else "")
                      for s in solves)
 
 
