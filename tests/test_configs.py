@@ -77,10 +77,10 @@ TFDS_CONFIGS = [
 ] + [(m, None) for m in EXPERIMENT_CONFIGS if m.startswith("configs.images")]
 
 
-# The ResNet config's model trains in test_cnn too; its full config run is slow (-m slow).
+# The first config trains in the fast suite, the others (ResNet's too) in the slow one.
 @pytest.mark.parametrize("module,arg", [
-    pytest.param(m, a, marks=pytest.mark.slow) if m == "configs.images_resnet" else (m, a)
-    for m, a in TFDS_CONFIGS], ids=[f"{m}:{a}" for m, a in TFDS_CONFIGS])
+    (m, a) if i == 0 else pytest.param(m, a, marks=pytest.mark.slow)
+    for i, (m, a) in enumerate(TFDS_CONFIGS)], ids=[f"{m}:{a}" for m, a in TFDS_CONFIGS])
 def test_tfds_configs_train_under_mock_data(tmp_path, module, arg):
     config = _load(module, arg)
     config.steps, config.batch_size, config.progress = 3, 8, False

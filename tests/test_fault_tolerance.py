@@ -65,7 +65,8 @@ def _kill_and_resume(tmp_path, uninterrupted, fraction):
         np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.parametrize("trial", range(1))  # ten more with -m slow, below
+@pytest.mark.slow  # moved from the fast suite to keep the README's test command within 10 min
+@pytest.mark.parametrize("trial", range(1))  # ten more below
 def test_sigkill_at_a_random_point_then_rerun_matches_uninterrupted(tmp_path, uninterrupted,
                                                                     trial):
     # Kill somewhere in the run (start-up, mid-training or mid-checkpoint), then rerun.
@@ -216,6 +217,7 @@ def test_resume_with_a_different_optimizer_is_refused_and_touches_nothing(tmp_pa
     assert sorted(_checkpoint_states(str(tmp_path))) == [5, 10, 15]
 
 
+@pytest.mark.slow  # moved from the fast suite to keep the README's test command within 10 min
 def test_optimizer_change_cli_exits_with_one_line(cli, tmp_path):
     args = ["--config=configs/mnist1d_cnn.py", "--config.steps=4", "--config.checkpoint_every=2",
             "--config.log_every=2", "--config.eval_every=4", "--config.progress=False",

@@ -91,6 +91,7 @@ def test_the_mnist_points_build_under_mock_tfds():
         assert abs(param_count(tcn) - 70_000) < 0.12 * 70_000
 
 
+@pytest.mark.slow  # moved from the fast suite to keep the README's test command within 10 min
 def test_the_sweep_fills_the_table_and_estimates_the_rest(tmp_path):
     """Tiny lengths and budgets: the tanh-RNN's two synthetic points run, stop or finish, and are
     reported; the other rows say they have not run (with an estimate where one was measured)."""

@@ -107,7 +107,8 @@ def test_newton_at_t1024_random_and_large_weights(cell, method, scale):
     check_against_sequential(cell, method, t=1024, scale=scale, max_iters=1024)
 
 
-@pytest.mark.parametrize("method,t", [("deer", 64), ("quasi_deer", 128)])
+@pytest.mark.parametrize("method,t", [pytest.param("deer", 64, marks=pytest.mark.slow),
+                                      ("quasi_deer", 128)])
 def test_newton_overflowing_at_h0_converges_by_damped_restart(method, t):
     """x6 recurrent weights: the J_t at the h = 0 guess have norm ~6, their products over 64
     steps overflow float32 (the first iterate is non-finite), while along the true trajectory

@@ -60,7 +60,7 @@ def _diffs(seq, one, variables, x, mask):
     return _max_diff(ys, full), _max_diff(readout, one.apply(variables, x, mask=mask))
 
 
-FAST = ("gru_stacked", "lstm_stacked", "tcn", "lru")
+FAST = ("lru",)  # the others in the slow suite (fast-suite time)
 
 
 @pytest.mark.parametrize("case", [c if c in FAST else pytest.param(c, marks=pytest.mark.slow)

@@ -147,6 +147,7 @@ def test_bad_path_on_the_command_line_is_one_line(cli, tmp_path):
     assert not os.path.exists(workdir)
 
 
+@pytest.mark.slow  # moved from the fast suite to keep the README's test command within 10 min
 def test_noisy_sine_with_trend_trains_and_beats_persistence(tmp_path):
     from cnn_rnn.training.loop import train_and_evaluate
 

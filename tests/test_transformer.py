@@ -50,7 +50,7 @@ def test_causal_output_at_t_ignores_later_inputs(causal, embed_kernel):
 
 @pytest.mark.parametrize("kwargs", [
     pytest.param(dict(pool="mean"), marks=pytest.mark.slow),  # the other two cover its paths
-    dict(pool="last", causal=True),
+    pytest.param(dict(pool="last", causal=True), marks=pytest.mark.slow),  # fast-suite time
     dict(pool="mean", positions="sinusoidal", embed_kernel=3),
 ])
 def test_padding_changes_nothing(kwargs):
