@@ -23,14 +23,20 @@ from absl import flags
 from ml_collections import config_flags
 
 from cnn_rnn.errors import ConfigError
-from experiments.cli import command_line, config_and_workdir, fail, load_points_module, run_main
+from experiments.cli import (
+    command_line,
+    config_and_workdir,
+    define_report_only,
+    fail,
+    load_points_module,
+    points_rows,
+    run_main,
+)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Ablation config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one folder per point.")
-_REPORT_ONLY = flags.DEFINE_bool(
-    "report_only", False, "Train nothing: write the report of the points finished so far "
-    "(WORKDIR/results.json), e.g. while a long run is paused between sessions.")
+_REPORT_ONLY = define_report_only("ablation")
 
 
 def validate_probe(probe: Any) -> None:
@@ -64,7 +70,6 @@ def main(argv: list[str]) -> None:
     # Late imports: flag errors above stay fast and free of JAX start-up.
     from cnn_rnn.diagnostics.ablation import ProbeHook
     from cnn_rnn.diagnostics.report import write_report
-    from cnn_rnn.sweep import finished_rows, run_sweep
 
     t0 = time.time()
     probe = config.probe
@@ -81,10 +86,7 @@ def main(argv: list[str]) -> None:
     def after_point(point: Any, point_dir: str, row: dict[str, Any]) -> dict[str, Any]:
         return {k: v for hook in hooks for k, v in hook(point, point_dir, row).items()}
 
-    if _REPORT_ONLY.value:
-        rows = finished_rows(workdir, points)
-    else:
-        rows = run_sweep(points, workdir, after_point=after_point)
+    rows = points_rows(points, workdir, report_only=_REPORT_ONLY.value, after_point=after_point)
     paths = write_report(rows, workdir, settings=config.to_dict(),
                          command=command_line("experiments.ablate"),
                          threshold=probe.threshold, beat_ratio=config.get("beat_ratio", 0.9),

@@ -126,6 +126,27 @@ def load_points_module(path: str, kind: str) -> Any:
     return module
 
 
+def define_report_only(what: str) -> flags.FlagHolder:
+    """The `--report_only` flag of a resumable many-point command (`what`: "sweep", "ablation")."""
+    return flags.DEFINE_bool(
+        "report_only", False, "Train nothing: write the report of the points finished so far "
+        f"(WORKDIR/results.json), e.g. while a long {what} is paused between sessions.")
+
+
+def points_rows(points: list[Any], workdir: str, *, report_only: bool,
+                after_point: Callable[..., dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The rows a many-point report is written from.
+
+    Every point trained (finished ones skipped, interrupted ones resumed) then `after_point`
+    run on it; with `report_only`, nothing trained and only the points finished so far.
+    """
+    from cnn_rnn.sweep import finished_rows, run_sweep  # late: flag errors stay free of JAX
+
+    if report_only:
+        return finished_rows(workdir, points)
+    return run_sweep(points, workdir, after_point=after_point)
+
+
 class _Plain(logging.Formatter):
     """A line as it was logged; a warning or an error says so in front."""
 

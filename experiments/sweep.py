@@ -15,13 +15,18 @@ from typing import Any
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.cli import command_line, config_and_workdir, load_points_module, run_main
+from experiments.cli import (
+    command_line,
+    config_and_workdir,
+    define_report_only,
+    load_points_module,
+    points_rows,
+    run_main,
+)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one folder per point.")
-_REPORT_ONLY = flags.DEFINE_bool(
-    "report_only", False, "Train nothing: rewrite the report from the points finished so far "
-    "(WORKDIR/results.json), e.g. while a long sweep is paused between sessions.")
+_REPORT_ONLY = define_report_only("sweep")
 
 
 def default_report(rows: list[dict[str, Any]], workdir: str, config: Any) -> None:
@@ -42,15 +47,11 @@ def main(argv: list[str]) -> None:
     """Validate, run every point, write the report."""
     config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR, "experiments.sweep")
     module = load_points_module(flags.FLAGS["config"].config_filename, "a sweep")
-    from cnn_rnn.sweep import finished_rows, run_sweep
-
     points = module.get_points(config)
     hook = getattr(module, "after_point", None)
-    if _REPORT_ONLY.value or config.get("report_only", False):
-        rows = finished_rows(workdir, points)
-    else:
-        rows = run_sweep(points, workdir,
-                         after_point=(lambda p, d, r: hook(p, d, r, config)) if hook else None)
+    rows = points_rows(points, workdir,
+                       report_only=_REPORT_ONLY.value or config.get("report_only", False),
+                       after_point=(lambda p, d, r: hook(p, d, r, config)) if hook else None)
     report = getattr(module, "write_report", default_report)
     report(rows, workdir, config)
     print(f"{len(rows)} points done; results in {os.path.join(workdir, 'results.json')}")
