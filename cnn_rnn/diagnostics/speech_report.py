@@ -119,6 +119,33 @@ def speaker_table(rows: Sequence[Mapping[str, Any]], models: Sequence[str],
     return table
 
 
+def speaker_verdict(table: Sequence[Mapping[str, Any]], num_speakers: int) -> str:
+    """Whether the CRNN generalises across speakers best, as one sentence.
+
+    Best: its gap (official minus mean held-out accuracy) is the smallest among the models run on
+    every held-out speaker; a gap over fewer speakers is not comparable.
+    """
+    complete = [e for e in table
+                if e["runs"] == f"{num_speakers}/{num_speakers}" and e["gap"] is not None]
+    if not complete:
+        return ("No model has run on every held-out speaker yet, so the mean and worst are over "
+                "the speakers run so far (column `runs`) and the CRNN's gap is not compared yet.")
+    smallest = min(complete, key=lambda e: e["gap"])
+    crnn = next((e for e in complete if e["model"] == "crnn"), None)
+    verdict = ("the CRNN's gap is the smallest" if crnn is smallest else
+               f"the CRNN's gap is NOT the smallest ({smallest['model']}'s is)" if crnn
+               else "the CRNN has not run on every speaker, so no comparison")
+    return f"Among models with all {num_speakers} speakers run: {verdict}."
+
+
+def progress_line(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Which points have not run yet, or that all have."""
+    missing = [r["name"] for r in rows if not r["done"]]
+    if missing:
+        return f"Not run yet ({len(missing)} of {len(rows)} points): {', '.join(missing)}."
+    return f"All {len(rows)} points have run."
+
+
 def feature_check(waves: np.ndarray, model: SpeechModel) -> dict[str, float] | None:
     """Max relative error of the JAX log-mel and MFCC (float32) against librosa's (float64).
 
@@ -277,22 +304,7 @@ def write_report(points: Sequence[Any], workdir: str, report: str) -> None:
                               *[(f"{s} %", s) for s in speakers], ("runs", "runs"),
                               ("mean %", "mean"), ("worst %", "worst"),
                               ("gap (official - mean), points", "gap")])]
-    complete = [e for e in table if e["runs"] == f"{len(speakers)}/{len(speakers)}"
-                and e["gap"] is not None]
-    if complete:
-        smallest = min(complete, key=lambda e: e["gap"])
-        crnn = next((e for e in complete if e["model"] == "crnn"), None)
-        verdict = ("the CRNN's gap is the smallest" if crnn is smallest else
-                   f"the CRNN's gap is NOT the smallest ({smallest['model']}'s is)" if crnn
-                   else "the CRNN has not run on every speaker, so no comparison")
-        lines += ["", f"Among models with all {len(speakers)} speakers run: {verdict}."]
-    else:
-        lines += ["", "No model has run on every held-out speaker yet, so the mean and worst "
-                  "are over the speakers run so far (column `runs`) and the CRNN's gap is not "
-                  "compared yet."]
-    missing = [r["name"] for r in rows if not r["done"]]
-    lines += ["", f"Not run yet ({len(missing)} of {len(rows)} points): {', '.join(missing)}."
-              if missing else f"All {len(rows)} points have run."]
+    lines += ["", speaker_verdict(table, len(speakers)), "", progress_line(rows)]
     probed = [r for r in official if "probe" in r]
     if probed:
         _plot_probe(probed, os.path.join(folder, "gradient_flow.png"))
