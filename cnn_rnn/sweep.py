@@ -227,20 +227,21 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
         eta = (f", ETA {ran_seconds / sum(costs[:i]) * sum(costs[i:]) / 60:.1f} min"
                if i else "")
         t0 = time.time()
-        ran_now = summary is None
-        if not ran_now:
+        if summary is not None:
             log.info("point %d/%d %s: finished earlier, skipped", i + 1, len(points), point.name)
         else:
             log.info("point %d/%d %s: running%s", i + 1, len(points), point.name, eta)
             with _naming(point):
                 summary = train_and_evaluate(point.config, pdir)
+        trained = time.time()
         row = {"name": point.name, **point.tags, **summary, "tag_keys": list(point.tags)}
         if after_point is not None:
             row.update(after_point(point, pdir, row) or {})
-        # A point's cost for the ETA: its hook's work too (probing can be half of a point),
-        # and for one finished earlier, the training it took then (not the moment it was read).
-        ran_seconds += time.time() - t0 + (0.0 if ran_now else
-                                           float(summary.get("train_seconds") or 0.0))
+        # A point's cost for the ETA: all of its training, also what an earlier session did (a
+        # point finished then, or resumed now and near its end, took far longer than this
+        # session saw), and its hook's work (probing can be half of a point).
+        ran_seconds += (float(summary.get("train_seconds") or (trained - t0))
+                        + time.time() - trained)
         rows.append(row)
         _write_results(workdir, rows + [saved[p.name] for p in points[i + 1:] if p.name in saved])
     return rows

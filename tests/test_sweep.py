@@ -51,6 +51,23 @@ def test_a_resumed_sweeps_eta_counts_the_training_of_points_finished_before(tmp_
     assert "point 2/2 b: running, ETA 20.0 min" in caplog.text
 
 
+def test_a_point_resumed_near_its_end_counts_all_of_its_training_in_the_eta(
+        tmp_path, caplog, monkeypatch):
+    import cnn_rnn.sweep as sweep
+
+    real = sweep.train_and_evaluate
+
+    def resumed_a(config, workdir):  # a's last steps ran now; its summary holds all 20 minutes
+        if os.path.basename(workdir) != "a":
+            return real(config, workdir)
+        return {"step": 10, "params": 1, "eval": {"loss": 0.5}, "train_seconds": 1200.0}
+
+    monkeypatch.setattr(sweep, "train_and_evaluate", resumed_a)
+    with caplog.at_level(logging.INFO, logger="cnn_rnn"):
+        run_sweep([_point("a"), _point("b")], str(tmp_path))
+    assert "point 2/2 b: running, ETA 20.0 min" in caplog.text
+
+
 def test_the_eta_weighs_each_point_by_its_steps_and_sequence_length(tmp_path, caplog):
     run_sweep([_point("a")], str(tmp_path))
     summary = tmp_path / "a" / "summary.json"
