@@ -31,6 +31,25 @@ def test_plateau_counts_steps_since_the_last_relative_improvement():
         "plateau"
 
 
+def test_a_non_finite_loss_reads_the_same_from_the_metrics_file():
+    # metrics.jsonl stores NaN as "nan": a resumed run must decide as the uninterrupted one did.
+    rule = StopRule(plateau_steps=30, min_improvement=0.1)
+    assert stop_reason(rule, evals(1.0, "nan", "nan", "nan"), None) == "plateau"
+    assert stop_reason(rule, evals("nan", "nan", "nan", "nan"), None) == "plateau"
+    assert stop_reason(StopRule(diverged_ratio=10, diverged_evals=2),
+                       evals(1.0, "inf", "nan"), baseline=1.0) == "diverged"
+
+
+def test_diverged_is_non_finite_or_far_above_the_baseline_evals_in_a_row():
+    rule = StopRule(diverged_ratio=100, diverged_evals=3)
+    assert stop_reason(rule, evals(0.2, 50.0, float("nan"), 1e25), baseline=0.2) == "diverged"
+    assert stop_reason(rule, evals(0.2, 50.0, 19.0, 1e25), baseline=0.2) is None  # 19 < 20
+    assert stop_reason(rule, evals(50.0, float("nan"), 0.3, float("inf")), baseline=0.2) is None
+    assert stop_reason(rule, evals(float("nan"), float("nan")), baseline=0.2) is None  # 2 of 3
+    assert "non-finite or > 100 x the trivial baseline at 3 evaluations in a row" in \
+        rule.describe()
+
+
 def test_an_inactive_rule_never_stops():
     assert stop_reason(StopRule(), evals(1.0, 1.0, 1.0, 0.0), baseline=1.0) is None
 
@@ -40,6 +59,8 @@ def test_an_inactive_rule_never_stops():
     (dict(solved_fraction=1.5), "stop.solved_fraction"),
     (dict(min_improvement="a"), "stop.min_improvement"),
     (dict(patience=3), "stop.patience"),
+    (dict(diverged_ratio=0.5), "stop.diverged_ratio"),  # under the baseline is no divergence
+    (dict(diverged_evals=0), "stop.diverged_evals"),
 ])
 def test_a_bad_rule_names_its_field(section, field):
     with pytest.raises(ConfigError, match=f"^{field}"):
@@ -85,10 +106,22 @@ def test_a_sweep_point_that_stopped_early_is_then_skipped(tmp_path, caplog):
     assert "finished earlier, skipped" in caplog.text
 
 
-def test_solved_needs_a_loss_baseline(tmp_path):
-    cfg = adding_config(solved_fraction=0.5)
+def test_a_diverged_run_stops_and_a_rerun_only_reports(tmp_path):
+    # Adam's first steps at a learning rate of 1e15 move every weight by about 1e15: the eval
+    # loss is some 1e29, far above 100 x the baseline (1/6), from the first evaluation on.
+    cfg = adding_config(steps=60, diverged_ratio=100, diverged_evals=2, plateau_steps=1000)
+    cfg.optimizer.learning_rate, cfg.on_nonfinite = 1e15, "skip"
+    summary = train_and_evaluate(cfg, str(tmp_path))
+    assert summary["stopped"]["reason"] == "diverged" and summary["step"] == 20
+    again = train_and_evaluate(cfg, str(tmp_path))
+    assert again["step"] == 20 and again["train_seconds"] == summary["train_seconds"]
+
+
+@pytest.mark.parametrize("field", ["solved_fraction", "diverged_ratio"])
+def test_a_rule_against_the_baseline_needs_a_loss_baseline(tmp_path, field):
+    cfg = adding_config(**{field: 0.5 if field == "solved_fraction" else 100.0})
     cfg.data = dict(name="digits", size=14)
     cfg.model = dict(name="gru", hidden=8)
-    with pytest.raises(ConfigError, match="^stop.solved_fraction"):
+    with pytest.raises(ConfigError, match=f"^stop.{field}"):
         train_and_evaluate(cfg, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()

@@ -19,6 +19,7 @@ from matplotlib.transforms import blended_transform_factory
 
 from cnn_rnn.diagnostics import profiles
 from cnn_rnn.diagnostics.ablation import SUMMARY_LAYER, final_loss, profile
+from cnn_rnn.training.stopping import DIVERGED_RATIO
 
 ARCH_LABELS = {"rnn": "tanh-RNN", "irnn": "IRNN (ReLU, W=I)", "lstm": "LSTM", "gru": "GRU",
                "tcn": "TCN", "lru": "LRU", "mingru": "minGRU", "transformer": "Transformer"}
@@ -97,7 +98,6 @@ def plot_gradient_profiles(rows: Rows, task: str, path: str) -> str | None:
     return _save(fig, path)
 
 
-DIVERGED_RATIO = 100.0  # a final loss this many times the baseline counts as diverged
 
 
 def plot_metric_vs_length(rows: Rows, task: str, path: str) -> str | None:

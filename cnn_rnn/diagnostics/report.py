@@ -220,9 +220,9 @@ def budget_lines(rows: Sequence[Mapping[str, Any]], settings: Mapping[str, Any],
     rule = StopRule(**stop)
     lines = [f"Budget per point: at most {settings.get('steps', 0):,} steps; {rule.describe()} "
              f"(`stop`, the same for every architecture). A point that fails here failed "
-             "under that rule: its loss stopped improving for that long, or it used the whole "
-             "budget; a model that would start learning later still reads as failing. Steps "
-             "run (reason: solved, plateau, or the whole budget):", ""]
+             "under that rule: its loss stopped improving for that long, it diverged, or it used "
+             "the whole budget; a model that would start learning later still reads as "
+             "failing. Steps run (reason: solved, plateau, diverged, or the whole budget):", ""]
     main = [r for r in rows if r.get("group") == "main"]
     for task in sorted(lengths):
         cells = {(r["arch"], r["T"]): r for r in main if r["task"] == task and r["seed"] == 0}

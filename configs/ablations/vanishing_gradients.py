@@ -9,9 +9,10 @@ comparison: about 8 minutes on a busy 2-core CPU), `full` (lengths up to T=1000,
 budgets of Bai et al. 2018, minGRU too, 10k steps, 3 seeds: for a GPU/TPU), `paper` (the papers'
 lengths, to T=1000 on adding and copy, six architectures at Bai et al.'s budgets, one seed, and a
 budget rule instead of a fixed step count: each point trains until solved (eval loss < 1% of the
-baseline) or a plateau (no 1% improvement of its best eval loss for 5,000 steps), at most 10,000
-steps (`stop`, cnn_rnn/training/stopping.py), evaluating every 250; the trained recurrent points
-at T >= `newton.min_length` are also solved by DEER / quasi-DEER against their Lyapunov exponent.
+baseline), a plateau (no 1% improvement of its best eval loss for 5,000 steps) or divergence (a
+non-finite eval loss, or over 100x the baseline, at 3 evaluations in a row), at most 10,000 steps
+(`stop`, cnn_rnn/training/stopping.py), evaluating every 250; the trained recurrent points at
+T >= `newton.min_length` are also solved by DEER / quasi-DEER against their Lyapunov exponent.
 Its cost: docs/ablation/paper_variant.md). Any field can be overridden, e.g.
 `--config.seeds=3 --config.steps=2000`.
 
@@ -31,6 +32,7 @@ import ml_collections
 
 from cnn_rnn.models.tcn import receptive_field
 from cnn_rnn.sweep import Point
+from cnn_rnn.training.stopping import DIVERGED_RATIO
 from configs.common import base_config
 from configs.presets import model_config
 
@@ -63,7 +65,8 @@ VARIANTS = {
         seeds=1, steps=10_000, batch_size=32, num_eval=1000,
         budget=dict(adding=70_000, copy=16_000), tcn_hidden=24, tcn_kernel=8,
         probe=dict(batch_size=64, num_probes=16, checkpoints=5),
-        stop=dict(solved_fraction=0.01, plateau_steps=5000, min_improvement=0.01),
+        stop=dict(solved_fraction=0.01, plateau_steps=5000, min_improvement=0.01,
+                  diverged_ratio=DIVERGED_RATIO, diverged_evals=3),
         eval_every=250,
         newton=dict(min_length=600, batch_size=4, tol=1e-5, linear_solve="sequential"),
         clip=dict(task="adding", lengths=(), learning_rates={})),
