@@ -79,10 +79,9 @@ def stop_rule(cfg: Mapping[str, Any]) -> StopRule:
     check_number("stop.solved_fraction", rule.solved_fraction, below=1.0)
     check_int("stop.plateau_steps", rule.plateau_steps, 0)
     check_number("stop.min_improvement", rule.min_improvement, below=1.0)
-    if check_number("stop.diverged_ratio", rule.diverged_ratio) not in (0, 0.0) and \
-            rule.diverged_ratio <= 1:  # at or under the baseline is not divergence
-        raise ConfigError("stop.diverged_ratio", f"must be 0 (off) or > 1, got "
-                          f"{rule.diverged_ratio:g}")
+    ratio = check_number("stop.diverged_ratio", rule.diverged_ratio)
+    if 0 < ratio <= 1:  # at or under the baseline is no divergence
+        raise ConfigError("stop.diverged_ratio", f"must be 0 (off) or > 1, got {ratio:g}")
     check_int("stop.diverged_evals", rule.diverged_evals, 1)
     return rule
 
