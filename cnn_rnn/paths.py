@@ -98,13 +98,14 @@ def read_text(path: str) -> str:
 def write_text_atomic(path: str, text: str) -> None:
     """Write `text` to `path` so that a crash leaves the old file or the new one, never half.
 
-    Locally through a temporary file renamed over it; on a bucket one object upload, which the
-    store makes visible whole or not at all.
+    Locally through a temporary file renamed over it (named for the process, so that two
+    processes writing the same file, e.g. a sweep run as two at once, never share one); on a
+    bucket one object upload, which the store makes visible whole or not at all.
     """
     if is_object_store(path):
         as_path(path).write_text(text)
         return
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
