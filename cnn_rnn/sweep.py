@@ -5,7 +5,9 @@ length or seed that identify it in tables). `run_sweep` validates every point be
 refuses a point whose folder holds a run of a different config (only the training loop's
 MAY_CHANGE fields may differ), skips points already finished, resumes an interrupted point from
 its checkpoint, logs progress (point i of n, ETA), and rewrites `<workdir>/results.json` after
-each point, so an interrupted sweep loses at most the unfinished part of one point.
+each point, so an interrupted sweep loses at most the unfinished part of one point. Several
+processes may share a workdir, each running its own points (e.g. one per CPU core, with a config
+field that selects the points); the results file keeps every process's rows.
 """
 
 from __future__ import annotations
@@ -169,9 +171,42 @@ def _saved_rows(workdir: str) -> dict[str, dict[str, Any]]:
     return {row["name"]: row for row in json.loads(paths.read_text(path))}
 
 
-def _write_results(workdir: str, rows: list[dict[str, Any]]) -> None:
-    paths.write_text_atomic(paths.join(workdir, RESULTS_FILE),
-                            json.dumps(rows, indent=1, sort_keys=True, default=str))
+@contextlib.contextmanager
+def _results_lock(workdir: str) -> Iterator[None]:
+    """Exclusive use of `workdir`'s results file while it is read and rewritten.
+
+    Several processes may run points of one sweep in one workdir (each its own points, e.g. one
+    per CPU core); a bucket workdir has a single writer and no lock.
+    """
+    if paths.is_object_store(workdir):
+        yield
+        return
+    import fcntl  # POSIX; the sweep's local workdirs
+
+    with open(os.path.join(workdir, RESULTS_FILE + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _write_results(workdir: str, rows: dict[str, dict[str, Any]],
+                   points: Sequence[Point]) -> None:
+    """Rewrite the results file: `rows` (by point name) over the rows it already holds.
+
+    A row this process has not (re)written stays as the file has it: a point this sweep has not
+    reached yet (finished in an earlier session), or one another process is running in the same
+    workdir. The points' rows come in sweep order, any others after them.
+    """
+    with _results_lock(workdir):
+        merged = {**_saved_rows(workdir), **rows}
+        order = [p.name for p in points if p.name in merged]
+        listed = set(order)
+        order += [name for name in merged if name not in listed]
+        paths.write_text_atomic(paths.join(workdir, RESULTS_FILE),
+                                json.dumps([merged[name] for name in order], indent=1,
+                                           sort_keys=True, default=str))
 
 
 def finished_rows(workdir: str, points: Sequence[Point]) -> list[dict[str, Any]]:
@@ -215,8 +250,6 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
     for point in points:
         check_unchanged(point, paths.join(workdir, point.name))
     prepare_workdir(workdir)
-    # Rows of points finished in an earlier session stay in the file until this one reaches them.
-    saved = _saved_rows(workdir)
     rows: list[dict[str, Any]] = []
     costs = [point_cost(p.config, shape) for p, shape in zip(points, shapes, strict=True)]
     ran_seconds = 0.0
@@ -243,7 +276,7 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
         ran_seconds += (float(summary.get("train_seconds") or (trained - t0))
                         + time.time() - trained)
         rows.append(row)
-        _write_results(workdir, rows + [saved[p.name] for p in points[i + 1:] if p.name in saved])
+        _write_results(workdir, {r["name"]: r for r in rows}, points)
     return rows
 
 

@@ -4,6 +4,7 @@ config, naming a diverging point, the report."""
 import json
 import logging
 import os
+from typing import Any
 
 import pytest
 
@@ -66,6 +67,38 @@ def test_a_point_resumed_near_its_end_counts_all_of_its_training_in_the_eta(
     with caplog.at_level(logging.INFO, logger="cnn_rnn"):
         run_sweep([_point("a"), _point("b")], str(tmp_path))
     assert "point 2/2 b: running, ETA 20.0 min" in caplog.text
+
+
+def test_a_sweep_keeps_the_rows_of_points_another_process_runs_in_its_workdir(tmp_path):
+    run_sweep([_point("a"), _point("b")], str(tmp_path))  # e.g. the process on the other core
+    run_sweep([_point("c")], str(tmp_path))
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [r["name"] for r in saved] == ["c", "a", "b"]  # its own points first
+
+
+def _write_rows(workdir: str, names: list[str], go: Any) -> None:
+    from cnn_rnn.sweep import _write_results
+
+    go.wait()  # both processes imported: they write at the same time
+    points = [Point(n, None) for n in names]
+    for i in range(len(names)):  # one rewrite per finished point, as run_sweep does
+        _write_results(workdir, {n: {"name": n} for n in names[:i + 1]}, points)
+
+
+def test_two_processes_rewriting_the_results_file_lose_no_row(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    names = [[f"{who}{i}" for i in range(200)] for who in "ab"]
+    go = ctx.Barrier(2)
+    workers = [ctx.Process(target=_write_rows, args=(str(tmp_path), n, go)) for n in names]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=300)
+    assert [w.exitcode for w in workers] == [0, 0]
+    saved = {r["name"] for r in json.loads((tmp_path / "results.json").read_text())}
+    assert saved == set(names[0]) | set(names[1])
 
 
 def test_the_eta_weighs_each_point_by_its_steps_and_sequence_length(tmp_path, caplog):
