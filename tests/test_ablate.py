@@ -235,7 +235,7 @@ def test_the_paper_variant_at_tiny_size_stops_reports_and_solves(tmp_path):
     c = vg.get_config("paper")
     c.tasks, c.archs = ("adding",), ("rnn", "tcn")
     c.lengths.adding, c.steps, c.eval_every, c.batch_size, c.num_eval = (6, 12), 40, 10, 16, 32
-    c.budget.adding, c.tcn_hidden, c.tcn_kernel = 300, 6, 3
+    c.budget.adding, c.tcn_hidden.adding, c.tcn_kernel = 300, 6, 3
     c.stop.plateau_steps, c.stop.min_improvement = 10, 0.99  # a plateau 10 steps after step 10
     c.probe.update(batch_size=8, num_probes=2, checkpoints=1)
     c.newton.min_length = 12

@@ -43,19 +43,21 @@ VARIANTS = {
     "smoke": dict(
         tasks=("adding",), archs=("rnn", "tcn"), lengths=dict(adding=(6, 12), copy=(5,)),
         seeds=1, steps=24, batch_size=16, num_eval=32, budget=dict(adding=300, copy=600),
-        tcn_hidden=6, probe=dict(batch_size=8, num_probes=2, checkpoints=1),
+        tcn_hidden=dict(adding=6, copy=6), probe=dict(batch_size=8, num_probes=2, checkpoints=1),
         clip=dict(task="adding", lengths=(12,), learning_rates=dict(irnn=0.5))),
     "default": dict(
         tasks=("adding", "copy"), archs=("rnn", "irnn", "lstm", "gru", "tcn", "lru"),
         lengths=dict(adding=(10, 30, 100), copy=(5, 15, 40)), seeds=1, steps=500,
-        batch_size=32, num_eval=256, budget=dict(adding=3000, copy=3000), tcn_hidden=16,
+        batch_size=32, num_eval=256, budget=dict(adding=3000, copy=3000),
+        tcn_hidden=dict(adding=16, copy=16),
         probe=dict(batch_size=32, num_probes=8, checkpoints=2),
         clip=dict(task="adding", lengths=(50,), learning_rates=dict(irnn=0.02, rnn=0.08))),
     "full": dict(
         tasks=("adding", "copy"), archs=("rnn", "irnn", "lstm", "gru", "tcn", "lru", "mingru"),
         lengths=dict(adding=(50, 100, 200, 400, 600, 1000), copy=(50, 100, 200, 500, 1000)),
         seeds=3, steps=10_000, batch_size=32, num_eval=1000,
-        budget=dict(adding=70_000, copy=16_000), tcn_hidden=30, tcn_kernel=7,
+        budget=dict(adding=70_000, copy=16_000), tcn_hidden=dict(adding=30, copy=12),
+        tcn_kernel=7,
         probe=dict(batch_size=64, num_probes=16, checkpoints=5),
         clip=dict(task="adding", lengths=(100, 400),
                   learning_rates=dict(irnn=0.02, rnn=0.08))),
@@ -63,7 +65,8 @@ VARIANTS = {
         tasks=("adding", "copy"), archs=("rnn", "irnn", "lstm", "gru", "tcn", "lru"),
         lengths=dict(adding=(100, 200, 400, 600, 1000), copy=(100, 200, 500, 1000)),
         seeds=1, steps=10_000, batch_size=32, num_eval=1000,
-        budget=dict(adding=70_000, copy=16_000), tcn_hidden=24, tcn_kernel=8,
+        budget=dict(adding=70_000, copy=16_000), tcn_hidden=dict(adding=24, copy=12),
+        tcn_kernel=8,
         probe=dict(batch_size=64, num_probes=16, checkpoints=5),
         stop=dict(solved_fraction=0.01, plateau_steps=5000, min_improvement=0.01,
                   diverged_ratio=DIVERGED_RATIO, diverged_evals=3),
@@ -90,7 +93,8 @@ def get_config(arg=None):
     c.clip_norm = 1.0
     c.num_eval = v["num_eval"]
     c.budget = ml_collections.ConfigDict(v["budget"])  # parameters of each recurrent model
-    c.tcn_hidden = v["tcn_hidden"]
+    # TCN channels per task: within the task's parameter budget, as the recurrent models
+    c.tcn_hidden = ml_collections.ConfigDict(v["tcn_hidden"])
     c.tcn_kernel = v.get("tcn_kernel", 3)  # levels: the fewest whose receptive field covers T
     c.beat_ratio = 0.9  # "beats the baseline": eval loss < beat_ratio x baseline
     c.probe = ml_collections.ConfigDict(dict(
@@ -109,7 +113,7 @@ def tcn_settings(c, task):
     levels = 1
     while receptive_field(c.tcn_kernel, levels) < longest:
         levels += 1
-    return dict(levels=levels, hidden=c.tcn_hidden, kernel_size=c.tcn_kernel, dropout=0.0)
+    return dict(levels=levels, hidden=c.tcn_hidden[task], kernel_size=c.tcn_kernel, dropout=0.0)
 
 
 def experiment(c, task, arch, length, seed, *, optimizer, learning_rate, clip_norm):
