@@ -10,9 +10,11 @@ file over another (a single object is replaced whole instead, which is atomic th
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import uuid
 from typing import Any
 
 from etils import epath
@@ -98,17 +100,22 @@ def read_text(path: str) -> str:
 def write_text_atomic(path: str, text: str) -> None:
     """Write `text` to `path` so that a crash leaves the old file or the new one, never half.
 
-    Locally through a temporary file renamed over it (named for the process, so that two
-    processes writing the same file, e.g. a sweep run as two at once, never share one); on a
-    bucket one object upload, which the store makes visible whole or not at all.
+    Locally through a temporary file renamed over it (a name of its own, so that two processes
+    writing the same file, e.g. a sweep run as two at once, never share one); on a bucket one
+    object upload, which the store makes visible whole or not at all.
     """
     if is_object_store(path):
         as_path(path).write_text(text)
         return
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def write_json_atomic(path: str, obj: Any) -> None:

@@ -6,8 +6,9 @@ refuses a point whose folder holds a run of a different config (only the trainin
 MAY_CHANGE fields may differ), skips points already finished, resumes an interrupted point from
 its checkpoint, logs progress (point i of n, ETA), and rewrites `<workdir>/results.json` after
 each point, so an interrupted sweep loses at most the unfinished part of one point. Several
-processes may share a workdir, each running its own points (e.g. one per CPU core, with a config
-field that selects the points); the results file keeps every process's rows.
+processes may share a local workdir, each running its own points (e.g. one per CPU core, with a
+config field that selects the points); the results file keeps every process's rows. A bucket
+workdir has no lock: one process per workdir there.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Ablation config file.
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one folder per point.")
 _REPORT_ONLY = define_report_only("ablation")
+flags.declare_key_flag("report_only")  # listed by --help, as the flags defined here
 
 
 def validate_probe(probe: Any) -> None:

@@ -27,6 +27,7 @@ from experiments.cli import (
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one folder per point.")
 _REPORT_ONLY = define_report_only("sweep")
+flags.declare_key_flag("report_only")  # listed by --help, as the flags defined here
 
 
 def default_report(rows: list[dict[str, Any]], workdir: str, config: Any) -> None:

@@ -44,6 +44,8 @@ def test_diverged_is_non_finite_or_far_above_the_baseline_evals_in_a_row():
     rule = StopRule(diverged_ratio=100, diverged_evals=3)
     assert stop_reason(rule, evals(0.2, 50.0, float("nan"), 1e25), baseline=0.2) == "diverged"
     assert stop_reason(rule, evals(0.2, 50.0, 19.0, 1e25), baseline=0.2) is None  # 19 < 20
+    # -inf is no loss either: not a new best, not solved
+    assert stop_reason(StopRule(solved_fraction=0.5), evals(1.0, "-inf"), baseline=1.0) is None
     assert stop_reason(rule, evals(50.0, float("nan"), 0.3, float("inf")), baseline=0.2) is None
     assert stop_reason(rule, evals(float("nan"), float("nan")), baseline=0.2) is None  # 2 of 3
     assert "non-finite or > 100 x the trivial baseline at 3 evaluations in a row" in \

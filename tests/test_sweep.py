@@ -81,8 +81,8 @@ def _write_rows(workdir: str, names: list[str], go: Any) -> None:
 
     go.wait()  # both processes imported: they write at the same time
     points = [Point(n, None) for n in names]
-    for i in range(len(names)):  # one rewrite per finished point, as run_sweep does
-        _write_results(workdir, {n: {"name": n} for n in names[:i + 1]}, points)
+    for name in names:  # only the newest row each time: a row lost to the other stays lost
+        _write_results(workdir, {name: {"name": name}}, points)
 
 
 def test_two_processes_rewriting_the_results_file_lose_no_row(tmp_path):

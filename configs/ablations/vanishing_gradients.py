@@ -10,7 +10,7 @@ budgets of Bai et al. 2018, minGRU too, 10k steps, 3 seeds: for a GPU/TPU), `pap
 lengths, to T=1000 on adding and copy, six architectures at Bai et al.'s budgets, one seed, and a
 budget rule instead of a fixed step count: each point trains until solved (eval loss < 1% of the
 baseline), a plateau (no 1% improvement of its best eval loss for 5,000 steps) or divergence (a
-non-finite eval loss, or over 100x the baseline, at 3 evaluations in a row), at most 10,000 steps
+non-finite eval loss, or over 1000x the baseline, at 3 evaluations in a row), at most 10,000 steps
 (`stop`, cnn_rnn/training/stopping.py), evaluating every 250; the trained recurrent points at
 T >= `newton.min_length` are also solved by DEER / quasi-DEER against their Lyapunov exponent.
 Its cost: docs/ablation/paper_variant.md). Any field can be overridden, e.g.
