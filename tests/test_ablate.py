@@ -94,6 +94,12 @@ def test_summaries_follow_the_numbers_not_a_script(tmp_path):
                     ["probes"]) for r in rows]
     write_report(flipped, str(tmp_path))
     assert "tanh-RNN's gradient decays 20x slower" in (tmp_path / "report.md").read_text()
+    # Rates within 10% of each other: no "1x slower".
+    alike = [dict(r, probes=_row(r["arch"], r["T"], 0.0, -0.105 if r["arch"] == "rnn" else -0.1)
+                  ["probes"]) for r in rows]
+    write_report(alike, str(tmp_path))
+    assert "tanh-RNN's gradient decays about as fast per step as the gated cells'" in \
+        (tmp_path / "report.md").read_text()
 
 
 def test_clipping_summary_counts_skips_and_ignores_non_finite_norms(tmp_path):

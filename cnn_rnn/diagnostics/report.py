@@ -24,6 +24,7 @@ from cnn_rnn.training.stopping import StopRule
 REPORT_FILE = "report.md"
 ANALYSIS_FILE = "analysis.json"
 GATED = ("lstm", "gru")
+SAME_RATE = 1.1  # decay rates within 10% of each other read as "about as fast"
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -69,10 +70,11 @@ def decay_text(by_arch: Mapping[str, Mapping[str, float | None]],
             mean_gated = sum(rates[a] for a in gated) / len(gated)
             if mean_gated < 0 and rates["rnn"] < 0:
                 ratio = rates["rnn"] / mean_gated
-                word = "faster" if ratio > 1 else "slower"
-                text += (f" The tanh-RNN's gradient decays {max(ratio, 1 / ratio):.3g}x {word} "
-                         f"per step than the gated cells' ({' and '.join(map(label, gated))}: "
-                         f"{mean_gated:+.3g}).")
+                how = (f"{max(ratio, 1 / ratio):.3g}x {'faster' if ratio > 1 else 'slower'} "
+                       "per step than" if max(ratio, 1 / ratio) >= SAME_RATE
+                       else "about as fast per step as")  # not "1x slower"
+                text += (f" The tanh-RNN's gradient decays {how} the gated cells' "
+                         f"({' and '.join(map(label, gated))}: {mean_gated:+.3g}).")
         out.append(text)
     return out
 
