@@ -28,7 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from cnn_rnn import paths
+from cnn_rnn import paths, sweep_record
 from cnn_rnn.data.base import DataSource
 from cnn_rnn.data.registry import DATA, data_names
 from cnn_rnn.errors import ConfigError
@@ -210,15 +210,17 @@ def _write_results(workdir: str, rows: dict[str, dict[str, Any]],
                                            sort_keys=True, default=str))
 
 
-def finished_rows(workdir: str, points: Sequence[Point]) -> list[dict[str, Any]]:
+def finished_rows(workdir: str, points: Sequence[Point],
+                  flag: str = "--workdir") -> list[dict[str, Any]]:
     """The rows `run_sweep` wrote for the points finished so far, in the sweep's order.
 
-    Raises ConfigError when the workdir holds none, or holds a point run with another config.
+    Raises ConfigError (naming `flag`, the option that named the folder) when the workdir (or
+    record) holds none, or holds a point run with another config.
     """
     by_name = _saved_rows(workdir)
     done = [p for p in points if p.name in by_name]
     if not done:
-        raise ConfigError("--workdir", f"no point of this sweep has finished in {workdir} "
+        raise ConfigError(flag, f"no point of this sweep has finished in {workdir} "
                           f"({RESULTS_FILE}): run the sweep first")
     for point in done:
         check_unchanged(point, paths.join(workdir, point.name))
@@ -236,8 +238,8 @@ def point_cost(config: Any, input_shape: Sequence[int]) -> float:
     return float(config.steps) * float(math.prod(input_shape[:-1]))
 
 
-def run_sweep(points: Sequence[Point], workdir: str, *,
-              after_point: PointHook | None = None) -> list[dict[str, Any]]:
+def run_sweep(points: Sequence[Point], workdir: str, *, after_point: PointHook | None = None,
+              record: str | None = None) -> list[dict[str, Any]]:
     """Run (or skip, if finished) every point; return one result row per point.
 
     Args:
@@ -246,11 +248,21 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
       after_point: optional `(point, point_workdir, row) -> extra fields`, called for every
         point (finished before or not) and merged into its row; used by ablations to probe the
         saved checkpoints. It should cache its own work in the point's folder.
+      record: optional folder that keeps every finished point without its checkpoints, with
+        a results file of its own (`cnn_rnn.sweep_record`): its points are first restored into
+        `workdir` where it lacks them (then skipped as finished), and each point is copied
+        there, its row merged into the record's results, once its row is written.
     """
     shapes = validate_points(points, build=True)
     for point in points:
-        check_unchanged(point, paths.join(workdir, point.name))
+        for folder in (workdir, record) if record is not None else (workdir,):
+            check_unchanged(point, paths.join(folder, point.name))
     prepare_workdir(workdir)
+    if record is not None:
+        os.makedirs(record, exist_ok=True)
+        restored = sweep_record.restore(record, workdir, [p.name for p in points])
+        if restored:
+            log.info("restored %d finished point(s) from the record %s", len(restored), record)
     rows: list[dict[str, Any]] = []
     costs = [point_cost(p.config, shape) for p, shape in zip(points, shapes, strict=True)]
     ran_seconds = 0.0
@@ -278,6 +290,9 @@ def run_sweep(points: Sequence[Point], workdir: str, *,
                         + time.time() - trained)
         rows.append(row)
         _write_results(workdir, {r["name"]: r for r in rows}, points)
+        if record is not None:
+            sweep_record.save_point(workdir, record, point.name)
+            _write_results(record, {r["name"]: r for r in rows}, points)  # rows accumulate
     return rows
 
 

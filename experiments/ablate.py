@@ -26,10 +26,12 @@ from cnn_rnn.errors import ConfigError
 from experiments.cli import (
     command_line,
     config_and_workdir,
+    define_record,
     define_report_only,
     fail,
     load_points_module,
     points_rows,
+    record_folder,
     run_main,
 )
 
@@ -37,7 +39,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Ablation config file.
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one folder per point.")
 _REPORT_ONLY = define_report_only("ablation")
+_RECORD = define_record()
 flags.declare_key_flag("report_only")  # listed by --help, as the flags defined here
+flags.declare_key_flag("record")
 
 
 def validate_probe(probe: Any) -> None:
@@ -64,6 +68,7 @@ def validate_probe(probe: Any) -> None:
 def main(argv: list[str]) -> None:
     """Validate, run and probe every point, write the report."""
     config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR, "experiments.ablate")
+    record = record_folder(_RECORD, workdir, "experiments.ablate")
     if "probe" not in config:
         fail("--config: the config has no `probe` section; it is not an ablation config")
     validate_probe(config.probe)
@@ -87,7 +92,8 @@ def main(argv: list[str]) -> None:
     def after_point(point: Any, point_dir: str, row: dict[str, Any]) -> dict[str, Any]:
         return {k: v for hook in hooks for k, v in hook(point, point_dir, row).items()}
 
-    rows = points_rows(points, workdir, report_only=_REPORT_ONLY.value, after_point=after_point)
+    rows = points_rows(points, workdir, report_only=_REPORT_ONLY.value,
+                       after_point=after_point, record=record)
     paths = write_report(rows, workdir, settings=config.to_dict(),
                          command=command_line("experiments.ablate"),
                          threshold=probe.threshold, beat_ratio=config.get("beat_ratio", 0.9),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -133,18 +134,43 @@ def define_report_only(what: str) -> flags.FlagHolder:
         f"(WORKDIR/results.json), e.g. while a long {what} is paused between sessions.")
 
 
+def define_record() -> flags.FlagHolder:
+    """The `--record` flag of a resumable many-point command (cnn_rnn.sweep_record)."""
+    return flags.DEFINE_string(
+        "record", None, "Optional folder that keeps every finished point without its "
+        "checkpoints, and the results: restored into --workdir where it lacks them (a run "
+        "continues in a new workdir); with --report_only the report is written from it. Small "
+        "enough to keep under version control.")
+
+
+def record_folder(record: flags.FlagHolder, workdir: str, command: str) -> str | None:
+    """The `--record` folder, or None; exits with one line if it is a bucket or the workdir."""
+    if not record.value:
+        return None
+    local_workdir(record.value, command, "--record")
+    if os.path.abspath(record.value) == os.path.abspath(workdir):
+        fail(f"--record: {record.value} is the --workdir; accepted: another local folder")
+    return record.value
+
+
 def points_rows(points: list[Any], workdir: str, *, report_only: bool,
-                after_point: Callable[..., dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                after_point: Callable[..., dict[str, Any]] | None = None,
+                record: str | None = None) -> list[dict[str, Any]]:
     """The rows a many-point report is written from.
 
     Every point trained (finished ones skipped, interrupted ones resumed) then `after_point`
-    run on it; with `report_only`, nothing trained and only the points finished so far.
+    run on it; with `report_only`, nothing trained and only the points finished so far (those
+    of `record` where one is given). `record`: see cnn_rnn.sweep_record.
     """
     from cnn_rnn.sweep import finished_rows, run_sweep  # late: flag errors stay free of JAX
 
     if report_only:
-        return finished_rows(workdir, points)
-    return run_sweep(points, workdir, after_point=after_point)
+        if not record:
+            return finished_rows(workdir, points)
+        rows = finished_rows(record, points, "--record")
+        paths.makedirs(workdir)  # the report's folder, which need not hold the run
+        return rows
+    return run_sweep(points, workdir, after_point=after_point, record=record)
 
 
 class _Plain(logging.Formatter):

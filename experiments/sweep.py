@@ -18,16 +18,20 @@ from ml_collections import config_flags
 from experiments.cli import (
     command_line,
     config_and_workdir,
+    define_record,
     define_report_only,
     load_points_module,
     points_rows,
+    record_folder,
     run_main,
 )
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one folder per point.")
 _REPORT_ONLY = define_report_only("sweep")
+_RECORD = define_record()
 flags.declare_key_flag("report_only")  # listed by --help, as the flags defined here
+flags.declare_key_flag("record")
 
 
 def default_report(rows: list[dict[str, Any]], workdir: str, config: Any) -> None:
@@ -47,12 +51,14 @@ def default_report(rows: list[dict[str, Any]], workdir: str, config: Any) -> Non
 def main(argv: list[str]) -> None:
     """Validate, run every point, write the report."""
     config, workdir = config_and_workdir(argv, _CONFIG, _WORKDIR, "experiments.sweep")
+    record = record_folder(_RECORD, workdir, "experiments.sweep")
     module = load_points_module(flags.FLAGS["config"].config_filename, "a sweep")
     points = module.get_points(config)
     hook = getattr(module, "after_point", None)
     rows = points_rows(points, workdir,
                        report_only=_REPORT_ONLY.value or config.get("report_only", False),
-                       after_point=(lambda p, d, r: hook(p, d, r, config)) if hook else None)
+                       after_point=(lambda p, d, r: hook(p, d, r, config)) if hook else None,
+                       record=record)
     report = getattr(module, "write_report", default_report)
     report(rows, workdir, config)
     print(f"{len(rows)} points done; results in {os.path.join(workdir, 'results.json')}")

@@ -102,7 +102,7 @@ ABLATE = "--config=configs/ablations/vanishing_gradients.py:smoke"
 def _args(tmp_path, args):
     path = tmp_path / "sweep_config.py"
     path.write_text(SWEEP_CONFIG)
-    return [a.replace("SWEEP", str(path)) for a in args]
+    return [a.replace("SWEEP", str(path)).replace("RUNDIR", str(tmp_path / "run")) for a in args]
 
 
 ENTRY_POINT_BAD_INPUTS = [
@@ -123,6 +123,13 @@ ENTRY_POINT_BAD_INPUTS = [
     ("sweep missing config", "experiments.sweep", [], "--config: required"),
     ("sweep report of a run not started", "experiments.sweep", [SWEEP, "--report_only"],
      "--workdir: no point of this sweep has finished"),
+    ("record that is the workdir", "experiments.sweep", [SWEEP, "--record=RUNDIR"],
+     "is the --workdir; accepted: another local folder"),
+    ("record in a bucket", "experiments.ablate", [ABLATE, "--record=gs://bucket/record"],
+     "--record: gs://bucket/record is a bucket"),
+    ("report from an empty record", "experiments.ablate",
+     [ABLATE, "--report_only", "--record=RUNDIR-record"],
+     "--record: no point of this sweep has finished"),
 ]
 
 
@@ -164,6 +171,25 @@ def test_a_diverging_sweep_point_is_one_line_naming_it(cli, tmp_path):
     assert report.returncode == 0, report.stderr[-2000:]
     table = (tmp_path / "sweep" / "report.md").read_text()
     assert "| p0 |" in table and "| p1 |" not in table and "point 2/" not in report.stderr
+
+
+def test_a_sweeps_record_resumes_it_and_reports_it_from_new_workdirs(cli, tmp_path):
+    args = _args(tmp_path, [SWEEP, "--config.lrs=(0.01,0.02)", f"--record={tmp_path / 'rec'}"])
+    first = cli("experiments.sweep", *args, f"--workdir={tmp_path / 'w1'}", devices=1,
+                timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    # The first workdir is lost; a new one continues from the record without training.
+    again = cli("experiments.sweep", *args, f"--workdir={tmp_path / 'w2'}", devices=1,
+                timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "restored 2 finished point(s)" in again.stderr
+    assert again.stderr.count("finished earlier, skipped") == 2
+    report = cli("experiments.sweep", *args, f"--workdir={tmp_path / 'w3'}", "--report_only",
+                 devices=1, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    table = (tmp_path / "w3" / "report.md").read_text()
+    assert "\n| p0 | 0.01 |" in table and "\n| p1 | 0.02 |" in table
+    assert not (tmp_path / "w3" / "p0").exists()  # a report trains and restores nothing
 
 
 @pytest.mark.slow  # two models trained in a subprocess: about 15 s

@@ -206,3 +206,40 @@ def test_an_unwritable_workdir_fails_before_any_point_trains(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(ConfigError, match="^workdir: cannot create"):
         run_sweep([_point("a")], str(blocker / "sweep"))
+
+
+def test_a_record_keeps_finished_points_without_checkpoints_and_a_new_workdir_skips_them(
+        tmp_path, monkeypatch):
+    import cnn_rnn.sweep as sweep
+
+    record = tmp_path / "record"
+    first = run_sweep([_point("a"), _point("b")], str(tmp_path / "w1"), record=str(record))
+    assert (tmp_path / "w1" / "a" / "checkpoints").is_dir()
+    assert sorted(os.listdir(record / "a")) == ["config.json", "metrics.jsonl", "summary.json"]
+
+    def never(config, workdir):  # the machine that ran it is gone: nothing may train again
+        raise AssertionError(f"retrained {workdir}")
+
+    monkeypatch.setattr(sweep, "train_and_evaluate", never)
+    again = run_sweep([_point("a"), _point("b")], str(tmp_path / "w2"), record=str(record))
+    assert again == first
+    saved = json.loads((record / "results.json").read_text())
+    assert [r["name"] for r in saved] == ["a", "b"]
+
+
+def test_a_records_results_keep_the_rows_of_every_process_that_wrote_to_it(tmp_path):
+    record = str(tmp_path / "record")
+    run_sweep([_point("a")], str(tmp_path / "w1"), record=record)  # e.g. one per core,
+    run_sweep([_point("b")], str(tmp_path / "w2"), record=record)  # or one per session
+    saved = json.loads((tmp_path / "record" / "results.json").read_text())
+    assert [r["name"] for r in saved] == ["b", "a"]
+
+
+def test_a_record_of_another_config_is_refused_before_anything_is_restored(tmp_path):
+    record = str(tmp_path / "record")
+    run_sweep([_point("a")], str(tmp_path / "w1"), record=record)
+    changed = _point("a")
+    changed.config.model.hidden = 12
+    with pytest.raises(ConfigError, match=r"^point a: workdir.*model.hidden: 8 -> 12"):
+        run_sweep([changed], str(tmp_path / "w2"), record=record)
+    assert not (tmp_path / "w2").exists()
