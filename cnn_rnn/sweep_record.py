@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Sequence
 
 # What a finished point's record leaves out: the weights and the logs only a rerun would need.
@@ -22,9 +23,21 @@ SUMMARY_FILE = "summary.json"  # a point's folder has it once the point has fini
 
 
 def save_point(workdir: str, record: str, name: str) -> None:
-    """Copy the finished point `name` from `workdir` into `record`, less LEFT_OUT."""
-    shutil.copytree(os.path.join(workdir, name), os.path.join(record, name),
-                    ignore=shutil.ignore_patterns(*LEFT_OUT), dirs_exist_ok=True)
+    """Copy the finished point `name` from `workdir` into `record`, less LEFT_OUT.
+
+    Copied whole into a temporary folder first, then renamed into place: a copy cut off half
+    way must not leave a folder that has its summary (reads as finished) but not its caches.
+    """
+    final = os.path.join(record, name)
+    tmp = os.path.join(record, f".{name}.{uuid.uuid4().hex}.tmp")
+    try:
+        shutil.copytree(os.path.join(workdir, name), tmp,
+                        ignore=shutil.ignore_patterns(*LEFT_OUT))
+        if os.path.isdir(final):  # an earlier copy (the point was passed again): replaced
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def restore(record: str, workdir: str, names: Sequence[str]) -> list[str]:
@@ -37,6 +50,11 @@ def restore(record: str, workdir: str, names: Sequence[str]) -> list[str]:
         src = os.path.join(record, name)
         if (os.path.isfile(os.path.join(src, SUMMARY_FILE))
                 and not os.path.isfile(os.path.join(workdir, name, SUMMARY_FILE))):
-            shutil.copytree(src, os.path.join(workdir, name), dirs_exist_ok=True)
+            dst = os.path.join(workdir, name)
+            # The summary last: a copy cut off half way leaves the point unfinished, not a
+            # finished point without its caches.
+            shutil.copytree(src, dst, dirs_exist_ok=True, ignore=lambda folder, _, top=src: (
+                [SUMMARY_FILE] if folder == top else []))
+            shutil.copy2(os.path.join(src, SUMMARY_FILE), os.path.join(dst, SUMMARY_FILE))
             restored.append(name)
     return restored

@@ -243,3 +243,30 @@ def test_a_record_of_another_config_is_refused_before_anything_is_restored(tmp_p
     with pytest.raises(ConfigError, match=r"^point a: workdir.*model.hidden: 8 -> 12"):
         run_sweep([changed], str(tmp_path / "w2"), record=record)
     assert not (tmp_path / "w2").exists()
+
+
+def test_a_copy_to_or_from_a_record_that_fails_half_way_leaves_no_finished_point(tmp_path):
+    import shutil
+
+    from cnn_rnn import sweep_record
+
+    point = tmp_path / "w" / "p"
+    (point / "checkpoints").mkdir(parents=True)
+    for name in ("summary.json", "probe.json"):
+        (point / name).write_text("{}")
+    os.mkfifo(point / "pipe")  # copytree copies the rest, then fails on it
+    record = tmp_path / "record"
+    record.mkdir()
+    with pytest.raises(shutil.Error):
+        sweep_record.save_point(str(tmp_path / "w"), str(record), "p")
+    assert os.listdir(record) == []  # neither half a point nor its temporary
+    # Restoring such a folder: everything copied but the summary, so it still reads unfinished.
+    shutil.copytree(point, record / "p", ignore=shutil.ignore_patterns("pipe"))
+    os.mkfifo(record / "p" / "pipe")
+    with pytest.raises(shutil.Error):
+        sweep_record.restore(str(record), str(tmp_path / "w2"), ["p"])
+    assert (tmp_path / "w2" / "p" / "probe.json").exists()
+    assert not (tmp_path / "w2" / "p" / "summary.json").exists()
+    os.remove(point / "pipe")
+    sweep_record.save_point(str(tmp_path / "w"), str(record), "p")  # replaces the old copy
+    assert sorted(os.listdir(record / "p")) == ["probe.json", "summary.json"]
