@@ -138,8 +138,8 @@ def _check_builds(cfg: dict[str, Any], sources: dict[str, DataSource]) -> tuple[
     return tuple(data.spec.input_shape)
 
 
-def check_unchanged(point: Point, workdir: str) -> None:
-    """Raise ConfigError if `workdir` holds a run of `point` under a different config.
+def check_unchanged(point: Point, workdir: str, *, record: bool = False) -> None:
+    """Raise ConfigError if `workdir` (or, with `record`, a record) holds `point` run otherwise.
 
     The same rule as resuming from a checkpoint (only the loop's MAY_CHANGE fields may differ),
     applied to the config.json of the point's earlier run: a finished point is skipped without
@@ -149,8 +149,10 @@ def check_unchanged(point: Point, workdir: str) -> None:
     if not paths.exists(path):
         return
     saved = json.loads(paths.read_text(path))
+    wording = (dict(field=f"--record {workdir}", held="a run of another config",
+                    remedy="another --record") if record else {})
     with _naming(point):
-        check_same_run({"config": run_identity(saved)}, complete(point.config))
+        check_same_run({"config": run_identity(saved)}, complete(point.config), **wording)
 
 
 def finished_summary(workdir: str, steps: int, rule: str | None = None) -> dict[str, Any] | None:
@@ -193,21 +195,40 @@ def _results_lock(workdir: str) -> Iterator[None]:
 
 
 def _write_results(workdir: str, rows: dict[str, dict[str, Any]],
-                   points: Sequence[Point]) -> None:
+                   points: Sequence[Point], *, keep_order: bool = False) -> None:
     """Rewrite the results file: `rows` (by point name) over the rows it already holds.
 
     A row this process has not (re)written stays as the file has it: a point this sweep has not
     reached yet (finished in an earlier session), or one another process is running in the same
-    workdir. The points' rows come in sweep order, any others after them.
+    workdir. The points' rows come in sweep order, any others after them; with `keep_order`
+    (a record, kept under version control) the file's rows keep their places and new ones
+    follow, whichever process writes.
     """
     with _results_lock(workdir):
-        merged = {**_saved_rows(workdir), **rows}
-        order = [p.name for p in points if p.name in merged]
+        saved = _saved_rows(workdir)
+        merged = {**saved, **rows}
+        order = list(saved) if keep_order else []
+        order += [p.name for p in points if p.name in merged and p.name not in order]
         listed = set(order)
         order += [name for name in merged if name not in listed]
         paths.write_text_atomic(paths.join(workdir, RESULTS_FILE),
                                 json.dumps([merged[name] for name in order], indent=1,
                                            sort_keys=True, default=str))
+
+
+def restore_record(points: Sequence[Point], record: str, workdir: str) -> list[str]:
+    """Copy into `workdir` the points `record` holds finished; return their names.
+
+    Finished under the points' current budget and stop rule: a point whose `steps` grew since
+    is not restored, and runs.
+    """
+    finished = [p.name for p in points
+                if finished_summary(paths.join(record, p.name), int(p.config.steps),
+                                    stop_rule(to_dict(p.config)).describe()) is not None]
+    restored = sweep_record.restore(record, workdir, finished)
+    if restored:
+        log.info("restored %d finished point(s) from the record %s", len(restored), record)
+    return restored
 
 
 def finished_rows(workdir: str, points: Sequence[Point],
@@ -255,14 +276,14 @@ def run_sweep(points: Sequence[Point], workdir: str, *, after_point: PointHook |
     """
     shapes = validate_points(points, build=True)
     for point in points:
-        for folder in (workdir, record) if record is not None else (workdir,):
-            check_unchanged(point, paths.join(folder, point.name))
+        check_unchanged(point, paths.join(workdir, point.name))
+        if record is not None:
+            check_unchanged(point, paths.join(record, point.name), record=True)
+    if record is not None:
+        sweep_record.prepare(record)
     prepare_workdir(workdir)
     if record is not None:
-        os.makedirs(record, exist_ok=True)
-        restored = sweep_record.restore(record, workdir, [p.name for p in points])
-        if restored:
-            log.info("restored %d finished point(s) from the record %s", len(restored), record)
+        restore_record(points, record, workdir)
     rows: list[dict[str, Any]] = []
     costs = [point_cost(p.config, shape) for p, shape in zip(points, shapes, strict=True)]
     ran_seconds = 0.0
@@ -292,7 +313,7 @@ def run_sweep(points: Sequence[Point], workdir: str, *, after_point: PointHook |
         _write_results(workdir, {r["name"]: r for r in rows}, points)
         if record is not None:
             sweep_record.save_point(workdir, record, point.name)
-            _write_results(record, {r["name"]: r for r in rows}, points)  # rows accumulate
+            _write_results(record, {r["name"]: r for r in rows}, points, keep_order=True)
     return rows
 
 

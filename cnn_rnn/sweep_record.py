@@ -15,11 +15,25 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cnn_rnn.errors import ConfigError
 
 # What a finished point's record leaves out: the weights and the logs only a rerun would need.
 LEFT_OUT = ("checkpoints", "tensorboard", ".lock", "*.lock", "*.tmp")
 SUMMARY_FILE = "summary.json"  # a point's folder has it once the point has finished
+CONFIG_FILE = "config.json"  # and this from its start: the config the sweep checks it against
+
+
+def prepare(record: str) -> None:
+    """Create the record folder; ConfigError naming `--record` if it cannot be written."""
+    try:
+        os.makedirs(record, exist_ok=True)
+    except OSError as e:
+        raise ConfigError("--record", f"cannot create {record!r}: {e.strerror or e}") from e
+    if not os.access(record, os.W_OK):
+        raise ConfigError("--record", f"{record!r} is not writable")
 
 
 def save_point(workdir: str, record: str, name: str) -> None:
@@ -29,15 +43,16 @@ def save_point(workdir: str, record: str, name: str) -> None:
     way must not leave a folder that has its summary (reads as finished) but not its caches.
     """
     final = os.path.join(record, name)
-    tmp = os.path.join(record, f".{name}.{uuid.uuid4().hex}.tmp")
+    tmp, old = (os.path.join(record, f".{name}.{uuid.uuid4().hex}.{k}.tmp") for k in "no")
     try:
         shutil.copytree(os.path.join(workdir, name), tmp,
                         ignore=shutil.ignore_patterns(*LEFT_OUT))
-        if os.path.isdir(final):  # an earlier copy (the point was passed again): replaced
-            shutil.rmtree(final)
+        if os.path.isdir(final):  # an earlier copy (the point was passed again): moved aside
+            os.rename(final, old)
         os.rename(tmp, final)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in (tmp, old):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def restore(record: str, workdir: str, names: Sequence[str]) -> list[str]:
@@ -48,7 +63,7 @@ def restore(record: str, workdir: str, names: Sequence[str]) -> list[str]:
     restored = []
     for name in names:
         src = os.path.join(record, name)
-        if (os.path.isfile(os.path.join(src, SUMMARY_FILE))
+        if (all(os.path.isfile(os.path.join(src, f)) for f in (SUMMARY_FILE, CONFIG_FILE))
                 and not os.path.isfile(os.path.join(workdir, name, SUMMARY_FILE))):
             dst = os.path.join(workdir, name)
             # The summary last: a copy cut off half way leaves the point unfinished, not a
@@ -58,3 +73,19 @@ def restore(record: str, workdir: str, names: Sequence[str]) -> list[str]:
             shutil.copy2(os.path.join(src, SUMMARY_FILE), os.path.join(dst, SUMMARY_FILE))
             restored.append(name)
     return restored
+
+
+def check_cache_usable(workdir: str, field: str, cached: Mapping[str, Any] | None,
+                       settings: Any) -> None:
+    """Raise ConfigError if a hook must recompute a point whose checkpoints are gone.
+
+    A point restored from a record has its hooks' caches (probe.json, newton.json) but no
+    checkpoints: with other settings (`field`, e.g. "--config.probe") the hook could not redo
+    its work, and redoing part of it would overwrite the record's cache with less.
+    """
+    if (cached and cached.get("settings") != settings
+            and not os.path.isdir(os.path.join(workdir, "checkpoints"))):
+        raise ConfigError(field, f"point {os.path.basename(workdir)} was run with "
+                          f"{cached.get('settings')} and has no checkpoints to redo it with "
+                          f"{settings} (a sweep's record keeps none); accepted: the settings "
+                          "it was run with, or a new record")

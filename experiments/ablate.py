@@ -99,7 +99,7 @@ def main(argv: list[str]) -> None:
                          threshold=probe.threshold, beat_ratio=config.get("beat_ratio", 0.9),
                          total_points=len(points))
     print(f"{len(rows)} points done in {time.time() - t0:.0f}s; report: {paths['report']}; "
-          f"results: {os.path.join(workdir, 'results.json')}")
+          f"results: {os.path.join(record or workdir, 'results.json')}")
 
 
 if __name__ == "__main__":

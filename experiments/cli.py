@@ -148,8 +148,10 @@ def record_folder(record: flags.FlagHolder, workdir: str, command: str) -> str |
     if not record.value:
         return None
     local_workdir(record.value, command, "--record")
-    if os.path.abspath(record.value) == os.path.abspath(workdir):
-        fail(f"--record: {record.value} is the --workdir; accepted: another local folder")
+    a, b = (os.path.realpath(p) for p in (record.value, workdir))
+    if a == b or os.path.commonpath([a, b]) in (a, b):
+        fail(f"--record: {record.value} is the --workdir or a folder in it or around it; "
+             "accepted: a local folder apart from it")
     return record.value
 
 
@@ -162,13 +164,14 @@ def points_rows(points: list[Any], workdir: str, *, report_only: bool,
     run on it; with `report_only`, nothing trained and only the points finished so far (those
     of `record` where one is given). `record`: see cnn_rnn.sweep_record.
     """
-    from cnn_rnn.sweep import finished_rows, run_sweep  # late: flag errors stay free of JAX
+    from cnn_rnn.sweep import finished_rows, restore_record, run_sweep  # late: no JAX for flags
 
     if report_only:
         if not record:
             return finished_rows(workdir, points)
         rows = finished_rows(record, points, "--record")
-        paths.makedirs(workdir)  # the report's folder, which need not hold the run
+        paths.makedirs(workdir)  # the report's folder, which need not hold the run:
+        restore_record(points, record, workdir)  # some reports read the points' folders
         return rows
     return run_sweep(points, workdir, after_point=after_point, record=record)
 

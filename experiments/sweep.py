@@ -61,7 +61,7 @@ def main(argv: list[str]) -> None:
                        record=record)
     report = getattr(module, "write_report", default_report)
     report(rows, workdir, config)
-    print(f"{len(rows)} points done; results in {os.path.join(workdir, 'results.json')}")
+    print(f"{len(rows)} points done; results in {os.path.join(record or workdir, 'results.json')}")
 
 
 if __name__ == "__main__":

@@ -124,7 +124,9 @@ ENTRY_POINT_BAD_INPUTS = [
     ("sweep report of a run not started", "experiments.sweep", [SWEEP, "--report_only"],
      "--workdir: no point of this sweep has finished"),
     ("record that is the workdir", "experiments.sweep", [SWEEP, "--record=RUNDIR"],
-     "is the --workdir; accepted: another local folder"),
+     "is the --workdir or a folder in it or around it; accepted: a local folder apart"),
+    ("record inside the workdir", "experiments.ablate", [ABLATE, "--record=RUNDIR/record"],
+     "is the --workdir or a folder in it or around it"),
     ("record in a bucket", "experiments.ablate", [ABLATE, "--record=gs://bucket/record"],
      "--record: gs://bucket/record is a bucket"),
     ("report from an empty record", "experiments.ablate",
@@ -189,7 +191,7 @@ def test_a_sweeps_record_resumes_it_and_reports_it_from_new_workdirs(cli, tmp_pa
     assert report.returncode == 0, report.stderr[-2000:]
     table = (tmp_path / "w3" / "report.md").read_text()
     assert "\n| p0 | 0.01 |" in table and "\n| p1 | 0.02 |" in table
-    assert not (tmp_path / "w3" / "p0").exists()  # a report trains and restores nothing
+    assert not (tmp_path / "w3" / "p0" / "checkpoints").exists()  # nothing trained
 
 
 @pytest.mark.slow  # two models trained in a subprocess: about 15 s

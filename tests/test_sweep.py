@@ -232,7 +232,7 @@ def test_a_records_results_keep_the_rows_of_every_process_that_wrote_to_it(tmp_p
     run_sweep([_point("a")], str(tmp_path / "w1"), record=record)  # e.g. one per core,
     run_sweep([_point("b")], str(tmp_path / "w2"), record=record)  # or one per session
     saved = json.loads((tmp_path / "record" / "results.json").read_text())
-    assert [r["name"] for r in saved] == ["b", "a"]
+    assert [r["name"] for r in saved] == ["a", "b"]  # in the order written: no churn in git
 
 
 def test_a_record_of_another_config_is_refused_before_anything_is_restored(tmp_path):
@@ -240,9 +240,41 @@ def test_a_record_of_another_config_is_refused_before_anything_is_restored(tmp_p
     run_sweep([_point("a")], str(tmp_path / "w1"), record=record)
     changed = _point("a")
     changed.config.model.hidden = 12
-    with pytest.raises(ConfigError, match=r"^point a: workdir.*model.hidden: 8 -> 12"):
+    with pytest.raises(ConfigError, match=r"^point a: --record .*record/a: holds a run of "
+                       r"another config \(model.hidden: 8 -> 12\); use another --record"):
         run_sweep([changed], str(tmp_path / "w2"), record=record)
     assert not (tmp_path / "w2").exists()
+
+
+def test_a_recorded_point_whose_budget_grew_is_not_restored_but_runs(tmp_path, caplog):
+    record = str(tmp_path / "record")
+    run_sweep([_point("a", steps=10)], str(tmp_path / "w1"), record=record)
+    with caplog.at_level(logging.INFO, logger="cnn_rnn"):
+        rows = run_sweep([_point("a", steps=20)], str(tmp_path / "w2"), record=record)
+    assert rows[0]["step"] == 20 and "restored" not in caplog.text
+    assert json.loads((tmp_path / "record" / "a" / "summary.json").read_text())["step"] == 20
+
+
+def test_a_record_that_cannot_be_created_fails_before_the_workdir_is(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError, match="^--record: cannot create"):
+        run_sweep([_point("a")], str(tmp_path / "w"), record=str(blocker / "record"))
+    assert not (tmp_path / "w").exists()
+
+
+def test_a_restored_point_whose_hook_settings_changed_is_refused_not_half_redone(tmp_path):
+    from cnn_rnn.sweep_record import check_cache_usable
+
+    point = tmp_path / "p"
+    point.mkdir()
+    cached = {"settings": {"batch_size": 32}, "steps": {"0": {}, "500": {}}}
+    check_cache_usable(str(point), "--config.probe", cached, {"batch_size": 32})  # the same
+    with pytest.raises(ConfigError, match=r"^--config.probe: point p was run with "
+                       r"\{'batch_size': 32\} and has no checkpoints to redo it with"):
+        check_cache_usable(str(point), "--config.probe", cached, {"batch_size": 8})
+    (point / "checkpoints").mkdir()  # in its own workdir: the hook redoes it
+    check_cache_usable(str(point), "--config.probe", cached, {"batch_size": 8})
 
 
 def test_a_copy_to_or_from_a_record_that_fails_half_way_leaves_no_finished_point(tmp_path):
@@ -252,7 +284,7 @@ def test_a_copy_to_or_from_a_record_that_fails_half_way_leaves_no_finished_point
 
     point = tmp_path / "w" / "p"
     (point / "checkpoints").mkdir(parents=True)
-    for name in ("summary.json", "probe.json"):
+    for name in ("config.json", "summary.json", "probe.json"):
         (point / name).write_text("{}")
     os.mkfifo(point / "pipe")  # copytree copies the rest, then fails on it
     record = tmp_path / "record"
@@ -269,4 +301,5 @@ def test_a_copy_to_or_from_a_record_that_fails_half_way_leaves_no_finished_point
     assert not (tmp_path / "w2" / "p" / "summary.json").exists()
     os.remove(point / "pipe")
     sweep_record.save_point(str(tmp_path / "w"), str(record), "p")  # replaces the old copy
-    assert sorted(os.listdir(record / "p")) == ["probe.json", "summary.json"]
+    assert sorted(os.listdir(record / "p")) == ["config.json", "probe.json", "summary.json"]
+    assert sorted(os.listdir(record)) == ["p"]  # the replaced copy and the temporary gone

@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from cnn_rnn import sweep_record
 from cnn_rnn.data.base import Batch, DataSource
 from cnn_rnn.diagnostics import profiles
 from cnn_rnn.diagnostics.gradient_flow import gradient_flow, make_probe
@@ -128,6 +129,7 @@ class ProbeHook:
         """Probe results for step 0 and every saved checkpoint, from the cache where possible."""
         path = os.path.join(workdir, PROBE_FILE)
         cached = _read_json(path) or {}
+        sweep_record.check_cache_usable(workdir, "--config.probe", cached, self.settings)
         done: dict[str, Any] = cached.get("steps", {}) if cached.get(
             "settings") == self.settings else {}
         ckpt_dir = os.path.join(workdir, "checkpoints")

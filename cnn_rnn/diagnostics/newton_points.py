@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from cnn_rnn import sweep_record
 from cnn_rnn.config_checks import check_choice
 from cnn_rnn.diagnostics.ablation import PointStates, _read_json, _write_json, probe_batch
 from cnn_rnn.diagnostics.newton import make_measure
@@ -114,6 +115,7 @@ class NewtonHook:
         cached = _read_json(path) or {}
         if cached.get("settings") == settings:
             return {"newton": _with_solve(cached)}
+        sweep_record.check_cache_usable(workdir, "--config.newton", cached, settings)
         log.info("%s: Newton solves (%s) at T=%d, up to 2T + 1 iterations each",
                  os.path.basename(workdir), ", ".join(self.methods), int(row["T"]))
         start = time.time()

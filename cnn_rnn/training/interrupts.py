@@ -10,7 +10,9 @@ never completes), where a Python handler would not run at all.
 
 - Outside training: one line and exit 128 + signum at once (`os._exit`: no interpreter shutdown
   racing XLA's threads, which is where segfaults after the line came from). Nothing is written
-  before training but the workdir, its lock and `config.json`, each whole.
+  before training but the workdir, its lock and `config.json`, each whole; a sweep's record
+  copies whole points or, restoring, writes each point's summary last (`cnn_rnn/sweep_record.py`),
+  so an exit in the middle leaves a point absent or unfinished, never half.
 - While training (`stop_requests()`): the first signal is a request. The loop finishes the step it
   is in, saves a checkpoint at that step and raises `Interrupted`. A step that hangs never gets
   there: STOP_DEADLINE_S after the signal the watcher exits with one line, and the newest

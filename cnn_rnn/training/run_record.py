@@ -91,11 +91,15 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def check_same_run(meta: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+def check_same_run(meta: Mapping[str, Any], config: Mapping[str, Any], *,
+                   field: str = "workdir", held: str = "checkpoints of a different run",
+                   remedy: str = "a new --workdir") -> None:
     """Raise ConfigError naming every field (old -> new) in which `config` leaves the run.
 
     Both sides are compared with every default filled in (`complete_sections`), so a run
     recorded before a field was listed, or with a field left at its default, is the same run.
+    `field`, `held` and `remedy` word the error for the folder that holds the run (a sweep's
+    record: "--record ...", "a run of another config", "another --record").
     """
     if "config" in meta:
         old = _flatten(complete_sections(meta["config"]))
@@ -107,8 +111,8 @@ def check_same_run(meta: Mapping[str, Any], config: Mapping[str, Any]) -> None:
     diffs = [f"{k}: {old.get(k, _ABSENT)!r} -> {new.get(k, _ABSENT)!r}"
              for k in sorted(old.keys() | new.keys()) if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
     if diffs:
-        raise ConfigError("workdir", f"holds checkpoints of a different run ({'; '.join(diffs)}); "
-                          f"{_keep_hint(old, new)}use a new --workdir or the original config "
+        raise ConfigError(field, f"holds {held} ({'; '.join(diffs)}); "
+                          f"{_keep_hint(old, new)}use {remedy} or the original config "
                           f"(only {', '.join(MAY_CHANGE)} may change)")
 
 
