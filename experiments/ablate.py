@@ -75,7 +75,7 @@ def main(argv: list[str]) -> None:
     module = load_points_module(flags.FLAGS["config"].config_filename, "an ablation")
     # Late imports: flag errors above stay fast and free of JAX start-up.
     from cnn_rnn.diagnostics.ablation import ProbeHook
-    from cnn_rnn.diagnostics.report import write_report
+    from cnn_rnn.diagnostics.report import write_ablation_report
 
     t0 = time.time()
     probe = config.probe
@@ -94,10 +94,9 @@ def main(argv: list[str]) -> None:
 
     rows = points_rows(points, workdir, report_only=_REPORT_ONLY.value,
                        after_point=after_point, record=record)
-    paths = write_report(rows, workdir, settings=config.to_dict(),
-                         command=command_line("experiments.ablate"),
-                         threshold=probe.threshold, beat_ratio=config.get("beat_ratio", 0.9),
-                         total_points=len(points))
+    paths = write_ablation_report(rows, workdir, config,
+                                  command=command_line("experiments.ablate"),
+                                  total_points=len(points))
     print(f"{len(rows)} points done in {time.time() - t0:.0f}s; report: {paths['report']}; "
           f"results: {os.path.join(record or workdir, 'results.json')}")
 

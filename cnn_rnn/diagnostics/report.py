@@ -192,6 +192,15 @@ def write_report(rows: Sequence[Mapping[str, Any]], workdir: str, *,
     return paths
 
 
+def write_ablation_report(rows: Sequence[Mapping[str, Any]], workdir: str, config: Any, *,
+                          command: str, total_points: int | None = None) -> dict[str, str]:
+    """`write_report` with an ablation config's settings (its probe threshold and beat ratio)."""
+    return write_report(rows, workdir, settings=config.to_dict(), command=command,
+                        threshold=config.probe.threshold,
+                        beat_ratio=config.get("beat_ratio", DEFAULT_BEAT_RATIO),
+                        total_points=total_points)
+
+
 def newton_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The NewtonHook rows of the trained long points (empty without that hook)."""
     return [dict(r["newton"], T=r["T"]) for r in rows if r.get("newton")]
