@@ -80,17 +80,22 @@ def decay_text(by_arch: Mapping[str, Mapping[str, float | None]],
 
 
 def failure_text(failure: Mapping[str, Mapping[str, int | None]],
-                 lengths: Mapping[str, Sequence[int]]) -> list[str]:
-    """Sentences giving, per task and architecture, the first length not beating the baseline."""
+                 metric: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Sentences giving, per task and architecture, the first length not beating the baseline.
+
+    `metric`: the metric_vs_length entries, for the lengths each architecture was tested at
+    (in a partial run one may have reached fewer than another).
+    """
     out = []
     for task, archs in sorted(failure.items()):
-        shortest = min(lengths[task])
+        shortest = min(e["T"] for e in metric if e["task"] == task)
         parts = []
         for arch in arch_order(list(archs)):
             t = archs[arch]
             if t is None:
+                longest = max(e["T"] for e in metric if e["task"] == task and e["arch"] == arch)
                 parts.append(f"{label(arch)} beats it at every tested length (up to "
-                             f"T={max(lengths[task])})")
+                             f"T={longest})")
             elif t == shortest:
                 parts.append(f"{label(arch)} does not beat it even at the shortest T={t}")
             else:
@@ -379,7 +384,7 @@ def render(result: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
         lines.append(_figure(result, f"gradients_{task}",
                              f"log10 gradient norm against distance, {task}"))
     lines += ["## 2. Final loss against length", "",
-              *[f"- {t}" for t in failure_text(result["failure_length"], lengths)], "",
+              *[f"- {t}" for t in failure_text(result["failure_length"], metric)], "",
               *budget_lines(rows, s, lengths)]
     for task in sorted(lengths):
         archs = arch_order([e["arch"] for e in metric if e["task"] == task])
