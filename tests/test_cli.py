@@ -175,6 +175,7 @@ def test_a_diverging_sweep_point_is_one_line_naming_it(cli, tmp_path):
     assert "| p0 |" in table and "| p1 |" not in table and "point 2/" not in report.stderr
 
 
+@pytest.mark.slow  # three sweep processes: about 45 s of CPU
 def test_a_sweeps_record_resumes_it_and_reports_it_from_new_workdirs(cli, tmp_path):
     args = _args(tmp_path, [SWEEP, "--config.lrs=(0.01,0.02)", f"--record={tmp_path / 'rec'}"])
     first = cli("experiments.sweep", *args, f"--workdir={tmp_path / 'w1'}", devices=1,
