@@ -216,6 +216,12 @@ def _write_results(workdir: str, rows: dict[str, dict[str, Any]],
                                            sort_keys=True, default=str))
 
 
+def _finished_summary(point: Point, folder: str) -> dict[str, Any] | None:
+    """`finished_summary` of `point` in `folder`, under its own budget and stop rule."""
+    return finished_summary(folder, int(point.config.steps),
+                            stop_rule(to_dict(point.config)).describe())
+
+
 def restore_record(points: Sequence[Point], record: str, workdir: str) -> list[str]:
     """Copy into `workdir` the points `record` holds finished; return their names.
 
@@ -223,8 +229,7 @@ def restore_record(points: Sequence[Point], record: str, workdir: str) -> list[s
     is not restored, and runs.
     """
     finished = [p.name for p in points
-                if finished_summary(paths.join(record, p.name), int(p.config.steps),
-                                    stop_rule(to_dict(p.config)).describe()) is not None]
+                if _finished_summary(p, paths.join(record, p.name)) is not None]
     restored = sweep_record.restore(record, workdir, finished)
     if restored:
         log.info("restored %d finished point(s) from the record %s", len(restored), record)
@@ -289,8 +294,7 @@ def run_sweep(points: Sequence[Point], workdir: str, *, after_point: PointHook |
     ran_seconds = 0.0
     for i, point in enumerate(points):
         pdir = paths.join(workdir, point.name)
-        rule = stop_rule(to_dict(point.config)).describe()
-        summary = finished_summary(pdir, int(point.config.steps), rule)
+        summary = _finished_summary(point, pdir)
         eta = (f", ETA {ran_seconds / sum(costs[:i]) * sum(costs[i:]) / 60:.1f} min"
                if i else "")
         t0 = time.time()

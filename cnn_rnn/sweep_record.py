@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cnn_rnn.errors import ConfigError
+from cnn_rnn.training.run_record import make_writable_folder
 
 # What a finished point's record leaves out: the weights and the logs only a rerun would need.
 LEFT_OUT = ("checkpoints", "tensorboard", ".lock", "*.lock", "*.tmp")
@@ -28,12 +29,7 @@ CONFIG_FILE = "config.json"  # and this from its start: the config the sweep che
 
 def prepare(record: str) -> None:
     """Create the record folder; ConfigError naming `--record` if it cannot be written."""
-    try:
-        os.makedirs(record, exist_ok=True)
-    except OSError as e:
-        raise ConfigError("--record", f"cannot create {record!r}: {e.strerror or e}") from e
-    if not os.access(record, os.W_OK):
-        raise ConfigError("--record", f"{record!r} is not writable")
+    make_writable_folder(record, "--record")
 
 
 def save_point(workdir: str, record: str, name: str) -> None:

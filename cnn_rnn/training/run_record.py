@@ -66,12 +66,20 @@ def check_workdir_entries(workdir: str) -> None:
 def prepare_workdir(workdir: str) -> None:
     """Create `workdir` if needed; raise ConfigError (field "workdir") if it cannot be written."""
     check_workdir_entries(workdir)
+    make_writable_folder(workdir, "workdir")
+
+
+def make_writable_folder(path: str, field: str) -> None:
+    """Create the folder `path` if needed; ConfigError naming `field` if it cannot be written.
+
+    The workdir's check (field "workdir") and a sweep's record's ("--record").
+    """
     try:
-        paths.makedirs(workdir)
+        paths.makedirs(path)
     except OSError as e:
-        raise ConfigError("workdir", f"cannot create {workdir!r}: {e.strerror or e}") from e
-    if not paths.is_object_store(workdir) and not os.access(workdir, os.W_OK):
-        raise ConfigError("workdir", f"{workdir!r} is not writable")
+        raise ConfigError(field, f"cannot create {path!r}: {e.strerror or e}") from e
+    if not paths.is_object_store(path) and not os.access(path, os.W_OK):
+        raise ConfigError(field, f"{path!r} is not writable")
 
 
 def run_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
