@@ -305,3 +305,24 @@ def test_a_partial_runs_sentences_name_each_architectures_own_longest_length():
     text = failure_text({"copy": {"gru": None, "lru": None}}, metric)[0]
     assert "GRU beats it at every tested length (up to T=500)" in text
     assert "LRU beats it at every tested length (up to T=100)" in text  # not T=500
+
+
+def test_a_partial_runs_decay_means_are_over_the_lengths_every_architecture_reached(tmp_path):
+    # The LSTM has not reached T=50 yet: its rate there would otherwise drop out of its mean only,
+    # and the ranking would compare the tanh-RNN's T in {10, 50} with the LSTM's T=10.
+    rows = [_row("rnn", 10, 0.01, -0.1), _row("rnn", 50, 0.16, -0.5),
+            _row("lstm", 10, 0.02, -0.2)]
+    result = analyse(rows, threshold=1e-3, beat_ratio=0.9)
+    assert result["decay_lengths"] == {"adding": [10]}
+    rates = result["decay_by_arch"]["adding"]
+    assert rates["rnn"] == pytest.approx(-0.1) and rates["lstm"] == pytest.approx(-0.2)
+    write_report(rows, str(tmp_path), settings={"variant": "test"})
+    md = (tmp_path / "report.md").read_text()
+    assert ("**adding** (mean over T ∈ {10}, the lengths every architecture has reached so far)"
+            in md)
+    assert "Fastest decay: LSTM; slowest: tanh-RNN" in md
+
+    write_report(rows + [_row("lstm", 50, 0.03, -0.2)], str(tmp_path))
+    md = (tmp_path / "report.md").read_text()
+    assert "**adding** (mean over T ∈ {10, 50}): " in md  # finished grid: no qualifier
+    assert "Fastest decay: tanh-RNN; slowest: LSTM" in md  # rnn mean -0.3 now

@@ -236,11 +236,24 @@ def decay_table(rows: Sequence[Mapping[str, Any]], threshold: float) -> list[dic
     return out
 
 
+def common_lengths(table: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:
+    """Return {task: the lengths at which every architecture of the task has a point}.
+
+    In a finished grid these are all the lengths; in a run still in progress, the ones every
+    architecture has reached, so that means over them compare like with like.
+    """
+    reached: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    for e in table:
+        reached[e["task"]][e["arch"]].add(e["T"])
+    return {task: sorted(set.intersection(*archs.values())) for task, archs in reached.items()}
+
+
 def decay_by_arch(table: Sequence[Mapping[str, Any]], when: str = "init") -> dict[str, dict]:
-    """Return {task: {arch: mean decay rate over the tested lengths}} from `decay_table`."""
+    """Return {task: {arch: mean decay rate over `common_lengths`}} from `decay_table`."""
+    lengths = common_lengths(table)
     out: dict[str, dict[str, float | None]] = defaultdict(dict)
     for (task, arch), group in _group(table, "task", "arch").items():
-        out[task][arch] = _mean(e[f"decay_{when}"] for e in group)
+        out[task][arch] = _mean(e[f"decay_{when}"] for e in group if e["T"] in lengths[task])
     return dict(out)
 
 
@@ -309,7 +322,8 @@ def analyse(rows: Sequence[Mapping[str, Any]], threshold: float = profiles.DEFAU
     decay = decay_table(rows, threshold)
     metric = metric_vs_length(rows, beat_ratio)
     return {"threshold": threshold, "beat_ratio": beat_ratio, "summary_layer": SUMMARY_LAYER,
-            "decay": decay, "decay_by_arch": decay_by_arch(decay, "init"),
+            "decay": decay, "decay_lengths": common_lengths(decay),
+            "decay_by_arch": decay_by_arch(decay, "init"),
             "decay_by_arch_final": decay_by_arch(decay, "final"),
             "metric_vs_length": metric, "failure_length": failure_lengths(metric),
             "clipping": clipping_table(rows)}

@@ -51,15 +51,23 @@ def table(header: Sequence[str], body: Sequence[Sequence[Any]]) -> str:
 
 
 def decay_text(by_arch: Mapping[str, Mapping[str, float | None]],
-               lengths: Mapping[str, Sequence[int]]) -> list[str]:
-    """Sentences ranking the architectures by the measured decay rate, one paragraph per task."""
+               lengths: Mapping[str, Sequence[int]],
+               tested: Mapping[str, Sequence[int]]) -> list[str]:
+    """Sentences ranking the architectures by the measured decay rate, one paragraph per task.
+
+    `lengths`: the lengths each task's means are over (`ablation.common_lengths`); `tested`: all
+    lengths tested, so a run in progress says which ones the means leave out.
+    """
     out = []
     for task, rates in sorted(by_arch.items()):
         known = sorted(((r, a) for a, r in rates.items() if r is not None))
         if not known:
             continue
         parts = ", ".join(f"{label(a)} {r:+.3g}" for r, a in known)
-        text = (f"**{task}** (mean over T ∈ {{{', '.join(map(str, lengths[task]))}}}): "
+        over = f"mean over T ∈ {{{', '.join(map(str, lengths[task]))}}}"
+        if list(lengths[task]) != list(tested[task]):
+            over += ", the lengths every architecture has reached so far"
+        text = (f"**{task}** ({over}): "
                 f"log10 ‖∂L/∂h_t‖ changes per step back by {parts} decades. "
                 f"Fastest decay: {label(known[0][1])}; slowest: {label(known[-1][1])}.")
         tenfold = [f"{label(a)} every {-1 / r:.3g} steps" for r, a in known if r < 0]
@@ -337,6 +345,7 @@ def render(result: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
     """
     decay, metric = result["decay"], result["metric_vs_length"]
     lengths = _lengths(metric)
+    decay_lengths = result["decay_lengths"]
     s = result.get("settings", {})
     n_main = sum(r.get("group") == "main" for r in rows)
     lines = [
@@ -367,9 +376,10 @@ def render(result: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
         "W_h; LSTM: g; GRU: n) or max |λ| of the LRU.",
         "", "## 1. How fast the gradient vanishes", "",
         "At initialisation:", "",
-        *[f"- {t}" for t in decay_text(result["decay_by_arch"], lengths)], "",
+        *[f"- {t}" for t in decay_text(result["decay_by_arch"], decay_lengths, lengths)], "",
         "After training (last checkpoint):", "",
-        *[f"- {t}" for t in decay_text(result["decay_by_arch_final"], lengths)], "",
+        *[f"- {t}" for t in decay_text(result["decay_by_arch_final"], decay_lengths,
+                                             lengths)], "",
         "Decay rates in decades per step (‖∂L/∂h_t‖; J: the Jacobian norm ‖∂h_T/∂h_t‖_F); "
         "steps in the past at the threshold above; ρ: spectral radius.", "",
         table(["task", "architecture", "T", "decay init", "decay trained", "J decay init",
