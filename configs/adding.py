@@ -7,6 +7,8 @@ minutes on a laptop CPU), steps (0 keeps the variant's default), clip (gradient 
 0 = none; -1 = the variant's: none for the paper's TCN, 1.0 otherwise).
 """
 
+import ml_collections
+
 from configs import bai2018
 from configs.common import base_config, parse_arg
 from configs.presets import model_config
@@ -14,7 +16,8 @@ from configs.presets import model_config
 TCN_CPU = dict(levels=6, hidden=24, kernel_size=4, dropout=0.0)
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The adding-problem config: `model` at length `T`, the paper's protocol or `cpu`."""
     a = parse_arg(arg, dict(model="lstm", T=600, placement="anywhere", variant="paper", steps=0,
                             clip=-1.0, seed=0))
     paper = a["variant"] == "paper"

@@ -10,6 +10,8 @@ layout (`auto` | `images` | `sequences`), normalize, steps, batch_size, seed.
 Integer targets mean classification, float targets regression (see cnn_rnn/data/arrays.py).
 """
 
+import ml_collections
+
 from configs.common import base_config, parse_arg
 from configs.presets import model_config
 
@@ -20,7 +22,8 @@ CNN2D = dict(name="cnn2d", features=(32, 64, 64), kernel_size=3, pool=2, batch_n
              head="flatten", hidden=128, dropout=0.1)
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The config training `model` on the arrays of the `.npz` at `path` (required)."""
     a = parse_arg(arg, dict(path="", model="cnn2d", pixels="none", task="auto", layout="auto",
                             normalize=True, steps=2000, batch_size=128, seed=0))
     if not a["path"]:

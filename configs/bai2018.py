@@ -1,6 +1,7 @@
-"""Bai, Kolter & Koltun 2018 (arXiv:1803.01271): their protocol, as their code runs it, and their
-Table 2 numbers; used by configs/adding.py, copy.py and pixels.py (`variant=paper`), the sweep
-configs/sweeps/paper.py and its report docs/results_paper.md.
+"""Bai, Kolter & Koltun 2018 (arXiv:1803.01271): their protocol and their Table 2 numbers.
+
+The protocol is as their code runs it. Used by configs/adding.py, copy.py and pixels.py
+(`variant=paper`), the sweep configs/sweeps/paper.py and its report docs/results_paper.md.
 
 The settings are those of the authors' code, github.com/locuslab/TCN (`TCN/adding_problem`,
 `TCN/copy_memory`, `TCN/mnist_pixel`: argparse defaults and data generators), read line by line;

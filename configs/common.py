@@ -68,8 +68,11 @@ def _field(value: Any, keyword: Keyword | None) -> Any:
 
 
 def section(given: dict[str, Any], registry: Registry) -> ml_collections.ConfigDict:
-    """`config.model` / `config.data`: the given fields, then every other keyword of the named
-    constructor at its default (`Registry.fields`), each typed for the command line."""
+    """`config.model` / `config.data`: the given fields, then the named constructor's others.
+
+    Every other keyword of the named constructor is set at its default (`Registry.fields`), each
+    typed for the command line.
+    """
     name = given.get("name")
     fields = registry.fields(name) if name in registry.names() else {}
     out = ml_collections.ConfigDict()

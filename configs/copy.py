@@ -1,10 +1,13 @@
-"""Copy memory (Arjovsky et al. 2016; Bai et al. 2018 Table 2). Per-step cross-entropy; the
-memoryless baseline is 10 ln 8 / (T + 20).
+"""Copy memory (Arjovsky et al. 2016; Bai et al. 2018 Table 2).
+
+Per-step cross-entropy; the memoryless baseline is 10 ln 8 / (T + 20).
 
 Arguments (`configs/copy.py:model=tcn,T=1000`): model, T (the delay), variant (`paper`: Bai et
 al.'s protocol, configs/bai2018.py | `cpu`), steps (0 = the variant's default), clip (gradient
 clipping norm; 0 = none; -1 = the variant's: none for the paper's TCN, 1.0 otherwise).
 """
+
+import ml_collections
 
 from configs import bai2018
 from configs.common import base_config, parse_arg
@@ -13,7 +16,8 @@ from configs.presets import model_config
 TCN_CPU = dict(levels=6, hidden=10, kernel_size=6, dropout=0.0)
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The copy-memory config: `model` at delay `T`, the paper's protocol or `cpu`."""
     a = parse_arg(arg, dict(model="tcn", T=1000, variant="paper", steps=0, clip=-1.0, seed=0))
     paper = a["variant"] == "paper"
     if a["variant"] not in ("paper", "cpu"):

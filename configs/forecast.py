@@ -1,5 +1,7 @@
-"""Forecasting a shipped real series (or your own CSV/.npy) with a causal TCN, LSTM, GRU or
-Transformer, against persistence, seasonal naive and a linear AR fit.
+"""Forecasting a real series with a causal TCN, LSTM, GRU or Transformer, against baselines.
+
+The series is a shipped one or your own CSV/.npy; the baselines are persistence, seasonal naive
+and a linear AR fit.
 
 Arguments (`configs/forecast.py:model=gru,series=co2`): model (tcn, lstm, gru, transformer),
 series (sunspots, co2, or a .csv/.npy path; then set `columns`), columns (a list: `columns=a,b`),
@@ -10,6 +12,10 @@ units and every baseline on the same windows.
     python -m experiments.run --config=configs/forecast.py:model=gru,series=sunspots --workdir=DIR
 """
 
+from typing import Any
+
+import ml_collections
+
 from configs.common import base_config, parse_arg
 
 MODELS = ("tcn", "lstm", "gru", "transformer")
@@ -19,7 +25,7 @@ SERIES = {"sunspots": (72, 6, 0), "co2": (24, 12, 12)}
 HIDDEN = 32  # recurrent state / TCN channels / Transformer width: ~3-12K parameters
 
 
-def model_for(name):
+def model_for(name: str) -> dict[str, Any]:
     """The model section of `name` for forecasting (the same for both modes)."""
     if name in ("lstm", "gru"):
         return dict(name=name, hidden=HIDDEN)
@@ -32,7 +38,8 @@ def model_for(name):
     raise ValueError(f"config argument model={name!r}; accepted: {', '.join(MODELS)}")
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The forecasting config: `model` on `series`, window and horizon from SERIES unless set."""
     a = parse_arg(arg, dict(model="gru", series="sunspots", columns=(), window=0, horizon=0,
                             mode="many_to_one", eval_split="validation", steps=600,
                             learning_rate=3e-3, seed=0))

@@ -5,12 +5,16 @@ Arguments (`configs/images_cnn2d.py:dataset=fashion_mnist,steps=2000`): dataset 
 28x28 digits that need no download), steps, seed, data_dir.
 """
 
+from typing import Any
+
+import ml_collections
+
 from configs.common import base_config, parse_arg
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "digits")
 
 
-def image_data(dataset, data_dir):
+def image_data(dataset: str, data_dir: str | None) -> dict[str, Any]:
     """`config.data` for an image dataset as [H, W, C] images (shared with images_resnet.py)."""
     if dataset not in DATASETS:
         raise ValueError(f"config argument dataset={dataset!r}; accepted: {', '.join(DATASETS)}")
@@ -19,7 +23,8 @@ def image_data(dataset, data_dir):
     return dict(name=dataset, data_dir=data_dir)
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The 2-D ConvNet config on `dataset` (tfds, or the offline `digits`)."""
     a = parse_arg(arg, dict(dataset="mnist", steps=3000, seed=0, data_dir=None))
     return base_config(
         model=dict(name="cnn2d", features=(32, 64, 64), kernel_size=3, pool=2, batch_norm=True,

@@ -6,11 +6,14 @@ Arguments (`configs/images_resnet.py:depth=8,dataset=digits`): depth (8, 14, 20,
 shortcut (`projection` | `identity`), dataset (see images_cnn2d.py), steps, seed, data_dir.
 """
 
+import ml_collections
+
 from configs.common import base_config, parse_arg
 from configs.images_cnn2d import image_data
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The CIFAR ResNet config: `depth` and `width` on `dataset`, SGD with a cosine schedule."""
     a = parse_arg(arg, dict(dataset="cifar10", depth=20, width=16, shortcut="identity",
                             steps=64_000, seed=0, data_dir=None))
     return base_config(

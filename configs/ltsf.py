@@ -22,6 +22,8 @@ NLinear batch 32, rate 0.005 (Linear/etth1.sh). The reference has no GRU, LSTM o
 our Transformer get batch 32, rate 1e-3, the same epochs, schedule and selection.
 """
 
+import ml_collections
+
 from configs.common import base_config, parse_arg
 from configs.forecast import model_for
 
@@ -36,7 +38,7 @@ NETWORK_RECIPE = (32, 1e-3)
 TRAIN_END = {"ett_hourly": 8640, "ett_minute": 34560}
 
 
-def _borders(text):
+def _borders(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(b) for b in text.split(";")) if text else ()
     except ValueError:
@@ -44,7 +46,8 @@ def _borders(text):
                          "integers, e.g. borders=8640;11520;14400") from None
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """One point of the ETT benchmark: `model` on the csv at `path`, under LTSF-Linear's recipe."""
     a = parse_arg(arg, dict(path="ETTh1.csv", model="dlinear", window=336, horizon=96,
                             features="M", columns="", protocol="ett_hourly", borders="",
                             eval_split="validation", epochs=10, patience=3, batch_size=0,

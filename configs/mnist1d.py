@@ -7,12 +7,15 @@ every family on the same footing (the comparison table in docs/models.md).
 
 import importlib
 
+import ml_collections
+
 from configs.common import parse_arg
 
 MODELS = ("cnn", "gru", "lstm", "rnn", "irnn", "tcn", "transformer", "lru", "mingru", "hybrid")
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The MNIST-1D config of `model`: its family's tuned config, standard or shuffled."""
     a = parse_arg(arg, dict(model="cnn", shuffle=False, steps=0, seed=0))
     if a["model"] not in MODELS:
         raise ValueError(f"config argument model={a['model']!r}; accepted: {', '.join(MODELS)}")

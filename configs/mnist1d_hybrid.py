@@ -4,10 +4,13 @@
 the training length.
 """
 
+import ml_collections
+
 from configs.common import base_config, parse_arg
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The CNN+GRU hybrid config on MNIST-1D, standard or shuffled positions."""
     a = parse_arg(arg, dict(shuffle_positions=False, steps=2000))
     return base_config(
         model=dict(name="cnn_rnn_hybrid", features=(32, 64), kernel_size=5, pool=2, batch_norm=True,

@@ -4,10 +4,13 @@
 the training length.
 """
 
+import ml_collections
+
 from configs.common import base_config, parse_arg
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The LSTM config on MNIST-1D, standard or shuffled positions."""
     a = parse_arg(arg, dict(shuffle_positions=False, steps=2000))
     return base_config(
         model=dict(name="lstm", hidden=128, num_layers=1, bidirectional=False, forget_bias=1.0),

@@ -4,10 +4,13 @@
 the training length.
 """
 
+import ml_collections
+
 from configs.common import base_config, parse_arg
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The minGRU config on MNIST-1D, standard or shuffled positions."""
     a = parse_arg(arg, dict(shuffle_positions=False, steps=2000))
     return base_config(
         model=dict(name="mingru", hidden=64, d_model=64, num_layers=2, pool="mean",

@@ -6,10 +6,13 @@ measured: 97.9% test accuracy after 2000 steps, 85 s on a 2-core CPU.
 `configs/mnist1d_tcn.py:shuffle_positions=true` for the shuffled variant.
 """
 
+import ml_collections
+
 from configs.common import base_config, parse_arg
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The TCN config on MNIST-1D: `levels` x `hidden` channels, standard or shuffled."""
     a = parse_arg(arg, dict(shuffle_positions=False, steps=2000, hidden=48, levels=3,
                             kernel_size=5))
     return base_config(

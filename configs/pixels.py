@@ -1,5 +1,7 @@
-"""Images read pixel by pixel: sequential / permuted MNIST and sequential CIFAR-10 (Bai et al.
-2018 Table 2; Le et al. 2015), plus the offline `digits` stand-in that needs no download.
+"""Images read pixel by pixel: sequential / permuted MNIST and sequential CIFAR-10.
+
+As in Bai et al. 2018 Table 2 and Le et al. 2015, plus the offline `digits` stand-in that needs
+no download.
 
 Arguments (`configs/pixels.py:model=gru,dataset=mnist,order=permuted`): model, dataset (`mnist`,
 `fashion_mnist`, `cifar10` through tfds, or `digits`: procedural 28x28 digits, no download),
@@ -7,6 +9,8 @@ order (`sequential` | `permuted`), variant (`paper`: Bai et al.'s protocol, conf
 20 epochs of batch 64, lr / 10 after 10 | `cpu`), steps (0 = default), clip (-1 = the variant's:
 none for the paper's TCN, 1.0 otherwise), data_dir.
 """
+
+import ml_collections
 
 from configs import bai2018
 from configs.common import base_config, parse_arg
@@ -16,7 +20,8 @@ TCN_CPU = dict(levels=6, hidden=16, kernel_size=5, dropout=0.0)
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "digits")
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The pixel-by-pixel config: `model` reading `dataset` in `order`, the paper's or `cpu`."""
     a = parse_arg(arg, dict(model="gru", dataset="mnist", order="sequential", variant="paper",
                             steps=0, clip=-1.0, seed=0, data_dir=None))
     if a["dataset"] not in DATASETS:

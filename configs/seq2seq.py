@@ -1,6 +1,7 @@
-"""Sequence to sequence on the generated translation task (reverse or sort a symbol sequence):
-GRU/LSTM encoder-decoder without attention, with additive or dot-product attention, or the
-Transformer encoder-decoder, at (about) the same parameter count.
+"""Sequence to sequence on the generated translation task (reverse or sort a symbol sequence).
+
+The models: a GRU/LSTM encoder-decoder without attention, with additive or dot-product
+attention, or the Transformer encoder-decoder, at (about) the same parameter count.
 
 Arguments (`configs/seq2seq.py:model=additive,length=20`): model (none, additive, dot,
 transformer), cell (gru, lstm), task (reverse, sort), length, min_length (0 = length), vocab,
@@ -11,8 +12,10 @@ evaluation decodes greedily and reports per-token accuracy and exact match.
 """
 
 import functools
+from typing import Any
 
 import jax
+import ml_collections
 
 from cnn_rnn.models.registry import build_model
 from cnn_rnn.task import TaskSpec
@@ -22,7 +25,7 @@ from configs.presets import check_budget
 MODELS = ("none", "additive", "dot", "transformer")
 
 
-def param_count(model_config, vocab, length):
+def param_count(model_config: dict[str, Any], vocab: int, length: int) -> int:
     """Parameters of a seq2seq model for the task's shapes, without running it."""
     spec = TaskSpec(kind="seq2seq", num_outputs=vocab + 1, input_shape=(length, vocab),
                     target_len=length + 1)
@@ -33,13 +36,14 @@ def param_count(model_config, vocab, length):
 
 
 @functools.lru_cache(maxsize=64)
-def matched_model(model, cell, budget, vocab, length=8):
+def matched_model(model: str, cell: str, budget: int, vocab: int,
+                  length: int = 8) -> dict[str, Any]:
     """The model section whose width puts the parameter count closest to `budget`."""
     if model not in MODELS:
         raise ValueError(f"config argument model={model!r}; accepted: {', '.join(MODELS)}")
     check_budget(budget)
 
-    def section(width):
+    def section(width: int) -> dict[str, Any]:
         if model == "transformer":  # 2 encoder + 2 decoder layers, 2 heads
             return dict(name="seq2seq_transformer", d_model=2 * width, num_heads=2,
                         num_layers=2, mlp_dim=4 * width, dropout=0.0)
@@ -58,7 +62,8 @@ def matched_model(model, cell, budget, vocab, length=8):
     return section(best)
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The seq2seq config: `model` sized to `budget` parameters on the `task` of `length`."""
     a = parse_arg(arg, dict(model="additive", cell="gru", task="reverse", length=10,
                             min_length=0, vocab=10, budget=30_000, steps=2000, seed=0,
                             learning_rate=3e-3, batch_size=64))

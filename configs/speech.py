@@ -15,6 +15,8 @@ FSDD's 2,500 recordings are longer and are cut: `truncate=True`).
 
 import os
 
+import ml_collections
+
 from configs.common import base_config, parse_arg
 
 MODELS = ("cnn2d", "gru", "lstm", "rnn", "crnn", "transformer", "tcn")
@@ -49,7 +51,8 @@ def fsdd_dir() -> str:
     return os.path.normpath(os.path.join(here, "..", "shared", "data", "fsdd", "recordings"))
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The spoken-digit config: `model` on FSDD, the official split or a held-out speaker."""
     a = parse_arg(arg, dict(model="crnn", path="", source="folder", split="official",
                             speaker="george", features="logmel", steps=2000, seed=0))
     for name, accepted in (("model", MODELS), ("source", SOURCES)):

@@ -36,10 +36,12 @@ if "google.colab" in sys.modules:
 
 # %%
 import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
+import ml_collections
 import numpy as np
 from IPython.display import Markdown, display
 
@@ -48,6 +50,7 @@ from cnn_rnn.models.registry import build_model
 from cnn_rnn.models.tcn import receptive_field
 from cnn_rnn.notebook import notebook_settings
 from cnn_rnn.tables import markdown_table
+from cnn_rnn.task import TaskSpec
 from cnn_rnn.training.loop import train_and_evaluate
 from configs import adding
 from configs.presets import model_config
@@ -65,12 +68,12 @@ else:  # minutes on a GPU or TPU
 KERNEL = 4  # TCN taps
 
 
-def tcn_levels(length, kernel_size=KERNEL):
+def tcn_levels(length: int, kernel_size: int = KERNEL) -> int:
     """The fewest TCN levels whose receptive field covers `length` steps."""
     return next(n for n in range(1, 40) if receptive_field(kernel_size, n) >= length)
 
 
-def speed_models(length):
+def speed_models(length: int) -> dict[str, dict[str, Any]]:
     """The models to time at `length` (config.model dicts), roughly equal widths."""
     models = {
         "tcn": dict(name="tcn", hidden=32, kernel_size=KERNEL, levels=tcn_levels(length)),
@@ -84,7 +87,7 @@ def speed_models(length):
     return models
 
 
-def inputs(length, batch=BATCH):
+def inputs(length: int, batch: int = BATCH) -> tuple[jax.Array, TaskSpec]:
     """An adding-problem batch of `length` steps, and the task's spec."""
     data = build_data(dict(name="adding", length=length, num_eval=1), seed=0)
     return jnp.asarray(data.train_batch(0, batch)["inputs"]), data.spec
@@ -198,7 +201,7 @@ print(f"At T={longest} on {jax.default_backend()} the fastest is {fastest}{lstm_
 BASELINE = 1 / 6
 
 
-def task_config(arch):
+def task_config(arch: str) -> ml_collections.ConfigDict:
     """configs/adding.py for `arch` at TASK_T, sized by SIZE."""
     config = adding.get_config(f"model={arch},T={TASK_T},variant=cpu,steps={STEPS}")
     if arch == "tcn":

@@ -75,10 +75,12 @@ print(f"SIZE: {SIZE}; runs in {WORKDIR}")
 # --workdir=runs/cnn`. Here we load them in Python and, on a CPU, shorten them.
 
 # %%
+import ml_collections
+
 from configs import mnist1d_cnn, mnist1d_gru
 
 
-def sized(config):
+def sized(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The config as written on an accelerator; a 300-step run on a CPU."""
     if SIZE == "small":
         config.steps = 300
@@ -119,7 +121,7 @@ log_lines = []
 class NotebookLog(logging.Handler):
     """Print the library's log lines and keep them."""
 
-    def emit(self, record):
+    def emit(self, record: logging.LogRecord) -> None:
         """Print the line and keep it for the checks."""
         log_lines.append(record.getMessage())
         print(record.getMessage())
@@ -186,6 +188,7 @@ plt.show()
 
 # %%
 import dataclasses
+from typing import Any
 
 from flax import traverse_util
 
@@ -197,7 +200,7 @@ from cnn_rnn.training.state import param_count
 spec = build_data(configs["cnn"].data, seed=0).spec
 
 
-def param_shapes(model_config, length):
+def param_shapes(model_config: ml_collections.ConfigDict, length: int) -> dict[str, Any]:
     """Parameter shapes of the model for inputs of `length` steps (nothing computed)."""
     model = build_model(model_config, dataclasses.replace(spec, input_shape=(length, 1)))
     x = jnp.zeros((1, length, 1))

@@ -63,14 +63,16 @@ if "google.colab" in sys.modules:
 # %%
 import functools
 import os
+from typing import Any
 
 import jax
 import matplotlib.pyplot as plt
+import ml_collections
 import numpy as np
 from IPython.display import Markdown, display
 
 from cnn_rnn.data.registry import build_data
-from cnn_rnn.diagnostics import gradient_flow, make_probe
+from cnn_rnn.diagnostics import GradientFlow, gradient_flow, make_probe
 from cnn_rnn.diagnostics.ablation import probe_batch
 from cnn_rnn.diagnostics.profiles import by_distance
 from cnn_rnn.models.registry import build_model
@@ -100,7 +102,7 @@ ARCHS = {"rnn": "tanh-RNN", "lstm": "LSTM", "gru": "GRU"}
 BASELINE = 1 / 6
 
 
-def experiment(arch, length):
+def experiment(arch: str, length: int) -> ml_collections.ConfigDict:
     """configs/adding.py for `arch` at sequence length `length`, sized by SIZE."""
     config = adding.get_config(f"model={arch},T={length},variant=cpu,steps={STEPS}")
     config.model = model_config(arch, budget=BUDGET, input_dim=2, outputs=1, tcn={})
@@ -135,7 +137,7 @@ print(f"SIZE: {SIZE}; probe lengths {PROBE_LENGTHS}, training lengths {TRAIN_LEN
 setups = {}  # (arch, length) -> model, data, compiled probe, probe batch, initial state
 
 
-def setup(arch, length):
+def setup(arch: str, length: int) -> dict[str, Any]:
     """Build (once) the model, data, initial state and compiled probe of one experiment."""
     if (arch, length) not in setups:
         cfg = to_dict(experiment(arch, length))
@@ -151,7 +153,7 @@ def setup(arch, length):
     return setups[arch, length]
 
 
-def measure(arch, length, variables):
+def measure(arch: str, length: int, variables: dict[str, Any]) -> GradientFlow:
     """The probe's GradientFlow for these parameters on the probe batch."""
     s = setup(arch, length)
     return gradient_flow(s["model"], variables, s["batch"], s["data"].spec,
@@ -228,7 +230,7 @@ fig.tight_layout()
 plt.show()
 
 
-def verdict(loss):
+def verdict(loss: float) -> str:
     """Solved below a tenth of the baseline, failed above half of it."""
     return ("solved" if loss < 0.1 * BASELINE else "fails" if loss > 0.5 * BASELINE
             else "partly")
@@ -259,7 +261,7 @@ display(Markdown(markdown_table(
 LONG = max(TRAIN_LENGTHS)
 
 
-def trained_variables(arch, length):
+def trained_variables(arch: str, length: int) -> dict[str, Any]:
     """The parameters of the finished run, from its newest checkpoint."""
     return load_run(os.path.join(WORKDIR, f"{arch}_T{length}")).variables
 
@@ -315,15 +317,13 @@ for arch, label in ARCHS.items():
 # (`docs/parallel_in_time/report.md`).
 
 # %%
-import ml_collections
-
 from cnn_rnn.diagnostics import newton
 
 NEWTON = ml_collections.ConfigDict(dict(tol=1e-5, methods=("deer", "quasi_deer")))
 newton_measures = {}  # arch -> compiled newton.make_measure at T = LONG
 
 
-def newton_row(arch, stage, params, scale=1.0):
+def newton_row(arch: str, stage: str, params: Any, scale: float = 1.0) -> dict[str, Any]:
     """Newton iterations and errors, decay rate and Lyapunov exponent of `params` at LONG."""
     s = setup(arch, LONG)
     if arch not in newton_measures:
@@ -353,7 +353,7 @@ SHORT_PROBE, LONG_PROBE = min(PROBE_LENGTHS), max(PROBE_LENGTHS)
 SHORT = min(TRAIN_LENGTHS)
 
 
-def first_over_last(flow):
+def first_over_last(flow: GradientFlow) -> float:
     """Gradient norm at the first step over the norm at the last one."""
     g = flow.grad_norm[0]
     return g[0] / g[-1]

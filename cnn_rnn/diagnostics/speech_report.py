@@ -205,7 +205,8 @@ def feature_cost(point: Any, batch_size: int = 32) -> dict[str, float]:
                            train=False, mask=m)
     feats = jax.jit(lambda x, m: model.apply({}, x, m, method=SpeechModel.featurize))
 
-    def loss(params, rest, x, m, y):
+    def loss(params: Any, rest: dict[str, Any], x: jax.Array, m: jax.Array,
+             y: jax.Array) -> jax.Array:
         out, _ = model.apply({"params": params, **rest}, x, train=True, mask=m,
                              rngs={"dropout": jax.random.PRNGKey(2)}, mutable=["batch_stats"])
         return optax.softmax_cross_entropy_with_integer_labels(out, y).mean()

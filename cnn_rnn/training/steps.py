@@ -17,7 +17,7 @@ import optax
 
 from cnn_rnn.task import TaskSpec
 from cnn_rnn.training.example_dropout import keyed_by_example
-from cnn_rnn.training.losses import loss_and_metrics
+from cnn_rnn.training.losses import Metrics, loss_and_metrics
 from cnn_rnn.training.state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -67,7 +67,7 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module, spec: TaskS
     n_dev = jax.lax.psum(1, axis_name)
     example_ids = global_example_ids(batch, axis_name)
 
-    def loss_fn(params):
+    def loss_fn(params: Any) -> tuple[jax.Array, tuple[Metrics, Any]]:
         with keyed_by_example(example_ids):
             outputs, updates = _apply(model, state, params, batch, True, rng, spec)
         loss_sum, metrics = loss_and_metrics(spec, outputs, batch)

@@ -24,7 +24,8 @@ VARIANTS = {
 }
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The Newton-iterations ablation of variant `arg` (`default` or `smoke`)."""
     variant = arg or "default"
     if variant not in VARIANTS:
         raise ValueError(f"config argument {variant!r} unknown; accepted: {', '.join(VARIANTS)}")

@@ -1,7 +1,8 @@
-"""Sequence-to-sequence length ablation: exact match against source length for a GRU
-encoder-decoder without attention, with additive attention, and a Transformer encoder-decoder,
-all at about the same parameter count; plus the encoder gradient-flow probe with and without
-attention.
+"""Sequence-to-sequence length ablation: exact match against source length, per architecture.
+
+A GRU encoder-decoder without attention, with additive attention, and a Transformer
+encoder-decoder, all at about the same parameter count; plus the encoder gradient-flow probe with
+and without attention.
 
     python -m experiments.sweep --config=configs/ablations/seq2seq_lengths.py --workdir=runs/seq2seq
 
@@ -13,11 +14,13 @@ time there, far less on an idle machine), `full` (more steps and seeds, dot-prod
 too: for a GPU). Finished points are skipped, so an interrupted sweep resumes.
 """
 
+from typing import Any
+
 import ml_collections
 
 from cnn_rnn.diagnostics.seq2seq_ablation import EncoderProbe
 from cnn_rnn.diagnostics.seq2seq_ablation import write_report as render
-from cnn_rnn.sweep import grid_points
+from cnn_rnn.sweep import Point, grid_points
 from configs.seq2seq import get_config as experiment
 
 VARIANTS = {
@@ -31,7 +34,8 @@ VARIANTS = {
 }
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The seq2seq length ablation of variant `arg` (`smoke`, `default` or `full`)."""
     variant = arg or "default"
     if variant not in VARIANTS:
         raise ValueError(f"config argument {variant!r} unknown; accepted: {', '.join(VARIANTS)}")
@@ -46,8 +50,11 @@ def get_config(arg=None):
     return c
 
 
-def get_points(c):
-    def point(length, model, seed):
+def get_points(c: ml_collections.ConfigDict) -> list[Point]:
+    """One configs/seq2seq.py point per length x model x seed."""
+
+    def point(length: int, model: str,
+              seed: int) -> tuple[str, ml_collections.ConfigDict, dict[str, Any]]:
         cfg = experiment(f"model={model},cell={c.cell},task={c.task},length={length},"
                          f"vocab={c.vocab},budget={c.budget},steps={c.steps},seed={seed},"
                          f"learning_rate={c.learning_rate},batch_size={c.batch_size}")
@@ -59,11 +66,14 @@ def get_points(c):
                        model=c.models, seed=range(c.seeds))
 
 
-def after_point(point, workdir, row, c):
+def after_point(point: Point, workdir: str, row: dict[str, Any],
+                c: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The encoder gradient-flow probe of the trained point (`EncoderProbe`)."""
     return EncoderProbe(c.probe_batch)(point, workdir, row)
 
 
-def write_report(rows, workdir, c):
+def write_report(rows: list[dict[str, Any]], workdir: str, c: ml_collections.ConfigDict) -> None:
+    """Write the report and its figures into `c.report_dir`."""
     command = ("python -m experiments.sweep --config=configs/ablations/seq2seq_lengths.py"
                + ("" if c.variant == "default" else f":{c.variant}") + " --workdir=DIR")
     path = render(rows, c.report_dir, command=command, settings=c.to_dict())

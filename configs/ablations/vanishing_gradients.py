@@ -28,6 +28,8 @@ skipped and counted) and still produces results. Linear recurrences read out at 
 Checkpoints are kept every steps/probe.checkpoints steps; the probe reads each of them.
 """
 
+from typing import Any
+
 import ml_collections
 
 from cnn_rnn.models.tcn import receptive_field
@@ -76,7 +78,8 @@ VARIANTS = {
 }
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The vanishing-gradients ablation of variant `arg` (`smoke`, `default`, `full`, `paper`)."""
     variant = arg or "default"
     if variant not in VARIANTS:
         raise ValueError(f"config argument {variant!r} unknown; accepted: {', '.join(VARIANTS)}")
@@ -107,7 +110,7 @@ def get_config(arg=None):
     return c
 
 
-def tcn_settings(c, task):
+def tcn_settings(c: ml_collections.ConfigDict, task: str) -> dict[str, Any]:
     """The TCN of a task: the fewest levels whose receptive field covers its longest sequence."""
     longest = max(c.lengths[task]) + TASKS[task][2]
     levels = 1
@@ -116,7 +119,9 @@ def tcn_settings(c, task):
     return dict(levels=levels, hidden=c.tcn_hidden[task], kernel_size=c.tcn_kernel, dropout=0.0)
 
 
-def experiment(c, task, arch, length, seed, *, optimizer, learning_rate, clip_norm):
+def experiment(c: ml_collections.ConfigDict, task: str, arch: str, length: int, seed: int, *,
+               optimizer: str, learning_rate: float,
+               clip_norm: float) -> ml_collections.ConfigDict:
     """The experiment config of one point."""
     channels, outputs, _, many_to_many = TASKS[task]
     model = model_config(arch, budget=c.budget[task], input_dim=channels, outputs=outputs,
@@ -137,7 +142,8 @@ def experiment(c, task, arch, length, seed, *, optimizer, learning_rate, clip_no
     return cfg
 
 
-def get_points(c):
+def get_points(c: ml_collections.ConfigDict) -> list[Point]:
+    """The main points (task x length x arch x seed), then the clipping comparison's."""
     points = []
     for task in c.tasks:
         for length in c.lengths[task]:
@@ -160,7 +166,8 @@ def get_points(c):
     return points
 
 
-def cost_estimate(variant="paper", timing_steps=5):
+def cost_estimate(variant: str = "paper",
+                  timing_steps: int = 5) -> dict[tuple[str, str], float]:
     """Measured step time of each (task, arch) at its longest length, and the variant's cost.
 
         python -c "from configs.ablations.vanishing_gradients import cost_estimate as e; e()"

@@ -5,10 +5,13 @@ A scan compiles its body once, whatever T, so the compile time should not grow w
 model's at T=10. Includes segment remat (a nested scan) and unroll=8 for comparison.
 """
 
+import ml_collections
+
 from configs.benchmarks.common import benchmark_config, model
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The compile-time benchmark: each model at T=10 and T=1000 (`arg` is not read)."""
     models = [model("lstm"), model("gru"), model("rnn"),
               model("lstm-remat-segments", "lstm", remat="segments"),
               model("lstm-unroll8", "lstm", unroll=8),

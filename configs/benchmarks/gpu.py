@@ -12,13 +12,16 @@ Variants (`:name`):
 
 import importlib
 
+import ml_collections
+
 from configs.benchmarks.common import benchmark_config, model
 from configs.common import parse_arg
 
 VARIANTS = ("lstm", "lengths", "cells")
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The GPU benchmark of `variant`: the LSTM against PyTorch, the lengths or the cells."""
     a = parse_arg(arg, dict(variant="lstm"))
     if a["variant"] not in VARIANTS:
         raise ValueError(f"config argument variant={a['variant']!r}; accepted: "

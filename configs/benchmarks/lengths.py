@@ -9,6 +9,8 @@ Variants (`:name`):
   full   T in (64, 128, ..., 4096), B=32, H=256: for a GPU
 """
 
+import ml_collections
+
 from configs.benchmarks.common import benchmark_config, model, pick_variant
 
 VARIANTS = {
@@ -28,6 +30,7 @@ MODELS = [
 ]
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The step time against length benchmark on the `variant` grid (`cpu` or `full`)."""
     return benchmark_config(models=MODELS, baseline="label:lstm", input_dim=32,
                             title="step time vs length", **pick_variant(arg, VARIANTS))

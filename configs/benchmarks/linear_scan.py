@@ -9,6 +9,8 @@ Variants (`:name`): `cpu` (T in 1024, 4096; B=16, H=64: a few minutes on 2 cores
 `full` (T from 256 to 16384, B=32, H=256: for a GPU).
 """
 
+import ml_collections
+
 from configs.benchmarks.common import benchmark_config, model, pick_variant
 
 VARIANTS = {
@@ -22,7 +24,8 @@ MODELS = [model("lstm"),
             for name in ("lru", "mingru") for impl in IMPLS]]
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The scan engines of LRU and minGRU against the LSTM on the `variant` grid."""
     return benchmark_config(models=MODELS, baseline="label:lstm", input_dim=32,
                             title="linear recurrences: scan engines vs LSTM",
                             **pick_variant(arg, VARIANTS))

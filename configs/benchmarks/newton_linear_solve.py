@@ -11,6 +11,8 @@ reference. Variants (`:name`):
   gpu   T in (1024, 4096), H in (64, 256), B=16 (not measured here: no GPU)
 """
 
+import ml_collections
+
 from configs.benchmarks.common import benchmark_config, model, pick_variant
 
 VARIANTS = {
@@ -23,7 +25,8 @@ MODELS = [model("gru-scan", "gru", impl="scan"),
             for solve in ("auto", "sequential")]]
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """DEER's all-at-once against sequential linear solves on the `variant` grid."""
     c = benchmark_config(models=MODELS, baseline="option:newton_linear_solve=auto", input_dim=32,
                          title="GRU DEER: associative vs sequential linear solves",
                          **pick_variant(arg, VARIANTS))

@@ -10,6 +10,8 @@ scan's at the same T, B, H. Variants (`:name`):
         than the scan at the small widths; not measured here: no GPU)
 """
 
+import ml_collections
+
 from configs.benchmarks.common import benchmark_config, model, pick_variant
 
 VARIANTS = {
@@ -21,7 +23,8 @@ VARIANTS = {
 MODELS = [model(f"gru-{impl}", "gru", impl=impl) for impl in ("scan", "deer", "quasi_deer")]
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The GRU's scan against DEER and quasi-DEER on the `variant` grid."""
     c = benchmark_config(models=MODELS, baseline="option:impl=scan", input_dim=32,
                          title="GRU: scan vs DEER vs quasi-DEER", **pick_variant(arg, VARIANTS))
     c.warmup = 1

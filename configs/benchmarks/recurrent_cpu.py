@@ -8,6 +8,8 @@ flax's at the same shape (target: <= 0.8 for ours, and ours below torch's). Vari
 `:repeats=N` sets the timed steps per row.
 """
 
+import ml_collections
+
 from configs.benchmarks.common import benchmark_config, model
 from configs.common import parse_arg
 
@@ -16,7 +18,8 @@ GRIDS = {"target": ((200,), (64,)), "default": ((50, 200, 1000), (16, 64)),
          "full": ((50, 200, 1000), (16, 64, 256))}
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """Our cells against flax's and PyTorch's on the `variant` grid, `repeats` steps a row."""
     a = parse_arg(arg, dict(variant="default", repeats=15))
     if a["variant"] not in GRIDS:
         raise ValueError(f"config argument variant={a['variant']!r}; accepted: {', '.join(GRIDS)}")

@@ -7,13 +7,16 @@ time of each against the plain scan (target for "segments": <= 1/4 of the memory
 time). `:T=N` changes the length. Compile time against length: configs/benchmarks/compile.py.
 """
 
+import ml_collections
+
 from configs.benchmarks.common import benchmark_config, model
 from configs.common import parse_arg
 
 CELLS = ("lstm", "gru", "rnn")
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The rematerialisation benchmark: each cell's remat modes over `T` steps."""
     a = parse_arg(arg, dict(T=10_000, batch=16, hidden=128))
     models = [model(f"{cell}-remat-{remat}", cell, remat=remat)
               for cell in CELLS for remat in ("none", "step", "segments")]

@@ -8,6 +8,8 @@ Variants (`:name`): `cpu` (T in 1024, 4096; B=16, H=64, the default), `full` (T 
 16384, B=32, H=256: for a GPU).
 """
 
+import ml_collections
+
 from configs.benchmarks.common import benchmark_config, model, pick_variant
 from configs.benchmarks.linear_scan import IMPLS, VARIANTS
 
@@ -15,7 +17,8 @@ MODELS = [model(f"{name}-{impl}", name, impls=("engine",), impl=impl)
           for name in ("lru", "mingru") for impl in IMPLS]
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The scan engines alone, forward and backward, on the `variant` grid."""
     return benchmark_config(models=MODELS, baseline="option:impl=sequential", input_dim=32,
                             title="linear-recurrence scan engines (forward + backward)",
                             **pick_variant(arg, VARIANTS))

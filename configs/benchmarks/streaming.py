@@ -7,11 +7,14 @@ time over the recompute's, measured interleaved in the same run. `:repeats=N` se
     python -m experiments.benchmark --config=configs/benchmarks/streaming.py --workdir=DIR
 """
 
+import ml_collections
+
 from configs.benchmarks.common import benchmark_config, model
 from configs.common import parse_arg
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The streaming step against recomputing the window, `repeats` rounds a row."""
     a = parse_arg(arg, dict(repeats=21))
     return benchmark_config(
         models=[model(name, impls=("stream", "recompute")) for name in ("gru", "lstm", "tcn")],

@@ -14,6 +14,7 @@ point: configs/ltsf.py.
 
 import json
 import os
+from typing import Any
 
 import ml_collections
 
@@ -36,7 +37,8 @@ TARGET = ("dlinear", 96, 0.03)  # our DLinear within 3% (relative) of the publis
 _select = KeptModelOnTest()
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The ETTh1 benchmark sweep: its grid, seed and report (`arg` is not read)."""
     c = ml_collections.ConfigDict()
     c.path = "ETTh1.csv"
     c.window = 336
@@ -49,17 +51,19 @@ def get_config(arg=None):
     return c
 
 
-def point_name(c, model, horizon):
+def point_name(c: ml_collections.ConfigDict, model: str, horizon: int) -> str:
+    """A point's folder: model, features, window, horizon and seed."""
     return f"{model}_{c.features}_w{c.window}_h{horizon}_s{c.seed}"
 
 
-def _order(c):
+def _order(c: ml_collections.ConfigDict) -> list[tuple[str, int]]:
     """(model, horizon) pairs: the cheap linear models first, then the networks by horizon."""
     linear = [(m, h) for m in c.models if m in LINEAR for h in c.horizons]
     return linear + [(m, h) for h in c.horizons for m in c.models if m not in LINEAR]
 
 
-def get_points(c):
+def get_points(c: ml_collections.ConfigDict) -> list[Point]:
+    """One configs/ltsf.py point per (model, horizon), in the order of `_order`."""
     points = []
     for model, horizon in _order(c):
         cfg = experiment(f"path={c.path},model={model},window={c.window},horizon={horizon},"
@@ -70,11 +74,14 @@ def get_points(c):
     return points
 
 
-def after_point(point, workdir, row, c):
+def after_point(point: Point, workdir: str, row: dict[str, Any],
+                c: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Test metrics of the checkpoint early stopping keeps (`KeptModelOnTest`)."""
     return _select(point, workdir, row)
 
 
-def _finished(workdir, c):
+def _finished(workdir: str, c: ml_collections.ConfigDict
+              ) -> dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]]:
     """{(model, horizon): (selection, summary)} of every point of the full grid with a result."""
     out = {}
     for model in MODELS:
@@ -87,7 +94,8 @@ def _finished(workdir, c):
     return out
 
 
-def write_report(rows, workdir, c):
+def write_report(rows: list[dict[str, Any]], workdir: str, c: ml_collections.ConfigDict) -> None:
+    """Write the benchmark page: test MSE/MAE per model and horizon beside the published."""
     done = _finished(workdir, c)
     head = " | ".join(f"{h} MSE | {h} MAE" for h in HORIZONS)
     lines = [

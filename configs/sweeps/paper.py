@@ -1,6 +1,7 @@
-"""Bai et al. 2018's Table 2 rows under the paper's protocol, ours beside theirs: the adding
-problem at T = 600 and copy memory at T = 1000 (TCN, GRU, LSTM, tanh-RNN; hours on a CPU), and
-sequential / permuted MNIST (the same four models; for a GPU/TPU).
+"""Bai et al. 2018's Table 2 rows under the paper's protocol, ours beside theirs.
+
+The adding problem at T = 600 and copy memory at T = 1000 (TCN, GRU, LSTM, tanh-RNN; hours on a
+CPU), and sequential / permuted MNIST (the same four models; for a GPU/TPU).
 
     python -m experiments.sweep --config=configs/sweeps/paper.py --workdir=runs/paper
     python -m experiments.sweep --config=configs/sweeps/paper.py:mnist --workdir=runs/paper
@@ -26,10 +27,13 @@ lengths and sizes, in the report beside the table. `--config.newton.min_length=0
 associative scan instead of `lax.scan` (same iterations, O(T H^3) work per DEER iteration).
 """
 
+from __future__ import annotations
+
 import json
 import math
 import os
 import time
+from typing import TYPE_CHECKING, Any
 
 import ml_collections
 
@@ -40,6 +44,9 @@ from configs.adding import get_config as adding_config
 from configs.common import section
 from configs.copy import get_config as copy_config
 from configs.pixels import get_config as pixels_config
+
+if TYPE_CHECKING:  # imported where used: loading the config does not need the sweep runner
+    from cnn_rnn.sweep import Point
 
 # The table's rows: (task, model-config factory, eval metric, paper's unit per ours).
 TASKS = ("adding", "copy", "smnist", "pmnist")
@@ -54,7 +61,8 @@ STOP = dict(synthetic=dict(solved_fraction=2.5e-4, plateau_steps=4000, min_impro
             mnist=dict(solved_fraction=0.0, plateau_steps=4690, min_improvement=0.01))
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The paper sweep of variant `arg`: `synthetic` (the default), `mnist`, `all` or `estimate`."""
     variant = arg or "synthetic"
     if variant not in VARIANTS:
         raise ValueError(f"config argument {variant!r} unknown; accepted: {', '.join(VARIANTS)}")
@@ -80,12 +88,12 @@ def get_config(arg=None):
     return c
 
 
-def family(task):
+def family(task: str) -> str:
     """"synthetic" or "mnist": the stop rule and cadence a task follows."""
     return "mnist" if task in ("smnist", "pmnist") else "synthetic"
 
 
-def experiment(c, task, model):
+def experiment(c: ml_collections.ConfigDict, task: str, model: str) -> ml_collections.ConfigDict:
     """The experiment config of one (task, model) point."""
     common = f"model={model},variant=paper,steps={c.steps},seed={c.seed}"
     if task == "adding":
@@ -106,12 +114,13 @@ def experiment(c, task, model):
     return cfg
 
 
-def sequence_length(c, task):
+def sequence_length(c: ml_collections.ConfigDict, task: str) -> int:
     """The task's T as the paper states it (copy: the blank stretch; MNIST: 784 pixels)."""
     return c.lengths.get(task, 28 * 28)
 
 
-def after_point(point, workdir, row, c):
+def after_point(point: Point, workdir: str, row: dict[str, Any],
+                c: ml_collections.ConfigDict) -> dict[str, Any]:
     """Newton solves of a trained recurrent point at T >= `c.newton.min_length` (else {})."""
     from cnn_rnn.diagnostics.newton_points import NewtonHook
 
@@ -124,7 +133,7 @@ def after_point(point, workdir, row, c):
     return {**extra, "T": length} if extra else {}
 
 
-def all_entries(c):
+def all_entries(c: ml_collections.ConfigDict) -> list[paper_report.Entry]:
     """Every row of the paper's table, run by this sweep or not."""
     entries = []
     for task in TASKS:
@@ -139,16 +148,20 @@ def all_entries(c):
     return entries
 
 
-def get_points(c):
+def get_points(c: ml_collections.ConfigDict) -> list[Point]:
+    """The points of the table's rows in `c.tasks` x `c.models`."""
     from cnn_rnn.sweep import Point
 
     return [Point(e.point, experiment(c, e.task, e.model), dict(task=e.task, model=e.model))
             for e in all_entries(c) if e.task in c.tasks and e.model in c.models]
 
 
-def timing_config(cfg):
-    """The config whose step time is the point's: MNIST's shapes come from procedural 28x28
-    digits (the same [784, 1] inputs and 10 classes), which need no download."""
+def timing_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The config whose step time is the point's.
+
+    MNIST's shapes come from procedural 28x28 digits (the same [784, 1] inputs and 10 classes),
+    which need no download.
+    """
     if cfg.data.name != "mnist":
         return cfg
     cfg = ml_collections.ConfigDict(cfg.to_dict())
@@ -156,7 +169,7 @@ def timing_config(cfg):
     return cfg
 
 
-def read_measured(path):
+def read_measured(path: str) -> dict[str, Any]:
     """The step-time measurements so far ({"points": {}} when there are none)."""
     if not os.path.exists(path):
         return {"points": {}}
@@ -164,7 +177,7 @@ def read_measured(path):
         return json.load(f)
 
 
-def measure(c, path):
+def measure(c: ml_collections.ConfigDict, path: str) -> dict[str, Any]:
     """Time the training step of every point of `timing_tasks` x `models` on this machine.
 
     Each point's measurement (with the load average around it) replaces its earlier one in
@@ -192,7 +205,8 @@ def measure(c, path):
     return out
 
 
-def write_report(rows, workdir, c):
+def write_report(rows: list[dict[str, Any]], workdir: str, c: ml_collections.ConfigDict) -> None:
+    """Write `c.report` with its curves and Newton figure (`estimate`: timing first)."""
     measured = measure(c, c.throughput) if c.variant == "estimate" else read_measured(
         c.throughput)
     entries = all_entries(c)
@@ -212,7 +226,8 @@ def write_report(rows, workdir, c):
     print(f"report: {c.report}")
 
 
-def render(c, entries, workdir, measured, figure, mnist_figure):
+def render(c: ml_collections.ConfigDict, entries: list[paper_report.Entry], workdir: str,
+           measured: dict[str, Any], figure: str | None, mnist_figure: str | None) -> str:
     """The markdown of docs/results_paper.md."""
     rel = os.path.relpath
     doc_dir = os.path.dirname(c.report) or "."
@@ -258,9 +273,12 @@ def render(c, entries, workdir, measured, figure, mnist_figure):
     return "\n".join(lines)
 
 
-def newton_section(c, entries, workdir, figure):
-    """The Newton solves of the trained recurrent points (their cached newton.json in the
-    workdir), as a table, sentences and a figure; "" where there are none."""
+def newton_section(c: ml_collections.ConfigDict, entries: list[paper_report.Entry], workdir: str,
+                   figure: str) -> str:
+    """The Newton solves of the trained recurrent points; "" where there are none.
+
+    Read from their cached newton.json in the workdir, as a table, sentences and a figure.
+    """
     from cnn_rnn.diagnostics.newton_points import cached_row
     from cnn_rnn.diagnostics.report import newton_lines, plot_newton
 
@@ -277,13 +295,14 @@ def newton_section(c, entries, workdir, figure):
                                          "## Newton solvers on the trained networks")])
 
 
-def _rule(c, fam, baseline=None):
+def _rule(c: ml_collections.ConfigDict, fam: str, baseline: float | None = None) -> str:
     from cnn_rnn.training.stopping import StopRule
 
     return StopRule(**c.stop[fam].to_dict()).describe(baseline)
 
 
-def _cost_lines(entries, workdir, measured):
+def _cost_lines(entries: list[paper_report.Entry], workdir: str,
+                measured: dict[str, Any]) -> list[str]:
     """The summed cost of the measured rows not yet run, per family (median and fastest step)."""
     lines = []
     for fam, where in (("synthetic", "in the CPU sweep (one point after another)"),

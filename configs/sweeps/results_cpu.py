@@ -1,6 +1,7 @@
-"""The results tables of docs/models.md at CPU scale: adding and copy at two lengths for tanh-RNN,
-LSTM, GRU and TCN; MNIST-1D for every model family (each with its own tuned config); and shuffled
-MNIST-1D for CNN, GRU, LSTM, TCN and Transformer.
+"""The results tables of docs/models.md at CPU scale.
+
+Adding and copy at two lengths for tanh-RNN, LSTM, GRU and TCN; MNIST-1D for every model family
+(each with its own tuned config); and shuffled MNIST-1D for CNN, GRU, LSTM, TCN and Transformer.
 
 `python -m experiments.sweep --config=configs/sweeps/results_cpu.py --workdir=runs/results_cpu`
 (about half an hour on 2 CPU cores). `--config.seeds=3` repeats every point over seeds.
@@ -16,7 +17,8 @@ SEQUENCE_MODELS = ("rnn", "lstm", "gru", "tcn")
 SHUFFLED_MODELS = ("cnn", "gru", "lstm", "tcn", "transformer")
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The CPU results sweep: its seeds, adding and copy lengths and steps (`arg` is not read)."""
     c = ml_collections.ConfigDict()
     c.seeds = 1
     c.adding_lengths = (50, 200)
@@ -25,7 +27,8 @@ def get_config(arg=None):
     return c
 
 
-def get_points(c):
+def get_points(c: ml_collections.ConfigDict) -> list[Point]:
+    """Adding and copy per length and model, then MNIST-1D standard and shuffled, per seed."""
     adding = importlib.import_module("configs.adding")
     copy = importlib.import_module("configs.copy")
     mnist1d = importlib.import_module("configs.mnist1d")

@@ -10,6 +10,8 @@ the tanh-RNN and the GRU (docs/speech/gradient_flow.png). Resumable: finished po
 far without training, listing those not run yet.
 """
 
+from typing import Any
+
 import ml_collections
 
 from cnn_rnn.sweep import Point
@@ -17,7 +19,8 @@ from configs.speech import FSDD_SPEAKERS
 from configs.speech import get_config as experiment
 
 
-def get_config(arg=None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The spoken-digit sweep: models, held-out speakers, steps and report (`arg` is not read)."""
     c = ml_collections.ConfigDict()
     c.models = ("crnn", "gru", "cnn2d", "lstm", "transformer", "tcn", "rnn")
     c.held_out = FSDD_SPEAKERS
@@ -34,7 +37,7 @@ def point_name(model: str, held_out: str | None) -> str:
     return f"official_{model}" if held_out is None else f"heldout_{held_out}_{model}"
 
 
-def all_points(c):
+def all_points(c: ml_collections.ConfigDict) -> list[Point]:
     """Every point of the full sweep, official split first, then one speaker at a time."""
     points = []
     for held_out in (None, *FSDD_SPEAKERS):
@@ -49,17 +52,21 @@ def all_points(c):
     return points
 
 
-def get_points(c):
+def get_points(c: ml_collections.ConfigDict) -> list[Point]:
+    """The official split's points and those of the speakers in `held_out`."""
     return [p for p in all_points(c) if p.tags["held_out"] in ("official", *c.held_out)]
 
 
-def after_point(point, workdir, row, c):
+def after_point(point: Point, workdir: str, row: dict[str, Any],
+                c: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The point's confusion matrix and gradient-flow probe (`evaluate_point`), cached."""
     from cnn_rnn.diagnostics.speech_report import evaluate_point
 
     return evaluate_point(point, workdir)
 
 
-def write_report(rows, workdir, c):
+def write_report(rows: list[dict[str, Any]], workdir: str, c: ml_collections.ConfigDict) -> None:
+    """Write the report at `c.report` from every point of the full sweep, run or not."""
     from cnn_rnn.diagnostics.speech_report import write_report as write
 
     write(all_points(c), workdir, c.report)
