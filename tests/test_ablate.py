@@ -233,7 +233,7 @@ def test_a_diverged_long_point_is_named_not_solved(tmp_path):
 
 
 @pytest.mark.slow  # a four-point sweep with probes and Newton solves: about 20 s
-def test_the_paper_variant_at_tiny_size_stops_reports_and_solves(tmp_path):
+def test_the_paper_variant_at_tiny_size_stops_reports_and_solves(tmp_path, monkeypatch):
     """Tiny lengths and models: each point stops on its plateau, the report states the rule and
     the steps run, and the longest recurrent points get Newton solves (section 4)."""
     from cnn_rnn.diagnostics.newton_points import NEWTON_FILE, NewtonHook
@@ -270,7 +270,43 @@ def test_the_paper_variant_at_tiny_size_stops_reports_and_solves(tmp_path):
     assert "## 4. Newton solvers" in md and "figures/newton.png" in md
     assert "solved by `lax.scan`, the same iterates" in md  # the config's linear_solve, named
     assert re.search(r"tanh-RNN (stops beating it|does not beat it|beats it)", md)
+    assert re.search(r"Wall time of each solve .*: tanh-RNN on adding at T=12: deer \d+ s, "
+                     r"quasi_deer \d+ s\.", md)
     assert os.path.getsize(os.path.join(workdir, "figures", "loss_vs_length_adding.png")) > 0
+    point = next(p for p in vg.get_points(c) if p.name == "adding_T12_rnn_s0")
+    _a_run_stopped_between_newton_methods_resumes_at_the_next(
+        newton, point, solved[0], os.path.join(workdir, point.name), monkeypatch)
+
+
+def _a_run_stopped_between_newton_methods_resumes_at_the_next(hook, point, row, point_dir,
+                                                              monkeypatch):
+    """With DEER's solve in the partial cache (a run stopped during quasi-DEER's), the hook
+    solves only quasi-DEER and writes the whole row."""
+    from cnn_rnn.diagnostics import newton_points
+
+    path = os.path.join(point_dir, newton_points.NEWTON_FILE)
+    with open(path) as f:
+        whole = json.load(f)
+    deer = {k: v for k, v in whole["row"].items() if not k.endswith("_quasi_deer")}
+    os.remove(path)
+    with open(os.path.join(point_dir, newton_points.PARTIAL_FILE), "w") as f:
+        json.dump({"settings": whole["settings"], "measured": deer}, f)
+    solved_methods = []
+
+    def recording(model, spec, batch, config):
+        solved_methods.extend(config.methods)
+        return real(model, spec, batch, config)
+
+    real = newton_points.make_measure
+    monkeypatch.setattr(newton_points, "make_measure", recording)
+    again = hook(point, point_dir, row)["newton"]
+    assert solved_methods == ["quasi_deer"]
+    assert again["iterations_deer"] == whole["row"]["iterations_deer"]
+    assert again["iterations_quasi_deer"] == whole["row"]["iterations_quasi_deer"]
+    assert again["seconds_deer"] == whole["row"]["seconds_deer"]  # DEER's was not redone
+    assert not os.path.exists(os.path.join(point_dir, newton_points.PARTIAL_FILE))
+    with open(path) as f:
+        assert json.load(f)["row"]["iterations_quasi_deer"] == again["iterations_quasi_deer"]
 
 
 # --- the published paper-variant report ------------------------------------------------------

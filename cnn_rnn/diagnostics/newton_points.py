@@ -5,8 +5,9 @@ rule; `NewtonHook` then takes each trained recurrent point at T >= `min_length`,
 checkpoint, and solves its bottom layer for all steps at once on a probe batch
 (`newton.make_measure`: iterations of each method, errors against the scan, the largest Lyapunov
 exponent and the gradient decay rate). Networks trained at the papers' lengths, solved in
-parallel. Its rows carry the fields of `newton_report`'s table and figure; cached per point in
-newton.json (a rerun with the same settings and step measures nothing).
+parallel. Its rows carry the fields of `newton_report`'s table and figure and each method's wall
+time; cached per point in newton.json (a rerun with the same settings and step measures nothing),
+and per method while the point's solves run, so that a stopped run loses at most one method's.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from cnn_rnn.models.rnn.parallel_in_time import LINEAR_SOLVES
 from cnn_rnn.training.loop import to_dict
 
 NEWTON_FILE = "newton.json"
+PARTIAL_FILE = "newton.partial.json"  # the methods solved so far, while the point's are running
 RECURRENT = ("rnn", "irnn", "lstm", "gru")  # cells with a flat step (TCN, LRU have none)
 log = logging.getLogger(__name__)
 
@@ -116,20 +118,43 @@ class NewtonHook:
         if cached.get("settings") == settings:
             return {"newton": _with_solve(cached)}
         sweep_record.check_cache_usable(workdir, "--config.newton", cached, settings)
-        log.info("%s: Newton solves (%s) at T=%d, up to 2T + 1 iterations each",
-                 os.path.basename(workdir), ", ".join(self.methods), int(row["T"]))
-        start = time.time()
-        with PointStates(to_dict(point.config), workdir) as states:
-            batch = probe_batch(states.data, self.batch_size)
-            measure = make_measure(states.model, states.data.spec, batch, types.SimpleNamespace(
-                tol=self.tol, methods=self.methods, linear_solve=self.linear_solve))
-            measured = measure(states.state(int(row["step"])).params)
+        measured = self._measure(point, workdir, row, settings)
         out = {"task": row["task"], "arch": row["arch"], "stage": "trained", "scale": 1.0,
                "loss": row["eval"]["loss"], "accuracy": row["eval"].get("accuracy"),
                "baseline": row["baseline"]["value"], "baseline_metric": row["baseline"]["metric"],
-               **{k: _plain(v) for k, v in measured.items()}}
+               **measured}
         record = {"settings": settings, "row": out}
         _write_json(path, record)
-        log.info("%s: Newton solves at step %d done in %.0f s", os.path.basename(workdir),
-                 row["step"], time.time() - start)
+        os.remove(os.path.join(workdir, PARTIAL_FILE))
         return {"newton": _with_solve(record)}
+
+    def _measure(self, point: Any, workdir: str, row: Mapping[str, Any],
+                 settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Each method's solve, saved to PARTIAL_FILE as it finishes.
+
+        One solve at T = 1000 can take an hour on a CPU core; a run stopped between methods
+        then resumes at the next one instead of starting the point's solves again.
+        `seconds_<method>`: its wall time, compilation and the gradient check included.
+        """
+        partial_path = os.path.join(workdir, PARTIAL_FILE)
+        partial = _read_json(partial_path) or {}
+        measured = dict(partial["measured"]) if partial.get("settings") == settings else {}
+        todo = [m for m in self.methods if f"iterations_{m}" not in measured]
+        name, length = os.path.basename(workdir), int(row["T"])
+        done = [m for m in self.methods if m not in todo]
+        log.info("%s: Newton solves (%s) at T=%d, up to 2T + 1 iterations each%s", name,
+                 ", ".join(todo), length, f" ({', '.join(done)} solved before)" if done else "")
+        with PointStates(to_dict(point.config), workdir) as states:
+            batch = probe_batch(states.data, self.batch_size)
+            params = states.state(int(row["step"])).params
+            for method in todo:
+                start = time.time()
+                measure = make_measure(states.model, states.data.spec, batch,
+                                       types.SimpleNamespace(tol=self.tol, methods=(method,),
+                                                             linear_solve=self.linear_solve))
+                measured.update({k: _plain(v) for k, v in measure(params).items()})
+                measured[f"seconds_{method}"] = round(time.time() - start, 1)
+                _write_json(partial_path, {"settings": settings, "measured": measured})
+                log.info("%s: %s at step %d: %d iterations, %.0f s", name, method, row["step"],
+                         measured[f"iterations_{method}"], measured[f"seconds_{method}"])
+        return measured

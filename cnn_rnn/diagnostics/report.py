@@ -311,9 +311,21 @@ def newton_lines(rows: Sequence[Mapping[str, Any]], figure: str,
              "newton.py).", "", newton_report.solver_table(solved, methods), ""]
     for m in methods:
         lines += newton_report.method_sentences(solved, m)
+    lines += solve_time_lines(solved, methods)
     if skipped:
         lines += ["", "Not solved: " + "; ".join(skipped) + "."]
     return [*lines, "", figure]
+
+
+def solve_time_lines(solved: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> list[str]:
+    """The wall time of each point's solves, where its rows have them (`NewtonHook` rows do)."""
+    timed = [r for r in solved if any(f"seconds_{m}" in r for m in methods)]
+    if not timed:
+        return []
+    parts = [f"{label(r['arch'])} on {r['task']} at T={r['T']}: " + ", ".join(
+        f"{m} {r[f'seconds_{m}']:.0f} s" for m in methods if f"seconds_{m}" in r) for r in timed]
+    return ["", "Wall time of each solve (one process on one CPU core, compilation and the "
+                "gradient check included): " + "; ".join(parts) + "."]
 
 
 def jsonable(value: Any) -> Any:
