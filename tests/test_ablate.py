@@ -230,6 +230,11 @@ def test_a_diverged_long_point_is_named_not_solved(tmp_path):
     lines = newton_lines([{**row, **extra}], "")
     assert ("No point solved: IRNN (ReLU, W=I) on adding at T=600 (its network diverged, eval "
             "loss nan)") in lines[2]
+    # Finite but stopped as diverged by the budget rule (a copy IRNN ended at 4.9e32).
+    huge = {**row, "eval": {"loss": 4.9e32}, "stopped": {"reason": "diverged"}}
+    assert NewtonHook()(None, str(tmp_path), huge) == {
+        "newton_skipped": "its network diverged, eval loss 4.9e+32"}
+    assert not os.listdir(tmp_path)
 
 
 @pytest.mark.slow  # a four-point sweep with probes and Newton solves: about 20 s

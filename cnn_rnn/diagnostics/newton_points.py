@@ -99,13 +99,15 @@ class NewtonHook:
     def __call__(self, point: Any, workdir: str, row: Mapping[str, Any]) -> dict[str, Any]:
         """Return {"newton": row for newton_report} for a point it applies to, else {}.
 
-        A point whose trained network diverged (non-finite eval loss) gets {"newton_skipped":
-        why} instead: its report names it rather than tabulating iterations of an overflow.
+        A point whose trained network diverged (non-finite eval loss, or stopped as diverged by
+        the budget rule: a loss of 1e32 is finite) gets {"newton_skipped": why} instead: its
+        report names it rather than tabulating iterations of an overflow.
         """
         if not self.applies(row):
             return {}
         loss = row["eval"].get("loss")
-        if not (isinstance(loss, int | float) and math.isfinite(loss)):
+        if (not (isinstance(loss, int | float) and math.isfinite(loss))
+                or (row.get("stopped") or {}).get("reason") == "diverged"):
             # Its states overflow: Newton's iterates would only measure the overflow.
             log.info("%s: no Newton solves, its network diverged (eval loss %s)",
                      os.path.basename(workdir), loss)
