@@ -248,9 +248,13 @@ def common_lengths(table: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:
     return {task: sorted(set.intersection(*archs.values())) for task, archs in reached.items()}
 
 
-def decay_by_arch(table: Sequence[Mapping[str, Any]], when: str = "init") -> dict[str, dict]:
-    """Return {task: {arch: mean decay rate over `common_lengths`}} from `decay_table`."""
-    lengths = common_lengths(table)
+def decay_by_arch(table: Sequence[Mapping[str, Any]], when: str = "init",
+                  lengths: Mapping[str, Sequence[int]] | None = None) -> dict[str, dict]:
+    """Return {task: {arch: mean decay rate over `lengths`}} from `decay_table`.
+
+    `lengths`: `common_lengths(table)` unless given (`analyse` computes it once for both stages).
+    """
+    lengths = common_lengths(table) if lengths is None else lengths
     out: dict[str, dict[str, float | None]] = defaultdict(dict)
     for (task, arch), group in _group(table, "task", "arch").items():
         out[task][arch] = _mean(e[f"decay_{when}"] for e in group if e["T"] in lengths[task])
@@ -321,9 +325,10 @@ def analyse(rows: Sequence[Mapping[str, Any]], threshold: float = profiles.DEFAU
     """Return every summary the report states, as one JSON-ready dict."""
     decay = decay_table(rows, threshold)
     metric = metric_vs_length(rows, beat_ratio)
+    lengths = common_lengths(decay)
     return {"threshold": threshold, "beat_ratio": beat_ratio, "summary_layer": SUMMARY_LAYER,
-            "decay": decay, "decay_lengths": common_lengths(decay),
-            "decay_by_arch": decay_by_arch(decay, "init"),
-            "decay_by_arch_final": decay_by_arch(decay, "final"),
+            "decay": decay, "decay_lengths": lengths,
+            "decay_by_arch": decay_by_arch(decay, "init", lengths),
+            "decay_by_arch_final": decay_by_arch(decay, "final", lengths),
             "metric_vs_length": metric, "failure_length": failure_lengths(metric),
             "clipping": clipping_table(rows)}
