@@ -401,6 +401,7 @@ def test_elman_fast_path_matches_generic_scan(kind):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g0)
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_streaming_rows_time_a_step_against_recomputing_the_window():
     c = importlib.import_module("configs.benchmarks.streaming").get_config()
     c.update(seq_lens=(16,), batches=(1,), hiddens=(4,), repeats=2, warmup=0, budget_s=1.0)

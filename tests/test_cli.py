@@ -147,10 +147,12 @@ def test_bad_input_to_other_entry_points_is_one_line_and_writes_nothing(cli, tmp
 
 @pytest.mark.parametrize("module,args", [
     ("experiments.run", [CNN, *TINY, "--config.steps=2"]),
-    ("experiments.sweep", [SWEEP]),
-    ("experiments.ablate", [ABLATE]),
-    ("experiments.benchmark", ["--config=configs/benchmarks/recurrent_cpu.py:target"]),
-    ("experiments.demo", ["--steps=2"]),
+    # One process each: the others run with -m slow (fast-suite time, docs/tests.md).
+    pytest.param("experiments.sweep", [SWEEP], marks=pytest.mark.slow),
+    pytest.param("experiments.ablate", [ABLATE], marks=pytest.mark.slow),
+    pytest.param("experiments.benchmark", ["--config=configs/benchmarks/recurrent_cpu.py:target"],
+                 marks=pytest.mark.slow),
+    pytest.param("experiments.demo", ["--steps=2"], marks=pytest.mark.slow),
 ])
 def test_workdir_that_cannot_be_created(cli, tmp_path, module, args):
     blocker = tmp_path / "file"
@@ -161,6 +163,7 @@ def test_workdir_that_cannot_be_created(cli, tmp_path, module, args):
     assert proc.returncode == 2 and "[1/" not in proc.stdout  # nothing was trained or timed
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_a_diverging_sweep_point_is_one_line_naming_it(cli, tmp_path):
     proc = cli("experiments.sweep", *_args(tmp_path, [SWEEP, "--config.lrs=(0.01,1e30)"]),
                f"--workdir={tmp_path / 'sweep'}", devices=1, timeout=300)

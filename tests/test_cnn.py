@@ -75,7 +75,9 @@ def test_cnn1d_mask_zeroes_padding():
                                rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+# ResNet's BatchNorm run is -m slow (fast-suite time, docs/tests.md).
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.slow) if n == "resnet" else n for n in sorted(SMALL)])
 def test_trains_a_few_steps(name):
     losses = train_losses(*SMALL[name])
     assert all(np.isfinite(losses))

@@ -15,6 +15,7 @@ def runs(tmp_path_factory):
     return [forecast_run(base, m)[0] for m in ("gru", "tcn")]
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_table_and_figure_of_two_runs(runs, cli, tmp_path):
     out = tmp_path / "curves.png"
     r = cli("experiments.compare", *map(str, runs), f"--output={out}", devices=1)
@@ -28,6 +29,7 @@ def test_table_and_figure_of_two_runs(runs, cli, tmp_path):
     assert out.stat().st_size > 10000
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_best_is_the_lowest_error_and_the_final_is_the_last(runs):
     r = compare.read_run(str(runs[0]))
     values = [e["mse_original"] for e in r["evals"]]

@@ -88,7 +88,10 @@ def _zeros(num_layers, hidden):
     return [[jnp.zeros((B, hidden)) for _ in range(T)] for _ in range(num_layers)]
 
 
-@pytest.mark.parametrize("name,layers", [("rnn", 1), ("lstm", 1), ("gru", 2)])
+@pytest.mark.parametrize("name,layers", [
+    ("rnn", 1), ("lstm", 1),
+    pytest.param("gru", 2, marks=pytest.mark.slow),  # fast-suite time: docs/tests.md
+])
 def test_probe_matches_grad_through_an_unrolled_python_loop(name, layers):
     hidden = 5
     model, variables, batch = _setup(dict(name=name, hidden=hidden, num_layers=layers), seed=1)
@@ -169,6 +172,7 @@ def test_padded_steps_and_padded_examples_do_not_count():
     np.testing.assert_allclose(flow.grad_norm[0], want, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_probe_runs_on_every_sequence_family_and_serialises():
     copy_spec = TaskSpec("sequence_classification", 3, (T, D))
     for cfg in (dict(name="mingru", hidden=4, num_layers=2),

@@ -119,6 +119,7 @@ def test_divergence_skip_keeps_training_finite(tmp_path):
     assert _nonfinite_checkpoints(tmp_path) == []
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_corrupt_newest_checkpoint_falls_back_and_continues(tmp_path, caplog):
     train_and_evaluate(_config(steps=20), str(tmp_path))
     newest = tmp_path / "checkpoints" / "20"

@@ -42,6 +42,7 @@ def test_each_speaker_held_out_has_all_500_clips_and_none_in_training():
         assert speaker not in {c.speaker for c in src.train_clips}
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_jax_features_of_real_recordings_match_librosa():
     pytest.importorskip("librosa")
     from cnn_rnn.diagnostics.speech_report import feature_check

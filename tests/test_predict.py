@@ -96,7 +96,9 @@ def test_inputs_that_do_not_fit_name_the_input(runs, tmp_path):
         p.check_paths(classify, p.predictor_for(classify), str(short), "x.csv")
 
 
-@pytest.mark.parametrize("case", ["no_checkpoint", "wrong_kind", "unwritable"])
+@pytest.mark.parametrize("case", [  # one process each: fast-suite time, docs/tests.md
+    "no_checkpoint",
+    *(pytest.param(c, marks=pytest.mark.slow) for c in ("wrong_kind", "unwritable"))])
 def test_bad_input_in_a_real_process_is_one_line_and_writes_nothing(runs, cli, tmp_path, case):
     workdir, inp, out = runs["forecast"], runs["csv"], tmp_path / "o" / "f.csv"
     if case == "no_checkpoint":

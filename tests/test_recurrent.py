@@ -291,9 +291,11 @@ def test_parameter_count_independent_of_length():
     assert counts[0] == counts[1]
 
 
-@pytest.mark.parametrize("name,kwargs", [("rnn", {}), ("irnn", {}), ("lstm", {}),
-                                         ("gru", {"bidirectional": True, "num_layers": 2,
-                                                  "dropout": 0.1})])
+@pytest.mark.parametrize("name,kwargs", [
+    ("rnn", {}), ("irnn", {}), ("lstm", {}),
+    pytest.param("gru", {"bidirectional": True, "num_layers": 2, "dropout": 0.1},
+                 marks=pytest.mark.slow),  # fast-suite time: docs/tests.md
+])
 def test_registered_model_trains(name, kwargs):
     losses = train_losses({"name": name, "hidden": 16, **kwargs},
                           TaskSpec("classification", 2, (8, 1)), steps=30)

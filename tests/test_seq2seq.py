@@ -119,6 +119,7 @@ def test_model_and_task_mismatches_are_config_errors():
         build_model(dict(name="seq2seq_rnn", attention="luong"), SPEC)
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_too_long_source_on_the_command_line_is_one_line(cli, tmp_path):
     r = cli("experiments.run", "--config=configs/seq2seq.py:model=none,budget=2000",
             "--config.data.length=600", f"--workdir={tmp_path / 'run'}", devices=1)

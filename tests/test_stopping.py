@@ -79,6 +79,7 @@ def adding_config(steps=60, **stop):
     return c
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_the_loop_stops_on_a_plateau_and_a_rerun_only_reports(tmp_path):
     # An improvement of 99% per eval never happens: the plateau ends the run 20 steps after
     # its first eval, at step 30 of at most 60.

@@ -69,6 +69,7 @@ def test_a_point_resumed_near_its_end_counts_all_of_its_training_in_the_eta(
     assert "point 2/2 b: running, ETA 20.0 min" in caplog.text
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_a_sweep_keeps_the_rows_of_points_another_process_runs_in_its_workdir(tmp_path):
     run_sweep([_point("a"), _point("b")], str(tmp_path))  # e.g. the process on the other core
     run_sweep([_point("c")], str(tmp_path))
@@ -85,6 +86,7 @@ def _write_rows(workdir: str, names: list[str], go: Any) -> None:
         _write_results(workdir, {name: {"name": name}}, points)
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_two_processes_rewriting_the_results_file_lose_no_row(tmp_path):
     import multiprocessing
 
@@ -101,6 +103,7 @@ def test_two_processes_rewriting_the_results_file_lose_no_row(tmp_path):
     assert saved == set(names[0]) | set(names[1])
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_the_eta_weighs_each_point_by_its_steps_and_sequence_length(tmp_path, caplog):
     run_sweep([_point("a")], str(tmp_path))
     summary = tmp_path / "a" / "summary.json"
@@ -246,6 +249,7 @@ def test_a_record_of_another_config_is_refused_before_anything_is_restored(tmp_p
     assert not (tmp_path / "w2").exists()
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_a_recorded_point_whose_budget_grew_is_not_restored_but_runs(tmp_path, caplog):
     record = str(tmp_path / "record")
     run_sweep([_point("a", steps=10)], str(tmp_path / "w1"), record=record)

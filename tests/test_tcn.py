@@ -108,7 +108,8 @@ def test_dropout_needs_rng_only_in_training():
     np.testing.assert_array_equal(model.apply(variables, x), model.apply(variables, x))
 
 
-@pytest.mark.parametrize("spec", [SPEC, PER_STEP], ids=["many_to_one", "many_to_many"])
+@pytest.mark.parametrize("spec", [pytest.param(SPEC, marks=pytest.mark.slow), PER_STEP],
+                         ids=["many_to_one", "many_to_many"])  # fast-suite time: docs/tests.md
 def test_trains_a_few_steps(spec):
     losses = train_losses(dict(name="tcn", levels=3, hidden=8, dropout=0.1), spec)
     assert all(np.isfinite(losses))

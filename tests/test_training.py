@@ -95,6 +95,7 @@ def test_finished_run_only_reports(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_training_longer_resumes_from_the_last_checkpoint(tmp_path, caplog):
     cosine = dict(schedule="cosine")
     train_and_evaluate(_tiny_config(steps=20, optimizer=cosine), str(tmp_path))
@@ -162,6 +163,7 @@ def test_crash_then_resume_adds_up_train_seconds_and_purges_tensorboard(tmp_path
     assert _tb_session_starts(tmp_path) == [31]
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_torn_last_metrics_line_is_dropped_on_resume(tmp_path):
     train_and_evaluate(_tiny_config(steps=20), str(tmp_path))
     path = tmp_path / "metrics.jsonl"
@@ -185,6 +187,7 @@ def test_corrupt_metrics_line_before_the_last_is_named(tmp_path):
         read_metrics(str(tmp_path))
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_checkpoint_between_log_windows_resumes_to_the_same_records(tmp_path, monkeypatch):
     # checkpoint_every=5 is no multiple of log_every=3: the checkpoint at 5 stores the open
     # window (steps 4-5), so a crash at step 8 resumes from 5 and logs what a full run logs.

@@ -88,7 +88,8 @@ def test_sinusoidal_positions():
     assert sinusoidal_positions(3, 5).shape == (3, 5)
 
 
-@pytest.mark.parametrize("spec", [SPEC, PER_STEP], ids=["many_to_one", "many_to_many"])
+@pytest.mark.parametrize("spec", [pytest.param(SPEC, marks=pytest.mark.slow), PER_STEP],
+                         ids=["many_to_one", "many_to_many"])  # fast-suite time: docs/tests.md
 def test_trains_a_few_steps(spec):
     cfg = dict(name="transformer", **{**TINY, "d_model": 16, "mlp_dim": 32, "dropout": 0.1})
     losses = train_losses(cfg, spec)
