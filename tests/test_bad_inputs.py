@@ -166,6 +166,7 @@ def test_broken_config_files(tmp_path, capsys):
         _assert_one_error_line(code, err, workdir, text)
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 @pytest.mark.parametrize("argv,text", [
     (["--config=configs/mnist1d_cnn.py", "--config.seed=1180591620717411303424"], "seed"),
     (["--config=configs/mnist1d_cnn.py", "--config.model.features=(32,-1)"], "model.features"),

@@ -91,6 +91,7 @@ def test_a_killed_benchmark_keeps_the_rows_timed_so_far(tmp_path):
     assert rows[0]["step_ms"] > 0 and rows[0]["seq_len"] == 4
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 @pytest.mark.parametrize("override,field", [
     ("--config.seq_lens=(0,)", "seq_lens"),
     ("--config.baseline=flax", "baseline"),
@@ -104,6 +105,7 @@ def test_bad_config_values_fail_with_one_line(tmp_path, cli, override, field):
     assert len(lines) == 1 and lines[0].startswith(f"error: {field}"), r.stderr
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 @pytest.mark.skipif(jax.default_backend() == "gpu", reason="checks the error off-GPU")
 def test_gpu_config_off_gpu_fails_with_one_line(tmp_path, cli):
     r = cli("experiments.benchmark", "--config=configs/benchmarks/gpu.py", f"--workdir={tmp_path}",

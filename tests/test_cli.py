@@ -135,6 +135,7 @@ ENTRY_POINT_BAD_INPUTS = [
 ]
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 @pytest.mark.parametrize("module,args,message", [b[1:] for b in ENTRY_POINT_BAD_INPUTS],
                          ids=[b[0] for b in ENTRY_POINT_BAD_INPUTS])
 def test_bad_input_to_other_entry_points_is_one_line_and_writes_nothing(cli, tmp_path, module,

@@ -102,6 +102,7 @@ def test_divergence_stops_with_the_step_and_quantity(tmp_path):
     assert _nonfinite_checkpoints(tmp_path) == []
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_divergence_cli_is_one_line(cli, tmp_path):
     proc = cli("experiments.run", "--config=configs/mnist1d_cnn.py", "--config.steps=20",
                "--config.progress=False", "--config.optimizer.name=sgd",
@@ -136,6 +137,7 @@ def test_corrupt_newest_checkpoint_falls_back_and_continues(tmp_path, caplog):
     assert train_steps == sorted(set(train_steps))
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_second_run_on_a_live_workdir_is_refused(cli, tmp_path):
     with WorkdirLock(str(tmp_path)):
         proc = cli("experiments.run", "--config=configs/mnist1d_cnn.py", "--config.steps=2",
@@ -172,6 +174,7 @@ def test_resume_with_a_different_model_is_refused(tmp_path):
     assert sorted(_checkpoint_states(str(tmp_path))) == [5, 10]
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_same_config_and_seed_give_identical_metrics(tmp_path):
     train_and_evaluate(_config(steps=20), str(tmp_path / "a"))
     train_and_evaluate(_config(steps=20), str(tmp_path / "b"))

@@ -173,6 +173,7 @@ def test_perturbation_gradient_is_dL_dh_mingru(impl):
                                atol=TOL, rtol=1e-4)
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_perturbation_gradient_is_dL_dh_lru_and_model_hook():
     x = _x(11)
     layer = LRU(N, r_min=0.6)

@@ -208,6 +208,7 @@ def test_early_stopping_replays_the_reference_rule(losses, patience, expected):
     assert early_stopping(losses, patience) == expected
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_kept_model_on_test_evaluates_the_kept_checkpoint(ett_csv, tmp_path):
     """A short run under explicit borders; the hook's test MSE/MAE are the numpy equations of
     the kept checkpoint's parameters on every test window."""

@@ -72,6 +72,7 @@ def test_stacked_bidirectional_masked_and_remat_match_the_equations(remat):
                                want_final @ params["W_hy"] + params["b_y"], atol=ATOL, rtol=ATOL)
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_gradients_under_remat_equal_the_hand_loop():
     x, _, _, kp = _data(1)
     layer = RNN(MinRNNCell(hidden=H), return_sequences=True, remat="segments", remat_segment=2)

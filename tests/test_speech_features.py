@@ -40,6 +40,7 @@ def test_stft_magnitude_matches_numpy_float64():
     assert rel_err(ours, ref) < TOL
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_features_match_librosa():
     librosa = pytest.importorskip("librosa")
     x = clips()

@@ -100,6 +100,7 @@ def test_the_loop_stops_on_a_plateau_and_a_rerun_only_reports(tmp_path):
     assert train_and_evaluate(looser, str(tmp_path))["step"] == 50
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_a_sweep_point_that_stopped_early_is_then_skipped(tmp_path, caplog):
     cfg = adding_config(steps=40, plateau_steps=10, min_improvement=0.99)
     rows = run_sweep([Point("p", cfg, dict(model="gru"))], str(tmp_path))

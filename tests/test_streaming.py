@@ -81,6 +81,7 @@ def test_streaming_equals_the_full_pass_at_every_step(case):
     assert float(_max_diff(ys_one[:, t], jax.jit(one.apply)(variables, x[:, :t + 1]))) <= TOL
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_a_stream_can_be_resumed_from_its_carry():
     seq, _ = _models(CASES["gru_stacked"])
     x, _ = _inputs(2)

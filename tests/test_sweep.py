@@ -32,6 +32,7 @@ def test_a_sweep_runs_every_point_and_writes_results(tmp_path):
     assert table.count("\n") == 3
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_an_interrupted_sweep_resumes_without_redoing_finished_points(tmp_path):
     run_sweep([_point("a")], str(tmp_path))  # the sweep "died" after its first point
     first = (tmp_path / "a" / "metrics.jsonl").stat().st_mtime_ns
@@ -42,6 +43,7 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_points(tmp_path):
     assert calls == ["a", "b"] and all(r["probed"] for r in rows)
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_a_resumed_sweeps_eta_counts_the_training_of_points_finished_before(tmp_path, caplog):
     run_sweep([_point("a")], str(tmp_path))
     summary = tmp_path / "a" / "summary.json"
@@ -123,6 +125,7 @@ def test_a_points_cost_counts_its_steps_and_every_position_of_an_example():
     assert point_cost(_point("b", steps=300).config, (40, 1)) == 3 * point_cost(cfg, (40, 1))
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_a_resumed_sweep_keeps_the_rows_of_points_it_has_not_reached_yet(tmp_path):
     run_sweep([_point("a"), _point("b")], str(tmp_path))
 
@@ -170,6 +173,7 @@ def test_a_bad_value_in_a_later_point_fails_before_any_point_trains(tmp_path, ba
     assert not workdir.exists()
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_a_changed_config_is_refused_not_reported_stale(tmp_path):
     run_sweep([_point("a"), _point("b")], str(tmp_path))
     results = (tmp_path / "results.json").read_text()
@@ -183,6 +187,7 @@ def test_a_changed_config_is_refused_not_reported_stale(tmp_path):
     assert (tmp_path / "results.json").read_text() == results  # nothing rewritten
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_length_and_logging_changes_resume_the_same_points(tmp_path, caplog):
     run_sweep([_point("a")], str(tmp_path))
     longer = _point("a", steps=20)
@@ -196,6 +201,7 @@ def test_length_and_logging_changes_resume_the_same_points(tmp_path, caplog):
     assert "resuming from checkpoint at step 10" in caplog.text
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_a_diverging_point_is_named(tmp_path):
     bad = _point("b")
     bad.config.optimizer.update(name="sgd", learning_rate=1e30, momentum=0.0)
@@ -211,6 +217,7 @@ def test_an_unwritable_workdir_fails_before_any_point_trains(tmp_path):
         run_sweep([_point("a")], str(blocker / "sweep"))
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_a_record_keeps_finished_points_without_checkpoints_and_a_new_workdir_skips_them(
         tmp_path, monkeypatch):
     import cnn_rnn.sweep as sweep
@@ -230,6 +237,7 @@ def test_a_record_keeps_finished_points_without_checkpoints_and_a_new_workdir_sk
     assert [r["name"] for r in saved] == ["a", "b"]
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_a_records_results_keep_the_rows_of_every_process_that_wrote_to_it(tmp_path):
     record = str(tmp_path / "record")
     run_sweep([_point("a")], str(tmp_path / "w1"), record=record)  # e.g. one per core,

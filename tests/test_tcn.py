@@ -63,6 +63,7 @@ def test_receptive_field_is_exact(kernel_size, levels):
     np.testing.assert_array_equal(reached, np.arange(40 - r, 40))
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_right_padding_changes_nothing():
     model = TCN(3, channels=(4, 4))
     lengths = jnp.array([16, 9, 1])

@@ -138,6 +138,7 @@ def test_bad_values_are_one_line_config_errors(tmp_path, kw, field):
     assert e.value.field == field and "\n" not in str(e.value)
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_bad_path_on_the_command_line_is_one_line(cli, tmp_path):
     workdir = tmp_path / "run"
     r = cli("experiments.run", "--config=configs/forecast.py:series=/no/such.csv",

@@ -129,6 +129,7 @@ def _tb_session_starts(workdir):
     return steps
 
 
+@pytest.mark.slow  # fast-suite time: docs/tests.md
 def test_crash_then_resume_adds_up_train_seconds_and_purges_tensorboard(tmp_path, monkeypatch):
     # Session 1 runs on a clock 1000x too fast, then dies in the eval at step 40 (after the
     # checkpoint at 30 and the train record at 40). Session 2 runs on the real clock.
