@@ -220,7 +220,12 @@ def _plain_segment_grads(kind):
     return _layer_grads(kind, *_segment_data(), remat="none")
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+# The engine options' grids run for the LSTM (the carry with most parts) in the fast suite and
+# for the GRU and the tanh RNN with -m slow (fast-suite time, docs/tests.md).
+ENGINE_KINDS = ["lstm", *(pytest.param(k, marks=pytest.mark.slow) for k in ("gru", "rnn"))]
+
+
+@pytest.mark.parametrize("kind", ENGINE_KINDS)
 @pytest.mark.parametrize("segment", [None, 4, 11, 50])  # sqrt, with a partial tail, T, > T
 def test_segment_remat_gradient_equals_plain(kind, segment):
     x, mask = _segment_data()
@@ -230,7 +235,7 @@ def test_segment_remat_gradient_equals_plain(kind, segment):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g0)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("kind", ENGINE_KINDS)
 @pytest.mark.parametrize("groups,remat", [(2, "none"), (3, "step"), (3, "segments"), (9, "none")])
 def test_batch_groups_give_the_plain_values_and_gradients(kind, groups, remat):
     # B=7: uneven groups; 9 > B runs unsplit.
